@@ -1,0 +1,1 @@
+"""vitc.passes."""
