@@ -1,0 +1,51 @@
+"""Turn a :class:`CompiledModel` back into a valid, deterministic ONNX model.
+
+Adds the ``ai.vitc`` function bodies the graph uses, the opset import for the domain,
+function overloads (chosen by arity), node metadata (block / role), and an IR version the
+installed onnxruntime accepts.
+"""
+from __future__ import annotations
+
+import onnx
+import onnx_graphsurgeon as gs
+from onnx import helper
+
+import vitc
+from vitc.compiler.model import CompiledModel
+from vitc.runtime.function_builder import DOMAIN, DOMAIN_VERSION
+from vitc.runtime.ops import functions_for, overload_for
+from vitc.runtime.session import max_ir_version
+
+MIN_IR_FOR_OVERLOADS = 10
+
+
+def emit(cm: CompiledModel) -> onnx.ModelProto:
+    cm.graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    model = gs.export_onnx(cm.graph, do_type_check=False)
+    used = []
+    for node in model.graph.node:
+        if node.domain == DOMAIN:
+            node.overload = overload_for(node.op_type, len(node.input))
+            used.append((node.op_type, node.overload))
+        meta = cm.node_meta.get(node.name)
+        if meta:
+            del node.metadata_props[:]
+            for k in sorted(meta):
+                node.metadata_props.append(onnx.StringStringEntryProto(key=k, value=meta[k]))
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("", cm.opset))
+    extra = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx", DOMAIN)})
+    for dom in extra:
+        model.opset_import.append(helper.make_opsetid(dom, 1))
+    if used:
+        model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
+        model.functions.extend(functions_for(used, cm.opset))
+    model.ir_version = max_ir_version() if used else min(max_ir_version(), max(model.ir_version, 8))
+    if used and model.ir_version < MIN_IR_FOR_OVERLOADS:
+        raise RuntimeError("installed onnxruntime is too old for ONNX function overloads (needs IR ≥ 10)")
+    model.producer_name, model.producer_version = "vitc", vitc.__version__
+    del model.metadata_props[:]
+    for key, value in (("vitc.passes", ",".join(r.name for r in cm.records) or "none"),
+                       ("vitc.blocks", str(len(cm.blocks)))):
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    return model

@@ -1,0 +1,75 @@
+"""Small helpers over onnx-graphsurgeon graphs: producers, constants, scalar tests."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+
+def producer(t: gs.Tensor) -> gs.Node | None:
+    """The node that writes ``t`` (None for graph inputs and initializers)."""
+    return t.inputs[0] if t.inputs else None
+
+
+def const_value(t: gs.Tensor | None) -> np.ndarray | None:
+    """``t``'s value if it is an initializer or a ``Constant`` node's output, else None."""
+    if t is None:
+        return None
+    if isinstance(t, gs.Constant):
+        return np.asarray(t.values)
+    node = producer(t)
+    if node is not None and node.op == "Constant":
+        for key in ("value", "value_float", "value_int", "value_floats", "value_ints"):
+            if key in node.attrs:
+                v = node.attrs[key]
+                return np.asarray(v.values if isinstance(v, gs.Constant) else v)
+    return None
+
+
+def is_shape_derived(t: gs.Tensor, _depth: int = 0) -> bool:
+    """True if ``t`` depends on activations only through ``Shape``/``Size`` (a run-time constant)."""
+    if const_value(t) is not None:
+        return True
+    node = producer(t)
+    if node is None or _depth > 24:
+        return False
+    if node.op in ("Shape", "Size"):
+        return True
+    return all(is_shape_derived(i, _depth + 1) for i in node.inputs if i is not None and i.name)
+
+
+def numel(t: gs.Tensor) -> int | None:
+    """Element count from the (possibly symbolic) static shape, None if unknown."""
+    if t.shape is None or any(not isinstance(d, (int, np.integer)) or d < 0 for d in t.shape):
+        return None
+    return int(np.prod(t.shape, dtype=np.int64))
+
+
+def is_scalar_like(t: gs.Tensor) -> bool:
+    """A single-element tensor that is constant or computed from shapes only."""
+    v = const_value(t)
+    if v is not None:
+        return v.size == 1
+    n = numel(t)
+    return (n == 1 or n is None) and is_shape_derived(t)
+
+
+def single_consumer(t: gs.Tensor) -> gs.Node | None:
+    return t.outputs[0] if len(t.outputs) == 1 else None
+
+
+def weight_input(node: gs.Node) -> tuple[gs.Tensor, np.ndarray] | None:
+    """For MatMul/Gemm with one constant operand: (activation input, weight [K, N]) else None."""
+    if node.op not in ("MatMul", "Gemm") or len(node.inputs) < 2:
+        return None
+    a, b = node.inputs[0], node.inputs[1]
+    wb = const_value(b)
+    if wb is None or wb.ndim != 2:
+        return None
+    if node.op == "Gemm":
+        if node.attrs.get("transA", 0):
+            return None
+        if node.attrs.get("transB", 0):
+            wb = wb.T
+    return a, wb

@@ -1,0 +1,130 @@
+"""Loading and saving ONNX models safely.
+
+``load_model`` rejects, with one clear message each: a missing path, a file that is not ONNX,
+a truncated file, external data that points outside the model's folder or is missing, a
+model the ONNX checker refuses, and opsets outside 14–23. It never modifies the input.
+``write_outputs`` writes a set of files atomically (temp files, then renames).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper
+
+from vitc.compiler.errors import VitcInputError
+
+MIN_OPSET, MAX_OPSET = 14, 23
+
+
+@dataclass
+class LoadedModel:
+    model: onnx.ModelProto
+    path: Path
+    opset: int
+    external_data: bool
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    raise VitcInputError("model imports no default-domain opset")
+
+
+def _check_external_data(model: onnx.ModelProto, base: Path) -> bool:
+    """Validate every external-data reference against ``base``; True if any exist."""
+    found = False
+    root = base.resolve()
+    for tensor in external_data_helper._get_all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        found = True
+        info = external_data_helper.ExternalDataInfo(tensor)
+        loc = info.location
+        target = (base / loc).resolve()
+        if os.path.isabs(loc) or not target.is_relative_to(root):
+            raise VitcInputError(f"external data path '{loc}' of tensor '{tensor.name}' escapes the model folder")
+        if not target.is_file():
+            raise VitcInputError(f"external data file '{loc}' of tensor '{tensor.name}' is missing")
+        end = (info.offset or 0) + (info.length or 0)
+        if end > target.stat().st_size:
+            raise VitcInputError(f"external data file '{loc}' is truncated (tensor '{tensor.name}' needs {end} bytes)")
+    return found
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Read, check and shape-infer the model at ``path``."""
+    p = Path(path)
+    if not p.exists():
+        raise VitcInputError(f"model file not found: {p}")
+    if not p.is_file():
+        raise VitcInputError(f"not a file: {p}")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except (DecodeError, RuntimeWarning, ValueError, OSError) as exc:
+        raise VitcInputError(f"not a readable ONNX model (truncated or not ONNX): {p} ({type(exc).__name__})") from None
+    if model.ir_version == 0 or not model.HasField("graph") or len(model.graph.node) == 0:
+        raise VitcInputError(f"not an ONNX model (no graph found): {p}")
+    external = _check_external_data(model, p.parent)
+    if external:
+        onnx.load_external_data_for_model(model, str(p.parent))
+    opset = default_opset(model)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise VitcInputError(f"unsupported opset {opset} in {p.name} (vitc reads opsets {MIN_OPSET}-{MAX_OPSET})")
+    try:
+        if model.ByteSize() < 2**31 - 1:
+            onnx.checker.check_model(model)
+        else:
+            onnx.checker.check_model(str(p))
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VitcInputError(f"invalid ONNX model {p.name}: {first}") from None
+    return LoadedModel(infer_shapes(model), p, opset, external)
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference with data propagation; returns the model unchanged if it fails."""
+    try:
+        if model.ByteSize() < 2**31 - 1:
+            return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference is best effort; recognition copes without it
+        pass
+    return model
+
+
+def model_bytes(model: onnx.ModelProto, name: str, external: bool) -> dict[str, bytes]:
+    """Serialised files for ``model`` saved as ``name``: one file, or two with external data."""
+    if not external and model.ByteSize() < 2**31 - 1:
+        return {name: model.SerializeToString(deterministic=True)}
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(model, os.path.join(tmp, name), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=name + ".data", size_threshold=1024)
+        return {f: Path(tmp, f).read_bytes() for f in sorted(os.listdir(tmp))}
+
+
+def write_outputs(outdir: str | os.PathLike, files: dict[str, bytes]) -> list[Path]:
+    """Write ``files`` into ``outdir`` atomically: all temp files first, then renames."""
+    out = Path(outdir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VitcInputError(f"cannot create output folder {out}: {exc.strerror}") from None
+    temps = []
+    try:
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            temps.append((tmp, out / name))
+    except OSError as exc:
+        for tmp, _ in temps:
+            os.unlink(tmp)
+        raise VitcInputError(f"cannot write to {out}: {exc.strerror}") from None
+    for tmp, final in temps:
+        os.replace(tmp, final)
+    return [final for _, final in temps]
