@@ -1,0 +1,131 @@
+"""Calibration / evaluation data: ``.npy``, ``.npz`` or a folder of images → model feeds.
+
+* ``.npy``: one array for the model's single input.
+* ``.npz``: arrays named like the model inputs, or one array for a single-input model;
+  optional ``labels`` (int, [N]).
+* folder of images (needs Pillow, ``pip install vitc[images]``): files sorted by path; if the
+  images sit in class sub-folders, labels are the sorted sub-folder indices. Preprocessing
+  presets: ``imagenet`` (resize shorter side to size/0.875, centre crop, ImageNet mean/std),
+  ``unit`` (resize to the input size, scale to [0, 1]).
+"""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from vitc.compiler.errors import VitcInputError
+from vitc.runtime.inputs import InputSpec, input_specs
+
+LABEL_KEYS = ("labels", "label", "y", "targets")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
+PRESETS = {
+    "imagenet": {"crop_ratio": 0.875, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+    "unit": {"crop_ratio": 1.0, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)},
+}
+
+
+@dataclass
+class Dataset:
+    feeds: dict[str, np.ndarray]      # each [N, ...]
+    labels: np.ndarray | None
+    source: str                       # path, or "synthetic"
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.feeds.values())))
+
+    def take(self, n: int | None) -> "Dataset":
+        if n is None or n >= self.size:
+            return self
+        return Dataset({k: v[:n] for k, v in self.feeds.items()},
+                       None if self.labels is None else self.labels[:n], self.source)
+
+
+def _check_against(spec: InputSpec, arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim != len(spec.shape):
+        raise VitcInputError(f"{path.name}: array for input '{spec.name}' has rank {arr.ndim}, model expects "
+                             f"{len(spec.shape)}")
+    for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
+        if axis > 0 and isinstance(want, int) and want > 0 and want != got:
+            raise VitcInputError(f"{path.name}: input '{spec.name}' axis {axis} is {got}, model expects {want}")
+    return arr.astype(spec.dtype, copy=False)
+
+
+def load_dataset(path: str | Path, model: onnx.ModelProto, preset: str = "imagenet") -> Dataset:
+    """Read ``path`` into feeds for ``model``'s inputs (see module doc)."""
+    p = Path(path)
+    if not p.exists():
+        raise VitcInputError(f"calibration/input data not found: {p}")
+    specs = input_specs(model)
+    if p.is_dir():
+        return _load_images(p, specs, preset)
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise VitcInputError(f"cannot read {p.name} as .npy/.npz ({type(exc).__name__})") from None
+    if isinstance(data, np.ndarray):
+        arrays, labels = {"": data}, None
+    else:
+        with data:
+            arrays = {k: data[k] for k in data.files}
+        labels = next((arrays.pop(k) for k in LABEL_KEYS if k in arrays), None)
+    feeds = {}
+    names = {s.name for s in specs}
+    if set(arrays) & names:
+        missing = names - set(arrays)
+        if missing:
+            raise VitcInputError(f"{p.name} lacks arrays for model inputs: {', '.join(sorted(missing))}")
+        feeds = {s.name: _check_against(s, arrays[s.name], p) for s in specs}
+    elif len(arrays) == 1 and len(specs) == 1:
+        feeds = {specs[0].name: _check_against(specs[0], next(iter(arrays.values())), p)}
+    else:
+        raise VitcInputError(f"{p.name}: arrays {sorted(arrays)} do not match model inputs {sorted(names)}")
+    sizes = {len(v) for v in feeds.values()}
+    if len(sizes) != 1 or 0 in sizes:
+        raise VitcInputError(f"{p.name}: input arrays have different or zero sample counts {sorted(sizes)}")
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        if len(labels) != sizes.pop():
+            raise VitcInputError(f"{p.name}: {len(labels)} labels for {len(next(iter(feeds.values())))} samples")
+    return Dataset(feeds, labels, str(p))
+
+
+def _load_images(folder: Path, specs: list[InputSpec], preset: str) -> Dataset:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise VitcInputError("reading an image folder needs Pillow: pip install 'vitc[images]'") from None
+    if preset not in PRESETS:
+        raise VitcInputError(f"unknown preprocessing preset '{preset}' (choose from {', '.join(PRESETS)})")
+    if len(specs) != 1 or len(specs[0].shape) != 4:
+        raise VitcInputError("an image folder can only feed a model with one [B, C, H, W] input")
+    spec = specs[0]
+    _, chans, height, width = spec.shape
+    if not all(isinstance(x, int) and x > 0 for x in (chans, height, width)):
+        raise VitcInputError(f"input '{spec.name}' needs static C, H, W to read images")
+    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VitcInputError(f"no images found in {folder}")
+    classes = sorted({f.parent for f in files} - {folder})
+    cfg = PRESETS[preset]
+    mean = np.asarray(cfg["mean"][:chans], np.float32).reshape(-1, 1, 1)
+    std = np.asarray(cfg["std"][:chans], np.float32).reshape(-1, 1, 1)
+    batch = []
+    for f in files:
+        try:
+            img = Image.open(f).convert("L" if chans == 1 else "RGB")
+        except OSError:
+            raise VitcInputError(f"cannot read image {f}") from None
+        scale = max(height, width) / cfg["crop_ratio"] / min(img.size)
+        img = img.resize((max(width, round(img.size[0] * scale)), max(height, round(img.size[1] * scale))),
+                         Image.BILINEAR)
+        left, top = (img.size[0] - width) // 2, (img.size[1] - height) // 2
+        arr = np.asarray(img.crop((left, top, left + width, top + height)), np.float32) / 255.0
+        arr = arr.reshape(height, width, -1).transpose(2, 0, 1)
+        batch.append((arr - mean) / std)
+    labels = np.asarray([classes.index(f.parent) for f in files], np.int64) if classes else None
+    return Dataset({spec.name: np.stack(batch).astype(spec.dtype)}, labels, str(folder))

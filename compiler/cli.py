@@ -1,0 +1,193 @@
+"""The ``vitc`` command line. Exit status: 0 success, 1 a check failed, 2 bad input or usage."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from vitc.compiler.errors import VitcCheckFailed, VitcError
+
+
+def _add_common_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-shape", action="append", metavar="NAME:1x3x224x224",
+                   help="concrete shape for an input with symbolic dims (repeatable)")
+
+
+def _cmd_compile(args) -> int:
+    from vitc.compiler.pipeline import compile_model
+    from vitc.runtime.inputs import parse_shape_overrides
+    options = {k: v for k, v in vars(args).items() if k.startswith("p_")}
+    options = {k[2:]: v for k, v in options.items()}
+    out = args.output or f"{Path(args.model).name.removesuffix('.onnx')}_vitc"
+    backend_options = {k: v for k, v in (("batch", args.batch), ("seq_len", args.seq_len)) if v}
+    result = compile_model(args.model, out=out, passes=args.passes, target=args.target, hw=args.hw,
+                           calib=args.calib, seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape),
+                           options=options, backend_options=backend_options)
+    cm = result.compiled
+    print(f"{cm.name}: {len(cm.blocks)} encoder blocks, passes: {','.join(r.name for r in cm.records) or 'none'}")
+    for rec in cm.records:
+        print(f"  {rec.name}: blocks {rec.blocks}, weights {rec.weights}, fidelity {rec.fidelity}")
+    if cm.unrecognised:
+        print(f"  {len(cm.unrecognised)} attention-like subgraphs not recognised (see `vitc inspect`)")
+    if result.summary:
+        print(result.summary.rstrip())
+    print(f"wrote {len(result.written)} files to {out}/")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from vitc.runtime.inputs import parse_shape_overrides
+    from vitc.runtime.validate import validate_models
+    labels = args.labels if args.labels is not None else False
+    result = validate_models(args.reference, args.candidate, inputs=args.inputs, samples=args.samples,
+                             labels=labels if labels != "" else True, rtol=args.rtol, atol=args.atol,
+                             seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape))
+    print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.format())
+    if not result.passed:
+        raise VitcCheckFailed("validation failed: outputs differ beyond tolerance")
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from vitc.compiler.inspect import describe, describe_model
+    from vitc.compiler.errors import VitcInputError
+    target = Path(args.target)
+    if target.is_dir():
+        blocks = target / "blocks.json"
+        if not blocks.is_file():
+            raise VitcInputError(f"{target} is not a vitc output folder (no blocks.json)")
+        summary = json.loads(blocks.read_text())
+        if args.json:
+            print(json.dumps(summary, indent=1, sort_keys=True))
+            return 0
+        print(describe(summary))
+        if (target / "mapping.json").is_file():
+            from vitc.backends.inspect_mapping import format_mapping_table
+            print(format_mapping_table(target))
+        return 0
+    from vitc.compiler.frontend import read_model
+    from vitc.runtime.inputs import parse_shape_overrides
+    cm = read_model(target, input_shapes=parse_shape_overrides(args.input_shape))
+    if args.json:
+        from vitc.compiler.pipeline import frontend_summary
+        print(json.dumps(frontend_summary(cm), indent=1, sort_keys=True))
+    else:
+        print(describe_model(cm))
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from vitc.compiler.io import model_bytes, write_outputs
+    from vitc.compiler.zoo import build_vit
+    out = Path(args.output)
+    model = build_vit(args.name, img_size=args.img_size, patch=args.patch, seed=args.seed, depth=args.depth)
+    write_outputs(out.parent if str(out.parent) else ".", model_bytes(model, out.name, external=False))
+    print(f"wrote {args.name} (img {args.img_size}, patch {args.patch}, seed {args.seed}) to {out}")
+    return 0
+
+
+def _cmd_hw(args) -> int:
+    from vitc.backends.hardware import describe, list_presets, load_hw
+    if args.action == "list":
+        for name, desc in list_presets():
+            print(f"{name:16s} {desc}")
+        return 0
+    if not args.preset:
+        from vitc.compiler.errors import VitcInputError
+        raise VitcInputError("usage: vitc hw show PRESET|FILE")
+    print(describe(load_hw(args.preset)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vitc.passes.registry import load_all
+    parser = argparse.ArgumentParser(prog="vitc", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="rewrite attention, map onto hardware, report costs")
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("--target", default="xbar", choices=["xbar", "systolic", "hybrid", "none"])
+    p.add_argument("--passes", default="none", help="comma-separated passes (e.g. taylor,reorder) or none")
+    p.add_argument("--hw", default="rram-128", help="hardware preset name or TOML file")
+    p.add_argument("--calib", help="calibration data: .npy/.npz or a folder of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, help="batch size to cost (default 1)")
+    p.add_argument("--seq-len", type=int, help="sequence length to cost for dynamic models")
+    p.add_argument("-o", "--output", help="output folder (default <model>_vitc)")
+    _add_common_input_args(p)
+    for cls in sorted(load_all().values(), key=lambda c: c.name):
+        if hasattr(cls, "add_arguments"):
+            cls.add_arguments(p.add_argument_group(f"{cls.name} pass"))
+    p.set_defaults(func=_cmd_compile)
+
+    p = sub.add_parser("validate", help="compare a candidate model with its reference in onnxruntime")
+    p.add_argument("reference")
+    p.add_argument("candidate")
+    p.add_argument("--inputs", help=".npy/.npz (or image folder) with inputs; default synthetic")
+    p.add_argument("--samples", type=int, help="use the first N samples (synthetic: generate N, default 8)")
+    p.add_argument("--labels", nargs="?", const="", default=None,
+                   help="report top-1 accuracy; labels from the inputs' 'labels' array or from a .npy file")
+    p.add_argument("--rtol", type=float, default=1e-3)
+    p.add_argument("--atol", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print metrics as JSON")
+    _add_common_input_args(p)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("inspect", help="show recognised blocks (MODEL.onnx) or the mapping (OUTDIR)")
+    p.add_argument("target", help="ONNX model or a vitc output folder")
+    p.add_argument("--json", action="store_true")
+    _add_common_input_args(p)
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("zoo", help="write a built-in ViT (seeded random weights) as ONNX, no torch needed")
+    p.add_argument("name", choices=["deit-tiny", "deit-small", "deit-base"])
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--patch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--depth", type=int, help="number of blocks (default 12)")
+    p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("hw", help="hardware presets")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("preset", nargs="?")
+    p.set_defaults(func=_cmd_hw)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore")
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except SystemExit as exc:  # argparse usage errors exit 2 with its own one-line message
+        return int(exc.code or 0)
+    except VitcCheckFailed as exc:
+        print(f"vitc: {exc}", file=sys.stderr)
+        return 1
+    except VitcError as exc:
+        if debug:
+            raise
+        print(f"vitc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vitc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
+        if debug:
+            raise
+        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"vitc: error: internal error ({type(exc).__name__}: {msg}); rerun with --debug for a traceback",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""What a pass may ask for while it runs: options, a seed, and calibration activations.
+
+Activations are intermediate tensors of the *original* (normalised) model on the
+calibration inputs, computed once per tensor name and cached. Without ``--calib`` the
+context generates seeded synthetic inputs and says so (``calibration_source``), so reports
+can state that fidelity figures come from synthetic data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitc.compiler.calibration import Dataset, load_dataset
+from vitc.compiler.model import CompiledModel
+from vitc.runtime.batching import run_batched
+from vitc.runtime.inputs import synthetic_inputs
+from vitc.runtime.session import open_session, with_extra_outputs
+
+SYNTHETIC_SAMPLES = 32
+
+
+class PassContext:
+    def __init__(self, options: dict[str, Any] | None = None, calib: str | Path | Dataset | None = None,
+                 seed: int = 0, calib_samples: int | None = None, preset: str = "imagenet"):
+        self.options = dict(options or {})
+        self.seed = seed
+        self._calib_arg, self._calib_samples, self._preset = calib, calib_samples, preset
+        self._data: Dataset | None = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    def option(self, key: str, default=None):
+        value = self.options.get(key)
+        return default if value is None else value
+
+    def calibration(self, cm: CompiledModel) -> Dataset:
+        """The calibration dataset (loaded once)."""
+        if self._data is None:
+            if isinstance(self._calib_arg, Dataset):
+                data = self._calib_arg
+            elif self._calib_arg is not None:
+                data = load_dataset(self._calib_arg, cm.original, self._preset)
+            else:
+                feeds = synthetic_inputs(cm.original, batch=self._calib_samples or SYNTHETIC_SAMPLES,
+                                         seed=self.seed, shapes=cm.input_shapes or None)
+                data = Dataset(feeds, None, "synthetic")
+            self._data = data.take(self._calib_samples)
+        return self._data
+
+    @property
+    def calibration_source(self) -> str:
+        return "synthetic" if self._data is None or self._data.source == "synthetic" else self._data.source
+
+    def activations(self, cm: CompiledModel, names: list[str]) -> dict[str, np.ndarray]:
+        """Values of original-model tensors ``names`` over all calibration samples."""
+        missing = [n for n in dict.fromkeys(names) if n not in self._cache]
+        if missing:
+            data = self.calibration(cm)
+            sess = open_session(with_extra_outputs(cm.original, missing))
+            for name, value in zip(missing, run_batched(sess, data.feeds, missing)):
+                self._cache[name] = value
+        return {n: self._cache[n] for n in names}
+
+    def model_outputs(self, cm: CompiledModel) -> list[np.ndarray]:
+        """The original model's outputs on the calibration data."""
+        names = [o.name for o in cm.original.graph.output]
+        return [self.activations(cm, names)[n] for n in names]

@@ -1,0 +1,79 @@
+"""The main job: read → canonicalise → passes → emit → (backend) → write OUTDIR atomically."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from vitc.compiler.context import PassContext
+from vitc.compiler.emit import emit
+from vitc.compiler.errors import VitcInputError
+from vitc.compiler.frontend import canonicalize_model, read_model
+from vitc.compiler.io import model_bytes, write_outputs
+from vitc.compiler.model import CompiledModel
+from vitc.passes.registry import PASSES, parse_passes
+
+TARGETS = ("xbar", "systolic", "hybrid", "none")
+
+
+@dataclass
+class CompileResult:
+    compiled: CompiledModel
+    model: onnx.ModelProto
+    files: dict[str, bytes]
+    written: list[Path] = field(default_factory=list)
+    summary: str = ""
+    report: dict | None = None
+
+
+def frontend_summary(cm: CompiledModel) -> dict:
+    """``blocks.json``: the recognised blocks, what was not recognised, what was normalised."""
+    return {"schema": "vitc.blocks/1", "model": cm.name, "opset": cm.opset,
+            "blocks": [b.to_dict() for b in cm.blocks],
+            "unrecognised": [u.__dict__ for u in cm.unrecognised], "normalized": cm.normalized,
+            "passes": [r.to_dict() for r in cm.records]}
+
+
+def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.PathLike | None = None,
+                  passes: str | list[str] | None = "none", target: str = "xbar", hw: Any = "rram-128",
+                  calib: Any = None, seed: int = 0, input_shapes: dict | None = None,
+                  options: dict | None = None, backend_options: dict | None = None,
+                  name: str | None = None) -> CompileResult:
+    """Compile ``model`` (path or ModelProto). Writes OUTDIR only if ``out`` is given.
+
+    ``options``: pass options (e.g. ``{"layers": [0, 1], "variant": "paper"}``).
+    """
+    pass_names = parse_passes(passes)
+    if target not in TARGETS:
+        raise VitcInputError(f"unknown target '{target}' (choose from {', '.join(TARGETS)})")
+    hw_spec = None
+    if target != "none":
+        from vitc.backends.hardware import load_hw
+        hw_spec = load_hw(hw)
+    if isinstance(model, onnx.ModelProto):
+        cm = canonicalize_model(model, name=name or model.graph.name or "model", input_shapes=input_shapes)
+    else:
+        cm = read_model(model, input_shapes=input_shapes)
+    ctx = PassContext(options, calib, seed)
+    for pass_name in pass_names:
+        cm.records.append(PASSES[pass_name]().run(cm, ctx))
+    for record in cm.records:
+        record.details.setdefault("calibration", ctx.calibration_source)
+    result_model = emit(cm)
+    onnx.checker.check_model(result_model) if result_model.ByteSize() < 2**31 - 1 else None
+    files = model_bytes(result_model, f"{cm.name}.vitc.onnx", cm.external_data)
+    files["blocks.json"] = (json.dumps(frontend_summary(cm), indent=1, sort_keys=True) + "\n").encode()
+    result = CompileResult(cm, result_model, files)
+    if target != "none":
+        from vitc.backends.api import evaluate
+        backend = evaluate(result_model, target, hw_spec, model_name=cm.name,
+                           pass_records=[r.to_dict() for r in cm.records], options=backend_options)
+        files.update(backend.files)
+        result.summary, result.report = backend.summary, backend.report
+    if out is not None:
+        result.written = write_outputs(out, files)
+    return result

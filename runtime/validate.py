@@ -1,0 +1,138 @@
+"""Compare a candidate model with its reference in onnxruntime.
+
+Per output: max abs error, max relative error (max |ref − cand| / max |ref|), mean abs
+error, cosine similarity per sample (mean and min), and for classifier outputs ([N, K],
+K > 1) top-1 agreement and, with labels, the top-1 accuracy of both models. ``passed`` uses
+numpy's allclose rule |ref − cand| ≤ atol + rtol·|ref| element-wise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from vitc.compiler.calibration import Dataset, load_dataset
+from vitc.compiler.errors import VitcInputError
+from vitc.compiler.io import load_model
+from vitc.runtime.batching import run_batched
+from vitc.runtime.inputs import synthetic_inputs
+from vitc.runtime.session import open_session
+
+
+@dataclass
+class OutputMetrics:
+    name: str
+    max_abs: float
+    max_rel: float
+    mean_abs: float
+    cosine_mean: float
+    cosine_min: float
+    allclose: bool
+    top1_agreement: float | None = None
+    ref_accuracy: float | None = None
+    cand_accuracy: float | None = None
+
+
+@dataclass
+class ValidationResult:
+    samples: int
+    inputs: str
+    rtol: float
+    atol: float
+    outputs: list[OutputMetrics] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(o.allclose for o in self.outputs)
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, "inputs": self.inputs, "rtol": self.rtol, "atol": self.atol,
+                "passed": self.passed, "outputs": [asdict(o) for o in self.outputs]}
+
+    def format(self) -> str:
+        lines = [f"validated on {self.samples} samples ({self.inputs}); tolerance rtol={self.rtol:g} atol={self.atol:g}"]
+        for o in self.outputs:
+            lines.append(f"  {o.name}: max_abs={o.max_abs:.3e} max_rel={o.max_rel:.3e} mean_abs={o.mean_abs:.3e} "
+                         f"cosine mean={o.cosine_mean:.6f} min={o.cosine_min:.6f}  {'ok' if o.allclose else 'FAIL'}")
+            if o.top1_agreement is not None:
+                lines.append(f"    top-1 agreement {100 * o.top1_agreement:.2f} %")
+            if o.ref_accuracy is not None:
+                lines.append(f"    top-1 accuracy: reference {100 * o.ref_accuracy:.2f} %, "
+                             f"candidate {100 * o.cand_accuracy:.2f} %")
+        lines.append("PASSED" if self.passed else "FAILED: outputs differ beyond tolerance")
+        return "\n".join(lines)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+
+
+def compare_outputs(name: str, ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float,
+                    labels: np.ndarray | None = None) -> OutputMetrics:
+    if ref.shape != cand.shape:
+        raise VitcInputError(f"output '{name}' shapes differ: reference {ref.shape}, candidate {cand.shape}")
+    diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    cos = _cosines(ref, cand)
+    m = OutputMetrics(name, float(diff.max()) if diff.size else 0.0,
+                      float(diff.max() / scale) if scale > 0 else 0.0, float(diff.mean()) if diff.size else 0.0,
+                      float(cos.mean()), float(cos.min()),
+                      bool(np.allclose(cand, ref, rtol=rtol, atol=atol)))
+    if ref.ndim == 2 and ref.shape[1] > 1 and np.issubdtype(ref.dtype, np.floating):
+        r, c = ref.argmax(1), cand.argmax(1)
+        m.top1_agreement = float((r == c).mean())
+        if labels is not None:
+            m.ref_accuracy, m.cand_accuracy = float((r == labels).mean()), float((c == labels).mean())
+    return m
+
+
+def _as_model(m) -> onnx.ModelProto:
+    return m if isinstance(m, onnx.ModelProto) else load_model(m).model
+
+
+def validate_models(reference: str | os.PathLike | onnx.ModelProto, candidate: str | os.PathLike | onnx.ModelProto,
+                    inputs: str | os.PathLike | Dataset | None = None, samples: int | None = None,
+                    labels: bool | str | os.PathLike = False, rtol: float = 1e-3, atol: float = 1e-4,
+                    seed: int = 0, input_shapes: dict | None = None, batch_size: int = 32) -> ValidationResult:
+    """Run both models on the same inputs and compare every output (see module doc)."""
+    ref_model, cand_model = _as_model(reference), _as_model(candidate)
+    if isinstance(inputs, Dataset):
+        data = inputs
+    elif inputs is not None:
+        data = load_dataset(inputs, ref_model)
+    else:
+        feeds = synthetic_inputs(ref_model, batch=samples or 8, seed=seed, shapes=input_shapes)
+        data = Dataset(feeds, None, "synthetic")
+    data = data.take(samples)
+    label_arr = None
+    if labels:
+        if isinstance(labels, (str, os.PathLike)) and not isinstance(labels, bool):
+            p = Path(labels)
+            if not p.is_file():
+                raise VitcInputError(f"labels file not found: {p}")
+            label_arr = np.load(p).reshape(-1)[: data.size].astype(np.int64)
+        elif data.labels is None:
+            raise VitcInputError("--labels given but the input data has no 'labels' array")
+        else:
+            label_arr = data.labels
+    ref_sess, cand_sess = open_session(ref_model), open_session(cand_model)
+    ref_names = [o.name for o in ref_sess.get_outputs()]
+    cand_names = [o.name for o in cand_sess.get_outputs()]
+    if len(ref_names) != len(cand_names):
+        raise VitcInputError(f"models have different output counts ({len(ref_names)} vs {len(cand_names)})")
+    cand_feeds = {i.name: data.feeds[i.name] for i in cand_sess.get_inputs() if i.name in data.feeds}
+    if len(cand_feeds) != len(cand_sess.get_inputs()):
+        raise VitcInputError("candidate model inputs differ from the reference model's")
+    ref_out = run_batched(ref_sess, data.feeds, ref_names, batch_size)
+    cand_out = run_batched(cand_sess, cand_feeds, cand_names, batch_size)
+    result = ValidationResult(data.size, data.source, rtol, atol)
+    for name, r, c in zip(ref_names, ref_out, cand_out):
+        result.outputs.append(compare_outputs(name, r, c, rtol, atol, label_arr))
+    return result

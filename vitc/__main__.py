@@ -1,0 +1,5 @@
+import sys
+
+from vitc.compiler.cli import main
+
+sys.exit(main())
