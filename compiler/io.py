@@ -115,11 +115,14 @@ def write_outputs(outdir: str | os.PathLike, files: dict[str, bytes]) -> list[Pa
     except OSError as exc:
         raise VitcInputError(f"cannot create output folder {out}: {exc.strerror}") from None
     temps = []
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for name, data in files.items():
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            os.chmod(tmp, 0o666 & ~umask)
             temps.append((tmp, out / name))
     except OSError as exc:
         for tmp, _ in temps:
