@@ -316,6 +316,8 @@ def describe_attention(model: onnx.ModelProto) -> dict:
         summary[key] = vals[0] if len(vals) == 1 else "|".join(vals)
         if summary[key] == "None":
             summary[key] = None
+    summary["heads_reshape"] = _heads_reshape_form(g)
+    summary["bias_add"] = _bias_add_order(g)
     summary["layernorm"] = _layernorm_form(g)
     summary["gelu"] = _gelu_form(g)
     ops = sorted({(f"{n.domain}." if n.domain not in ("", "ai.onnx") else "") + n.op_type
@@ -428,6 +430,57 @@ def _describe_onnx_attention(n, g: G) -> dict:
                     + f" | k: " + ">".join(_fmt(x, g) for x in reversed(kchain))
                     + f" | k perms {perms} | scale attr {scale}"),
     }
+
+
+def _heads_reshape_form(g: G) -> str:
+    """How the head count appears in the head-split Reshape (projection -> [.., H, d])."""
+    kinds = set()
+    for n in g.nodes:
+        if n.op_type != "Reshape":
+            continue
+        src = g.prod.get(n.input[0])
+        # only projections: MatMul with a constant weight, or its bias Add
+        if src is not None and src.op_type == "Add":
+            if not any(g.is_const(i) for i in src.input):
+                continue
+        elif src is None or src.op_type != "MatMul" or not any(g.is_const(i) for i in src.input):
+            continue
+        shape = g.const_value(n.input[1])
+        runtime = False
+        if shape is None:
+            c = g.prod.get(n.input[1])
+            if c is None or c.op_type != "Concat":
+                continue
+            parts = [g.const_value(i) for i in c.input]
+            shape = [int(p.reshape(-1)[0]) if p is not None and p.size == 1 else None for p in parts]
+            runtime = True
+        else:
+            shape = [int(x) for x in shape.reshape(-1)]
+        if len(shape) not in (4, 5) or shape[-1] != HEAD_DIM:
+            continue
+        h = shape[-2]
+        k = "minus-one" if h == -1 else "explicit" if h is not None and h > 0 else "unknown"
+        kinds.add(k + ("-runtime-shape" if runtime else ""))
+    if not kinds:
+        return "none"
+    return kinds.pop() if len(kinds) == 1 else "|".join(sorted(kinds))
+
+
+def _bias_add_order(g: G) -> str:
+    """Operand order of the linear-layer bias Adds (Add of a 1-D constant and a MatMul)."""
+    seen = set()
+    for n in g.nodes:
+        if n.op_type != "Add" or len(n.input) != 2:
+            continue
+        for k, i in enumerate(n.input):
+            v = g.const_value(i)
+            other = g.prod.get(n.input[1 - k])
+            if v is not None and v.ndim == 1 and v.size > 1 and other is not None \
+                    and other.op_type == "MatMul":
+                seen.add("bias-first" if k == 0 else "bias-second")
+    if not seen:
+        return "none"
+    return seen.pop() if len(seen) == 1 else "mixed"
 
 
 def _layernorm_form(g: G) -> str:
@@ -1146,6 +1199,8 @@ def generate(ctx: Ctx, only: set | None) -> None:
                            "through Shape>Slice>Cast>Sqrt>Div>Cast>Sqrt) | q-only | scores-mul | scores-div | "
                            "fused-op (attribute/implicit in an attention op)",
             "forms.k_transpose": "transpose-0132 | transpose-0231 | reshape-transpose-reshape | fused-op",
+            "forms.heads_reshape": "head count in the head-split Reshape: explicit | minus-one, suffixed -runtime-shape when the shape is a Concat of Shape-derived values | none (fused op)",
+            "forms.bias_add": "operand order of linear bias Adds: bias-first = Add(bias, x) | bias-second = Add(x, bias) | none (fused into Gemm/contrib ops)",
             "forms.layernorm": "op | decomposed | skip-layernorm",
             "forms.gelu": "erf | op (ONNX Gelu) | tanh | biasgelu | com.microsoft.Gelu",
             "attention_context": "op chains around the first Softmax/attention op as read from the "
