@@ -1,0 +1,205 @@
+"""Backend entry point: partition → cost → schedule → report for one hardware target.
+
+    from vitc.backends.api import evaluate
+    res = evaluate(model, "xbar", "rram-128", model_name="deit_small")
+    res.files["report.json"]; print(res.summary)
+
+The parsed graph (expanded, shaped, partitioned) is cached by a content fingerprint, so a
+sweep over presets in one process parses the model once (:func:`sweep`).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import onnx
+
+from vitc.backends.cost import (AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS, TARGETS, OpCost,
+                                register_target)
+from vitc.backends.digital import DigitalModel
+from vitc.backends.graph import PreparedGraph, model_fingerprint, prepare_graph
+from vitc.backends.hardware import HardwareSpec, load_hw
+from vitc.backends.partition import FREE, WorkItem, partition
+from vitc.backends.schedule import Schedule, list_schedule
+from vitc.backends.xbar import XbarModel
+from vitc.compiler.errors import VitcInputError
+
+OUTPUT_FILES = ("mapping.json", "schedule.json", "report.json", "report.md", "report.html")
+
+
+@dataclass
+class BackendResult:
+    """What a backend hands the pipeline: file contents (written atomically by the caller),
+    the short terminal summary, and the report.json content as a dict."""
+
+    files: dict[str, bytes]
+    summary: str
+    report: dict
+
+
+@dataclass
+class Analysis:
+    """Everything computed for one (model, hardware) pair, before rendering."""
+
+    model_name: str
+    target: str
+    spec: HardwareSpec
+    graph: PreparedGraph
+    items: list[WorkItem]
+    costs: list[OpCost]
+    schedule: Schedule
+    floorplan: dict
+    xbar: XbarModel | None
+    digital: DigitalModel
+    area: dict[str, float]
+    leakage_uw: float
+    totals: dict
+    warnings: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- targets
+def _xbar_target(spec: HardwareSpec, options: dict):
+    digital = DigitalModel(spec, act_products=spec["attention_products.mode"] == "digital")
+    return [XbarModel(spec, digital), digital]
+
+
+register_target("xbar", _xbar_target)
+
+# --------------------------------------------------------------------------- graph cache
+_CACHE: "OrderedDict[tuple, tuple[PreparedGraph, list[WorkItem], list[str]]]" = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def prepared(model: onnx.ModelProto, batch: int = 1, seq_len: int | None = None):
+    """(PreparedGraph, work items, warnings) for ``model``, cached by content fingerprint."""
+    key = (model_fingerprint(model), batch, seq_len)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    pg = prepare_graph(model, batch=batch, seq_len=seq_len)
+    items, warnings = partition(pg)
+    _CACHE[key] = (pg, items, warnings)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return pg, items, warnings
+
+
+# --------------------------------------------------------------------------- analysis
+def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, model_name: str = "model",
+            options: dict | None = None) -> Analysis:
+    """Map, cost and schedule ``model`` on ``hw`` (no rendering)."""
+    options = dict(options or {})
+    spec = load_hw(hw)
+    if target not in TARGETS:
+        avail = ", ".join(sorted(TARGETS))
+        raise VitcInputError(f"target '{target}' is not available in this build (available: {avail})")
+    if target == "xbar" and spec.kind != "xbar":
+        raise VitcInputError(f"hardware '{spec.name}' is a {spec.kind} description; target xbar needs an xbar preset")
+    batch = int(options.get("batch", 1))
+    seq_len = options.get("seq_len")
+    pg, items, warnings = prepared(model, batch, int(seq_len) if seq_len is not None else None)
+    warnings = list(warnings)
+    models = TARGETS[target](spec, options)
+    by_kind = {}
+    for m in models:
+        for k in m.kinds:
+            by_kind.setdefault(k, m)
+    xbar = next((m for m in models if isinstance(m, XbarModel)), None)
+    digital = next((m for m in models if isinstance(m, DigitalModel)), None)
+    costs: list[OpCost] = []
+    for it in items:
+        if it.kind == FREE:
+            continue
+        m = by_kind.get(it.kind)
+        if m is None:
+            raise VitcInputError(f"target '{target}' has no cost model for {it.kind} ops ({it.op.name})")
+        costs.append(m.cost(it))
+    if xbar is not None:
+        xbar.replicate(costs)
+        floor = xbar.floorplan()
+    else:
+        floor = {"crossbars": 0, "crossbars_with_replicas": 0, "crossbars_dynamic": 0, "tiles": 0}
+    counts = {u: int(spec[f"units.{u}.count"]) for u in ("mac", "sfu", "vector")}
+    sched = list_schedule(pg.dag, {c.index: c for c in costs}, counts)
+    area: dict[str, float] = {k: 0.0 for k in AREA_COMPONENTS}
+    leak = 0.0
+    for m in models:
+        for k, v in m.area().items():
+            area[k] = area.get(k, 0.0) + v
+        leak += m.leakage_uw()
+    totals = _totals(spec, costs, sched, area, leak, floor)
+    return Analysis(model_name, target, spec, pg, items, costs, sched, floor, xbar, digital, area, leak, totals,
+                    warnings, options)
+
+
+def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict, leak_uw: float, floor: dict) -> dict:
+    f = spec.freq_ghz
+    zeta = spec["calibration.post_layout_energy_factor"]
+    latency_ns = sched.makespan / f
+    interval_ns = (sched.interval / f) if spec["pipeline.enabled"] else latency_ns
+    window = interval_ns if spec["pipeline.leakage_window"] == "interval" else latency_ns
+    energy = {k: 0.0 for k in COMPONENTS}
+    for c in costs:
+        for k, v in c.energy.items():
+            energy[k] += v
+    energy["leakage"] = leak_uw * 1e-6 * window * 1e-9 * 1e12  # pJ
+    energy = {k: v * zeta for k, v in energy.items()}
+    e_pj = sum(energy.values())
+    dyn_pj = sum(energy[k] for k in DYNAMIC_COMPONENTS)
+    macs = sum(c.macs for c in costs)
+    ops = 2 * macs
+    area_mm2 = sum(area.values())
+    thr = 1e9 / interval_ns if interval_ns > 0 else 0.0
+    tops = ops * thr / 1e12
+    e_j = e_pj * 1e-12
+    return {
+        "latency_ns": latency_ns,
+        "latency_cycles": sched.makespan,
+        "pipeline_interval_ns": interval_ns,
+        "pipeline_interval_cycles": sched.interval if spec["pipeline.enabled"] else sched.makespan,
+        "pipeline_bottleneck": sched.bottleneck,
+        "throughput_ips": thr,
+        "energy_pj": e_pj,
+        "dynamic_energy_pj": dyn_pj,
+        "energy_by_component_pj": energy,
+        "area_mm2": area_mm2,
+        "area_by_component_mm2": dict(area),
+        "leakage_uw": leak_uw,
+        "macs": macs,
+        "ops": ops,
+        "tops": tops,
+        "tops_per_w": (ops / e_j / 1e12) if e_j > 0 else 0.0,
+        "tops_per_mm2": tops / area_mm2 if area_mm2 > 0 else 0.0,
+        "edap_j_s_mm2": e_j * latency_ns * 1e-9 * area_mm2,
+        "crossbars": floor["crossbars"],
+        "crossbars_with_replicas": floor["crossbars_with_replicas"],
+        "crossbars_dynamic": floor["crossbars_dynamic"],
+        "tiles": floor["tiles"],
+        "post_layout_energy_factor": zeta,
+    }
+
+
+# --------------------------------------------------------------------------- entry points
+def evaluate(model: onnx.ModelProto, target: str = "xbar", hw: "str | os.PathLike | HardwareSpec" = "rram-128", *,
+             model_name: str, pass_records: list[dict] | None = None, options: dict | None = None) -> BackendResult:
+    """Map, cost, schedule and report ``model`` on ``hw``; see :class:`BackendResult`."""
+    from vitc.backends.report import render
+
+    an = analyse(model, target, hw, model_name=model_name, options=options)
+    return render(an, pass_records or [])
+
+
+def sweep(model: onnx.ModelProto, presets: list, target: str = "xbar", *, model_name: str,
+          pass_records: list[dict] | None = None, options: dict | None = None) -> dict[str, BackendResult]:
+    """:func:`evaluate` for each preset; the parsed graph is shared (parsed once)."""
+    out = {}
+    for hw in presets:
+        key = hw.name if isinstance(hw, HardwareSpec) else os.fspath(hw)
+        out[key] = evaluate(model, target, hw, model_name=model_name, pass_records=pass_records, options=options)
+    return out
+
+
+__all__ = ["BackendResult", "Analysis", "evaluate", "analyse", "sweep", "prepared", "OUTPUT_FILES"]

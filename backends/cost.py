@@ -1,0 +1,99 @@
+"""Shared cost vocabulary: components, per-op cost records, and the cost-model protocol.
+
+A backend target is a set of cost models, one per unit kind. The flow is the same for
+every target::
+
+    prepare_graph → partition → CostModel.cost(item) per op → schedule → report
+
+``xbar`` (this package) costs static-weight products on crossbars
+(:mod:`vitc.backends.xbar`) and everything else on digital units
+(:mod:`vitc.backends.digital`). A systolic or hybrid target plugs in by providing another
+:class:`CostModel` for the ``mvm``/``act_product`` kinds and registering it in
+:data:`TARGETS` (see :func:`register_target`).
+
+Units: energy in pJ, latency in ns, area in mm²; cycles at the preset's clock.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from vitc.backends.partition import WorkItem
+
+# energy components (report order); "leakage" is static energy, the rest dynamic
+COMPONENTS = ("adc", "accumulation", "array", "other_periph", "buffer", "interconnect", "digital", "write", "leakage")
+DYNAMIC_COMPONENTS = COMPONENTS[:-1]
+# latency components of one op
+LATENCY_COMPONENTS = ("adc", "accumulation", "array", "other_periph", "buffer", "interconnect", "digital", "write")
+# area components
+AREA_COMPONENTS = ("array", "adc", "accumulation", "other_periph", "buffer", "interconnect", "digital")
+
+
+@dataclass
+class OpCost:
+    """Cost of one op for one inference.
+
+    ``unit``: the resource kind it occupies (``"xbar"``, ``"mac"``, ``"sfu"``, ``"vector"``,
+    ``"xbar-write"``) or ``None`` (free); ``resource``: the schedulable resource — a dedicated
+    crossbar set per weight-bearing op (``"xbar:<op>"``) or a shared digital unit kind;
+    ``energy``/``latency``: per component (pJ / ns); ``cycles``: ⌈latency·f⌉.
+    """
+
+    index: int
+    name: str
+    layer: str
+    kind: str
+    unit: str | None
+    resource: str | None
+    latency: dict[str, float] = field(default_factory=dict)
+    energy: dict[str, float] = field(default_factory=dict)
+    cycles: int = 0
+    macs: int = 0
+    crossbars: int = 0
+    crossbars_dynamic: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def latency_ns(self) -> float:
+        return float(sum(self.latency.values()))
+
+    @property
+    def energy_pj(self) -> float:
+        return float(sum(self.energy.values()))
+
+
+def to_cycles(latency_ns: float, freq_ghz: float) -> int:
+    """⌈latency·f⌉ cycles (0 for zero latency)."""
+    if latency_ns <= 0:
+        return 0
+    return int(math.ceil(latency_ns * freq_ghz - 1e-9))
+
+
+class CostModel(Protocol):
+    """Costs the work items of some kinds on one kind of unit."""
+
+    kinds: tuple[str, ...]
+
+    def cost(self, item: WorkItem) -> OpCost: ...
+
+    def area(self) -> dict[str, float]:
+        """Area (mm²) per component of everything this model instantiated."""
+        ...
+
+    def leakage_uw(self) -> float:
+        """Static power (µW) of everything this model instantiated."""
+        ...
+
+
+# target name -> factory(spec, options) -> list of CostModel (first match per kind wins)
+TARGETS: dict[str, Callable] = {}
+
+
+def register_target(name: str, factory: Callable) -> None:
+    """Make ``evaluate(target=name)`` use ``factory(spec, options) -> list[CostModel]``."""
+    TARGETS[name] = factory
+
+
+__all__ = ["COMPONENTS", "DYNAMIC_COMPONENTS", "LATENCY_COMPONENTS", "AREA_COMPONENTS", "OpCost",
+           "CostModel", "TARGETS", "register_target", "to_cycles"]

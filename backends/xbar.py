@@ -1,0 +1,332 @@
+"""Crossbar mapping and cost model.
+
+Mapping (per weight matrix, K rows × N logical columns, on R×C crossbars):
+
+* weights of ``w`` bits on ``c``-bit cells take s = ⌈w/c⌉ slices (adjacent columns);
+  signed weights take 2 columns per slice (``differential``) or 1 with a digital offset
+  correction (``offset``); physical columns P = N·s·(2 if differential else 1);
+* the matrix takes ⌈K/R⌉ · ⌈P/C⌉ crossbars (row tiles × column tiles), times ``count``
+  for identical independent matrices (conv groups, LSTM directions);
+* crossbars are grouped ``crossbars_per_pe`` to a PE and ``pes_per_tile`` to a tile; every
+  layer starts on a fresh tile (as NeuroSim does);
+* optional replication of slow layers (``[mapping] replicate``) to balance a layer pipeline.
+
+Cost (per inference) for V input vectors of ``input_bits`` applied ``dac_bits`` at a time
+(``planes`` = ⌈input_bits/dac_bits⌉ bit-planes), with ``phases`` = ⌈min(K,R)/rows_parallel⌉
+partial reads per plane:
+
+==============  =====================================================================
+array           V·planes · K·P cells read · E_cell · input_activity
+adc             V·planes·phases · (row tiles · P) conversions · E_adc
+other_periph    DAC/WL drivers: V·planes·K·(col tiles)·E_dac·activity; column mux per
+                conversion; decoder per crossbar read
+accumulation    shift-add per conversion; partial-sum adds N·(row tiles·columns per
+                weight − 1) per vector; offset correction (1 add per output) if ``offset``;
+                bias add per output
+buffer          V·(K·input_bits + N·output_bits) bits · E_buffer
+interconnect    V·(K·input_bits·(col tiles) + N·output_bits) bits · E_ic
+==============  =====================================================================
+
+Latency of a vector: planes·phases·(t_read + cols_per_adc·t_adc) (or the max of the two
+when read and conversion are pipelined) + (planes·phases shift-adds + ⌈log2(row tiles ·
+columns per weight)⌉ adder stages)·t_add; a layer takes ⌈V/replication⌉ vectors in sequence, plus buffer and interconnect
+transfer time (bits / bandwidth), overlapped with compute or not (preset option).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vitc.backends.cost import OpCost, to_cycles
+from vitc.backends.digital import DigitalModel, elem_energy_pj
+from vitc.backends.hardware import HardwareSpec
+from vitc.backends.partition import ACT, LSTM, MVM, Matrix, WorkItem
+
+
+@dataclass
+class MatrixMap:
+    """Where one weight matrix lives on the crossbars."""
+
+    op: str
+    layer: str
+    label: str
+    tensor: str
+    K: int
+    N: int
+    count: int
+    row_tiles: int
+    col_tiles: int
+    phys_cols: int
+    crossbars: int
+    replication: int = 1
+    dynamic: bool = False
+    first_crossbar: int = 0
+    first_tile: int = 0
+    tiles: int = 0
+    rows_used: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cols_used: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def crossbars_total(self) -> int:
+        """Crossbars including replicas."""
+        return self.crossbars * self.replication
+
+    def utilisation(self, rows: int, cols: int) -> np.ndarray:
+        """Per-crossbar utilisation (used cells / R·C), row-major over (group, row tile, col tile)."""
+        u = np.outer(self.rows_used, self.cols_used).astype(np.float64) / float(rows * cols)
+        return np.tile(u.ravel(), self.count)
+
+
+def map_matrix(spec: HardwareSpec, m: Matrix, op: str, layer: str, dynamic: bool = False) -> MatrixMap:
+    """Row/column tiling of ``m`` on the preset's crossbars (see module docstring)."""
+    R, C = spec["crossbar.rows"], spec["crossbar.cols"]
+    P = m.N * spec.columns_per_weight
+    rt, ct = -(-m.K // R), -(-P // C)
+    rows_used = np.full(rt, R, np.int64)
+    rows_used[-1] = m.K - R * (rt - 1)
+    cols_used = np.full(ct, C, np.int64)
+    cols_used[-1] = P - C * (ct - 1)
+    return MatrixMap(op, layer, m.label, m.tensor, m.K, m.N, m.count, rt, ct, P, m.count * rt * ct,
+                     dynamic=dynamic, rows_used=rows_used, cols_used=cols_used)
+
+
+def hand_count(spec: HardwareSpec, K: int, N: int, count: int = 1) -> int:
+    """⌈K/rows⌉·⌈N·slices·(2 if differential)/cols⌉ (the issue's hand formula)."""
+    R, C = spec["crossbar.rows"], spec["crossbar.cols"]
+    return count * (-(-K // R)) * (-(-(N * spec.columns_per_weight) // C))
+
+
+class XbarModel:
+    """Cost model for ``mvm`` and ``lstm`` items (and ``act_product`` in ``xbar-write`` mode)."""
+
+    def __init__(self, spec: HardwareSpec, digital: DigitalModel):
+        self.spec, self.digital = spec, digital
+        self.write_mode = spec["attention_products.mode"] == "xbar-write"
+        self.kinds = (MVM, LSTM) + ((ACT,) if self.write_mode else ())
+        self.f = spec.freq_ghz
+        xb = spec.section("crossbar")
+        self.R, self.C = xb["rows"], xb["cols"]
+        self.planes = -(-xb["input_bits"] // xb["dac_bits"])
+        self.maps: list[MatrixMap] = []
+        self.cpw = spec.columns_per_weight
+
+    # ------------------------------------------------------------------ one matrix
+    def _matrix_cost(self, mm: MatrixMap, vectors: int, bias: bool) -> tuple[dict, dict, float, dict]:
+        """(energy pJ per component, latency ns per component for one vector, data bits, counts)."""
+        s = self.spec
+        xb, adc, per, acc = s.section("crossbar"), s.section("adc"), s.section("periphery"), s.section("accumulation")
+        V = vectors * mm.count
+        K, N, P, rt, ct = mm.K, mm.N, mm.phys_cols, mm.row_tiles, mm.col_tiles
+        act = xb["input_activity"]
+        phases = -(-min(K, self.R) // xb["rows_parallel"])
+        planes = self.planes
+        conv = V * planes * phases * rt * P
+        xbar_reads = V * planes * phases * rt * ct
+        adds = V * N * (rt * self.cpw - 1 + (1 if xb["signed"] == "offset" else 0) + (1 if bias else 0))
+        in_bits, out_bits = xb["input_bits"], xb["output_bits"]
+        buf_bits = V * (K * in_bits + N * out_bits)
+        ic_bits = V * (K * in_bits * ct + N * out_bits)
+        e = {
+            "array": V * planes * K * P * xb["read_energy_pj_per_cell"] * act,
+            "adc": conv * adc["energy_pj"],
+            "other_periph": (V * planes * K * ct * per["dac_energy_pj_per_row"] * act
+                             + conv * per["mux_energy_pj_per_conversion"]
+                             + xbar_reads * per["decoder_energy_pj_per_read"]),
+            "accumulation": conv * acc["shift_add_energy_pj"] + adds * acc["add_energy_pj"],
+            "buffer": buf_bits * s["buffer.energy_pj_per_bit"],
+            "interconnect": ic_bits * s["interconnect.energy_pj_per_bit"],
+        }
+        t_read = planes * phases * xb["read_latency_ns"]
+        t_adc = planes * phases * xb["cols_per_adc"] * adc["latency_ns"]
+        if xb["pipelined_read_convert"]:
+            t_read, t_adc = (t_read, 0.0) if t_read >= t_adc else (0.0, t_adc)
+        stages = math.ceil(math.log2(rt * self.cpw)) if rt * self.cpw > 1 else 0
+        t_vec = {"array": t_read, "adc": t_adc, "accumulation": (planes * phases + stages) * acc["add_latency_ns"]}
+        counts = {"conversions": conv, "cell_reads": V * planes * K * P, "crossbar_reads": xbar_reads,
+                  "buffer_bits": buf_bits, "interconnect_bits": ic_bits}
+        return e, t_vec, float(buf_bits + ic_bits), counts
+
+    def _data_latency(self, mm_list_bits: tuple[float, float], replication: int) -> dict:
+        buf_bits, ic_bits = mm_list_bits
+        return {"buffer": buf_bits / self.spec["buffer.bandwidth_bits_per_ns"] / replication,
+                "interconnect": ic_bits / self.spec["interconnect.bandwidth_bits_per_ns"] / replication}
+
+    def _combine(self, compute: dict, data: dict) -> dict:
+        lat = dict(compute)
+        if self.spec["interconnect.overlap_with_compute"]:
+            tc = sum(compute.values())
+            td = sum(data.values())
+            if td > tc and td > 0:
+                # data movement is the bottleneck: charge only its excess
+                scale = (td - tc) / td
+                lat.update({k: v * scale for k, v in data.items()})
+        else:
+            lat.update(data)
+        return lat
+
+    # ------------------------------------------------------------------ ops
+    def cost(self, item: WorkItem) -> OpCost:
+        op = item.op
+        if item.kind == ACT:
+            return self._write_cost(item)
+        maps = [map_matrix(self.spec, m, op.name, item.layer) for m in item.matrices]
+        self.maps.extend(maps)
+        energy: dict[str, float] = {}
+        counts_total: dict[str, float] = {}
+        bias = bool(item.elem_ops.get("add"))
+        lat_parts = []
+        data_bits = [0.0, 0.0]
+        for m, mm in zip(item.matrices, maps):
+            e, t_vec, _, counts = self._matrix_cost(mm, m.vectors, bias and mm.label == "W")
+            for k, v in e.items():
+                energy[k] = energy.get(k, 0.0) + v
+            for k, v in counts.items():
+                counts_total[k] = counts_total.get(k, 0) + v
+            data_bits[0] += counts["buffer_bits"]
+            data_bits[1] += counts["interconnect_bits"]
+            lat_parts.append((m, mm, t_vec))
+        if item.kind == MVM:
+            m, mm, t_vec = lat_parts[0]
+            compute = {k: v * m.vectors for k, v in t_vec.items()}
+            lat = self._combine(compute, self._data_latency(tuple(data_bits), 1))
+            gate_lat = 0.0
+        else:  # LSTM: W·x of step t+1 overlaps the serial R·h + gates of step t
+            (mw, _, tw), (mr, _, tr) = lat_parts
+            gate_lat, gate_e = self.digital.gate_cost(item)
+            energy["digital"] = energy.get("digital", 0.0) + gate_e
+            steps = max(1, mr.serial_steps)
+            per_step = max(1, mr.vectors // steps)
+            if per_step * sum(tw.values()) > per_step * sum(tr.values()) + gate_lat:
+                step = {k: v * per_step for k, v in tw.items()}
+            else:
+                step = {k: v * per_step for k, v in tr.items()}
+                step["digital"] = gate_lat
+            compute = {k: v * steps + per_step * tw.get(k, 0.0) for k, v in step.items()}
+            lat = self._combine(compute, self._data_latency(tuple(data_bits), 1))
+        lat_ns = sum(lat.values())
+        xbars = sum(mm.crossbars for mm in maps)
+        oc = OpCost(op.index, op.name, item.layer, item.kind, "xbar", f"xbar:{op.name}", latency=lat, energy=energy,
+                    cycles=to_cycles(lat_ns, self.f), macs=item.macs, crossbars=xbars,
+                    extra={"counts": counts_total, "maps": maps, "items": item.matrices})
+        return oc
+
+    def _write_cost(self, item: WorkItem) -> OpCost:
+        """An activation×activation product on crossbars reprogrammed per inference.
+
+        The right operand B [.., K, N] is written (every cell once per inference), then the
+        rows of A are applied as input vectors.
+        """
+        op = item.op
+        a_s, b_s, out = op.in_shapes[0], op.in_shapes[1], op.out_shapes[0]
+        K, N = (int(b_s[-2]), int(b_s[-1])) if len(b_s) > 1 else (int(b_s[-1]), 1)
+        count = int(np.prod(out[:-2])) if len(out) > 2 else 1
+        M = int(out[-2]) if len(out) > 1 else 1
+        m = Matrix("B", op.inputs[1], K, N, count, M)
+        mm = map_matrix(self.spec, m, op.name, item.layer, dynamic=True)
+        self.maps.append(mm)
+        e, t_vec, _, counts = self._matrix_cost(mm, M, False)
+        ap = self.spec.section("attention_products")
+        cells = count * K * N * self.cpw
+        e["write"] = cells * ap["write_energy_pj_per_cell"]
+        compute = {k: v * M for k, v in t_vec.items()}
+        compute["write"] = min(K, self.R) * ap["write_latency_ns_per_row"]
+        lat = self._combine(compute, self._data_latency((counts["buffer_bits"], counts["interconnect_bits"]), 1))
+        # one extra buffer pass to write B
+        e["buffer"] = e.get("buffer", 0.0) + cells / self.cpw * self.spec["crossbar.input_bits"] * \
+            self.spec["buffer.energy_pj_per_bit"]
+        return OpCost(op.index, op.name, item.layer, item.kind, "xbar-write", f"xbar-write:{op.name}", latency=lat,
+                      energy=e, cycles=to_cycles(sum(lat.values()), self.f), macs=item.macs,
+                      crossbars_dynamic=mm.crossbars,
+                      extra={"counts": counts, "maps": [mm], "cells_written": cells})
+
+    # ------------------------------------------------------------------ replication
+    def replicate(self, costs: list[OpCost]) -> None:
+        """Replicate slow crossbar layers (preset ``[mapping] replicate``) to balance a pipeline.
+
+        Every crossbar op gets r = min(max_replication, ⌈t / t_target⌉, vectors) copies, with
+        t the op's compute latency (without buffer/interconnect transfers, which replicas do not
+        shorten) and t_target = (slowest op) / max_replication; its latency divides by r, its crossbars
+        multiply by r; energy is unchanged (same work). Under ``max_crossbars`` > 0 the
+        factors are reduced, slowest op last, until the budget holds.
+        """
+        mp = self.spec.section("mapping")
+        if not mp["replicate"] or mp["max_replication"] <= 1:
+            return
+        xops = [c for c in costs if c.unit == "xbar" and c.kind == MVM]
+        if not xops:
+            return
+        def compute(c):  # replicas split the input vectors, not the data transfers
+            return sum(v for k, v in c.latency.items() if k not in ("buffer", "interconnect"))
+        t_max = max(compute(c) for c in xops)
+        target = t_max / mp["max_replication"]
+        for c in xops:
+            vectors = max(m.vectors for m in c.extra["items"]) if c.extra.get("items") else 1
+            r = min(mp["max_replication"], max(1, math.ceil(compute(c) / target - 1e-9)), vectors)
+            c.extra["replication"] = r
+        budget = mp["max_crossbars"]
+        if budget:
+            def total():
+                return sum(c.crossbars * c.extra["replication"] for c in xops)
+            for c in sorted(xops, key=lambda c: (compute(c) / c.extra["replication"], c.index)):
+                while total() > budget and c.extra["replication"] > 1:
+                    c.extra["replication"] -= 1
+        for c in xops:
+            r = c.extra.get("replication", 1)
+            if r > 1:  # replicas split the vectors; buffer/interconnect transfers do not shrink
+                c.latency = {k: (v if k in ("buffer", "interconnect") else v / r) for k, v in c.latency.items()}
+                c.cycles = to_cycles(c.latency_ns, self.f)
+                for mm in c.extra["maps"]:
+                    mm.replication = r
+
+    # ------------------------------------------------------------------ floorplan
+    def floorplan(self) -> dict:
+        """Assign crossbar ids, PEs and tiles (every layer starts a fresh tile)."""
+        mp = self.spec.section("mapping")
+        per_tile = mp["crossbars_per_pe"] * mp["pes_per_tile"]
+        xb_id, tile = 0, 0
+        for mm in self.maps:
+            mm.first_crossbar, mm.first_tile = xb_id, tile
+            mm.tiles = -(-mm.crossbars_total // per_tile)
+            xb_id += mm.crossbars_total
+            tile += mm.tiles
+        static = [mm for mm in self.maps if not mm.dynamic]
+        dyn = [mm for mm in self.maps if mm.dynamic]
+        return {
+            "crossbars": int(sum(mm.crossbars for mm in static)),
+            "crossbars_with_replicas": int(sum(mm.crossbars_total for mm in static)),
+            "crossbars_dynamic": int(sum(mm.crossbars_total for mm in dyn)),
+            "tiles": int(tile),
+            "crossbars_per_tile": int(per_tile),
+        }
+
+    def physical_crossbars(self) -> int:
+        return int(sum(mm.crossbars_total for mm in self.maps))
+
+    def area(self) -> dict[str, float]:
+        s = self.spec
+        n = self.physical_crossbars()
+        adcs = self.C / s["crossbar.cols_per_adc"]
+        tiles = sum(mm.tiles for mm in self.maps)
+        um2 = 1e-6
+        return {
+            "array": n * s["crossbar.area_um2"] * um2,
+            "adc": n * adcs * s["adc.area_um2"] * um2,
+            "accumulation": n * s["accumulation.area_um2_per_crossbar"] * um2,
+            "other_periph": n * s["periphery.area_um2_per_crossbar"] * um2,
+            "buffer": tiles * s["buffer.area_mm2_per_tile"],
+            "interconnect": tiles * s["interconnect.area_mm2_per_tile"],
+        }
+
+    def leakage_uw(self) -> float:
+        s = self.spec
+        n = self.physical_crossbars()
+        adcs = self.C / s["crossbar.cols_per_adc"]
+        tiles = sum(mm.tiles for mm in self.maps)
+        per_xbar = (s["crossbar.leakage_uw"] + adcs * s["adc.leakage_uw"] + s["periphery.leakage_uw_per_crossbar"]
+                    + s["accumulation.leakage_uw_per_crossbar"])
+        return n * per_xbar + tiles * s["buffer.leakage_uw_per_tile"]
+
+
+__all__ = ["MatrixMap", "XbarModel", "map_matrix", "hand_count", "elem_energy_pj"]
