@@ -25,7 +25,7 @@ def emit(cm: CompiledModel) -> onnx.ModelProto:
     used = []
     for node in model.graph.node:
         if node.domain == DOMAIN:
-            node.overload = overload_for(node.op_type, len(node.input))
+            node.overload = overload_for(node.op_type, len(node.input), node)
             used.append((node.op_type, node.overload))
         meta = cm.node_meta.get(node.name)
         if meta:

@@ -20,6 +20,8 @@ from vitc.runtime.function_builder import DOMAIN, FunctionBuilder, merge_heads, 
 REGISTRY: dict[tuple[str, str], Callable[[int], FunctionProto]] = {}
 # (op_type, number of inputs) -> overload, for ops whose optional inputs select an overload
 ARITY_OVERLOADS: dict[tuple[str, int], str] = {}
+# op_type -> selector(NodeProto) -> overload, for ops whose attributes select the overload
+NODE_OVERLOADS: dict[str, Callable] = {}
 
 
 def custom_op(op_type: str, overload: str = "", arity: int | None = None):
@@ -35,7 +37,14 @@ def custom_op(op_type: str, overload: str = "", arity: int | None = None):
     return register
 
 
-def overload_for(op_type: str, n_inputs: int) -> str:
+def register_node_overload(op_type: str, selector: Callable) -> None:
+    """Nodes of ``op_type`` take the overload ``selector(node_proto)`` (attributes and arity)."""
+    NODE_OVERLOADS[op_type] = selector
+
+
+def overload_for(op_type: str, n_inputs: int, node=None) -> str:
+    if node is not None and op_type in NODE_OVERLOADS:
+        return NODE_OVERLOADS[op_type](node)
     return ARITY_OVERLOADS.get((op_type, n_inputs), "")
 
 
@@ -73,5 +82,7 @@ def _softmax_attention(masked: bool, opset: int) -> FunctionProto:
 
 custom_op("Attention")(lambda opset: _softmax_attention(False, opset))
 custom_op("Attention", "masked", arity=4)(lambda opset: _softmax_attention(True, opset))
+
+from vitc.runtime import taylor_ops  # noqa: E402,F401 - registers ai.vitc::TaylorAttention
 
 __all__ = ["DOMAIN", "REGISTRY", "custom_op", "functions_for", "overload_for"]

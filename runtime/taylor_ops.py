@@ -1,0 +1,208 @@
+"""``ai.vitc::TaylorAttention`` — first-order Taylor (ViTALiTy) linear attention.
+
+Per head, with Q, K, V of shape [n, d], ``s`` the node's ``scale`` attribute (1/√d) and
+key weights w_j ∈ {0, 1} (1 unless the key is masked out):
+
+* ``paper`` variant (papers/002 Algorithm 1, exp(x) ≈ 1 + x applied to softmax(s·q·k̂ᵀ))::
+
+      n_w   = Σ_j w_j                              (= n without a mask)
+      K̄     = Σ_j w_j k_j / n_w                    (centring over tokens; or per key over features)
+      K̂     = diag(w)(K − 1·K̄)                     masked keys become zero rows
+      G     = K̂ᵀ V                                 [d, d]
+      k̂_sum = 1ᵀ K̂,   v_sum = Σ_j w_j v_j          [d]
+      t_D   = n_w + s·Q k̂_sumᵀ                     [n]
+      T_N   = 1 v_sum + s·Q G                      [n, d]
+      Z     = diag(t_D)⁻¹ T_N
+
+  This is the paper's formula divided by √d in numerator and denominator (identical
+  result). With centring over tokens k̂_sum is zero in exact arithmetic, so t_D = n_w; the
+  ``simplified`` form (what ``reorder --reorder-simplify`` asks for) folds 1/n_w into the
+  d×d matrix: Z = v_sum/n_w + Q·(s/n_w · G) — no n-vector division at all.
+
+* ``code`` variant (the released GATECH-EIC/ViTaLiTy inference path without its sparse
+  term): Z = s·Q·(K̂ᵀV), no v_sum term and no denominator; keys centred per key over
+  features by default.
+
+Products are always ordered Q·(K̂ᵀV): no intermediate has two token axes.
+
+Masks: the canonical additive mask (broadcastable to [B, H, N, N]) is read as a key-padding
+mask: key j is excluded (w_j = 0) where the mask is ≤ ``MASK_THRESHOLD`` for every query
+(a query-dependent mask cannot be expressed in linear attention; it is reduced to the keys
+visible to all queries).
+
+Overloads (selected from the node's ``variant``/``centering``/``simplified`` attributes and
+arity by :func:`overload_name`): ``"{variant}-{centering}[-const][-masked]"``, with the
+default paper/tokens form as ``""`` / ``"masked"``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from onnx import FunctionProto, NodeProto, TensorProto, helper
+
+from vitc.runtime.function_builder import FunctionBuilder, merge_heads, split_heads
+from vitc.runtime.ops import custom_op, register_node_overload
+
+OP_TYPE = "TaylorAttention"
+VARIANTS = ("paper", "code")
+CENTERINGS = ("tokens", "features", "none")
+DEFAULT_CENTERING = {"paper": "tokens", "code": "features"}
+ATTRIBUTES = ["num_heads", "scale", "variant", "centering", "simplified"]
+MASK_THRESHOLD = -1.0e3   # additive mask values at or below this exclude the key
+
+
+def overload_name(variant: str, centering: str, simplified: bool, masked: bool) -> str:
+    """The function overload implementing one configuration."""
+    if variant == "paper" and centering == "tokens" and not simplified:
+        return "masked" if masked else ""
+    name = f"{variant}-{centering}" + ("-const" if simplified else "")
+    return name + ("-masked" if masked else "")
+
+
+def can_simplify(variant: str, centering: str) -> bool:
+    """k̂_sum = 0 (so t_D = n_w) holds exactly only for the paper variant centred over tokens."""
+    return variant == "paper" and centering == "tokens"
+
+
+def _attr(node: NodeProto, name: str, default):
+    for a in node.attribute:
+        if a.name == name:
+            v = helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+def _node_overload(node: NodeProto) -> str:
+    variant = _attr(node, "variant", "paper")
+    centering = _attr(node, "centering", DEFAULT_CENTERING.get(variant, "tokens"))
+    return overload_name(variant, centering, bool(_attr(node, "simplified", 0)), len(node.input) == 4)
+
+
+def _key_weights(b: FunctionBuilder, heads: str) -> str:
+    """Additive mask [B, h, q, N] → key weights [B, h, N, 1] (1 keep / 0 masked), float."""
+    keep = b.op("Greater", "mask", b.const(np.float32(MASK_THRESHOLD), "mask_threshold"))
+    keep = b.op("Cast", keep, to=TensorProto.FLOAT)
+    keep = b.reduce("ReduceMin", keep, [2], keepdims=1)            # visible to every query
+    return b.op("Transpose", keep, perm=[0, 1, 3, 2])
+
+
+def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bool, opset: int) -> FunctionProto:
+    inputs = ["q", "k", "v"] + (["mask"] if masked else [])
+    b = FunctionBuilder(OP_TYPE, inputs, ATTRIBUTES, opset,
+                        overload=overload_name(variant, centering, simplified, masked),
+                        doc=f"Taylor linear attention, variant={variant}, centering={centering}, "
+                            f"simplified={int(simplified)}, masked={int(masked)}; see vitc.runtime.taylor_ops.")
+    heads = b.attr_int("num_heads")
+    scale = b.attr_float("scale")
+    qh = split_heads(b, "q", heads, [0, 2, 1, 3])                  # [B, H, N, d]
+    kh = split_heads(b, "k", heads, [0, 2, 1, 3])
+    vh = split_heads(b, "v", heads, [0, 2, 1, 3])
+    w = _key_weights(b, heads) if masked else None                 # [B, h, N, 1]
+    # --- step 1: centred keys (masked keys excluded from the mean and zeroed)
+    if centering == "tokens":
+        if w is None:
+            kbar = b.reduce("ReduceMean", kh, [2])                 # [B, H, 1, d]
+        else:
+            kbar = b.op("Div", b.reduce("ReduceSum", b.op("Mul", kh, w), [2]),
+                        b.reduce("ReduceSum", w, [2]))
+        kc = b.op("Sub", kh, kbar)
+    elif centering == "features":
+        kc = b.op("Sub", kh, b.reduce("ReduceMean", kh, [3]))      # per key over its d features
+    else:
+        kc = kh
+    if w is not None:
+        kc = b.op("Mul", kc, w)
+    # --- step 2: global context G = K̂ᵀV (d×d), scale folded into it
+    g = b.op("MatMul", b.op("Transpose", kc, perm=[0, 1, 3, 2]), vh)   # [B, H, d, d]
+    if variant == "code":
+        b.output(merge_heads(b, b.op("MatMul", qh, b.op("Mul", g, scale))), "y")
+        return b.build()
+    # --- step 3: column sums
+    vw = vh if w is None else b.op("Mul", vh, w)
+    vsum = b.reduce("ReduceSum", vw, [2])                          # [B, H, 1, d]
+    if w is None:
+        n = b.op("Cast", b.op("Gather", b.op("Shape", kh), b.const(np.int64(2), "token_axis"), axis=0),
+                 to=TensorProto.FLOAT)
+    else:
+        n = b.reduce("ReduceSum", w, [2])                          # [B, h, 1, 1]
+    if simplified:
+        # t_D = n_w exactly (k̂_sum = 0): Z = v_sum/n_w + Q·(s/n_w·G)
+        inv_n = b.op("Reciprocal", n)
+        gs_ = b.op("Mul", g, b.op("Mul", scale, inv_n))
+        b.output(merge_heads(b, b.op("Add", b.op("MatMul", qh, gs_), b.op("Mul", vsum, inv_n))), "y")
+        return b.build()
+    ksum = b.reduce("ReduceSum", kc, [2])                          # [B, H, 1, d]
+    # --- step 4: t_D = n_w + s·Q·k̂_sumᵀ  [B, H, N, 1]
+    t_d = b.op("Add", b.op("MatMul", qh, b.op("Transpose", b.op("Mul", ksum, scale), perm=[0, 1, 3, 2])), n)
+    # --- step 5: T_N = v_sum + s·Q·G  [B, H, N, d]
+    t_n = b.op("Add", b.op("MatMul", qh, b.op("Mul", g, scale)), vsum)
+    # --- step 6: Z = diag(t_D)⁻¹ T_N
+    b.output(merge_heads(b, b.op("Div", t_n, t_d)), "y")
+    return b.build()
+
+
+def _register_all() -> None:
+    seen = set()
+    for variant in VARIANTS:
+        for centering in CENTERINGS:
+            for simplified in (False, True):
+                if simplified and not can_simplify(variant, centering):
+                    continue
+                for masked in (False, True):
+                    key = overload_name(variant, centering, simplified, masked)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    custom_op(OP_TYPE, key)(
+                        lambda opset, v=variant, c=centering, s=simplified, m=masked: _taylor_attention(v, c, s, m, opset))
+    register_node_overload(OP_TYPE, _node_overload)
+
+
+_register_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy twin (linear form, float64): used for calibration-time fitting, never forms n×n.
+
+def key_weights_np(mask: np.ndarray | None, batch: int, tokens: int) -> np.ndarray:
+    """[B, h, N, 1] key weights from an additive mask broadcastable to [B, H, N, N]."""
+    if mask is None:
+        return np.ones((batch, 1, tokens, 1))
+    m = np.asarray(mask)
+    while m.ndim < 4:
+        m = m[None]
+    keep = (m > MASK_THRESHOLD).astype(np.float64).min(axis=2, keepdims=True)
+    return np.broadcast_to(np.swapaxes(keep, 2, 3), (max(keep.shape[0], batch),) + np.swapaxes(keep, 2, 3).shape[1:])
+
+
+def taylor_attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: int, scale: float,
+                        variant: str = "paper", centering: str | None = None, mask: np.ndarray | None = None,
+                        simplified: bool = False) -> np.ndarray:
+    """Taylor attention on [B, N, C] arrays (heads packed) → [B, N, C], float64, linear in N."""
+    centering = centering or DEFAULT_CENTERING[variant]
+    bsz, n_tok, c = q.shape
+    d = c // num_heads
+
+    def heads(x):
+        return np.asarray(x, np.float64).reshape(bsz, n_tok, num_heads, d).transpose(0, 2, 1, 3)
+
+    qh, kh, vh = heads(q), heads(k), heads(v)
+    w = key_weights_np(mask, bsz, n_tok)
+    nw = w.sum(axis=2, keepdims=True)
+    if centering == "tokens":
+        kc = kh - (kh * w).sum(axis=2, keepdims=True) / nw
+    elif centering == "features":
+        kc = kh - kh.mean(axis=3, keepdims=True)
+    else:
+        kc = kh
+    kc = kc * w
+    g = np.swapaxes(kc, 2, 3) @ vh
+    if variant == "code":
+        z = scale * (qh @ g)
+    else:
+        vsum = (vh * w).sum(axis=2, keepdims=True)
+        if simplified:
+            t_d = nw
+        else:
+            t_d = nw + scale * (qh @ np.swapaxes(kc.sum(axis=2, keepdims=True), 2, 3))
+        z = (vsum + scale * (qh @ g)) / t_d
+    return z.transpose(0, 2, 1, 3).reshape(bsz, n_tok, c)
