@@ -56,18 +56,27 @@ class EncoderBlock:
 
 def norm_form(t: gs.Tensor) -> tuple[str | None, str]:
     """(node name, form) of the normalisation producing ``t`` — op / decomposed / skip-layernorm."""
+    name, form, _ = normalisation(t)
+    return name, form
+
+
+def normalisation(t: gs.Tensor) -> tuple[str | None, str, gs.Tensor | None]:
+    """(node name, form, normalised input) of the LayerNorm producing ``t``, or (None, "none", None)."""
     node = producer(t)
     if node is None:
-        return None, "none"
+        return None, "none", None
     if node.op == "LayerNormalization":
-        return node.name, "op"
+        return node.name, "op", node.inputs[0]
     if node.op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
-        return node.name, "skip-layernorm"
+        return node.name, "skip-layernorm", None
     if node.op in ("Add", "Mul"):
-        ops = {n.op for n in upstream(t, 10)}
-        if {"ReduceMean", "Sqrt"} <= ops or {"ReduceMean", "Div"} <= ops and "Pow" in ops:
-            return node.name, "decomposed"
-    return None, "none"
+        nodes = upstream(t, 10)
+        ops = {n.op for n in nodes}
+        if "ReduceMean" in ops and ("Sqrt" in ops or "Pow" in ops):
+            outer = [n for n in nodes if n.op == "ReduceMean"
+                     and any(c.op == "Sub" and c in nodes for c in n.inputs[0].outputs)]
+            return node.name, "decomposed", outer[0].inputs[0] if outer else None
+    return None, "none", None
 
 
 def gelu_form(nodes: list[gs.Node]) -> str:
@@ -136,7 +145,9 @@ def describe_mlp(after: gs.Tensor, post_ln: bool) -> dict:
         if (c := single_consumer(t)) is not None and c.op == "Add" and len(c.inputs) == 2:
             t = c.outputs[0]  # fc2 bias
         res, _ = residual_of(t)
-        if res is not None:
+        if res is not None and res.op.startswith("Skip"):
+            out, norm2 = res.outputs[0], res.name
+        elif res is not None:
             out = res.outputs[0]
             nxt = single_consumer(out)
             if post_ln and nxt is not None and nxt.op == "LayerNormalization":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.blocks import EncoderBlock, Projection, describe_mlp, norm_form, residual_of
+from vitc.compiler.blocks import EncoderBlock, Projection, describe_mlp, norm_form, normalisation, residual_of
 from vitc.compiler.graph_utils import const_value, producer
 from vitc.compiler.probe import CoreSpec
 from vitc.compiler.recognize import AttentionSite, NotRecognised
@@ -95,8 +95,8 @@ def _mask_input(graph: gs.Graph, site: AttentionSite, spec: CoreSpec, prefix: st
         return None
     if not spec.mask_is_bool:
         return site.mask
-    zero, neg = gs.Constant(f"{prefix}.mask_zero", np.float32(0)), gs.Constant(f"{prefix}.mask_neg",
-                                                                             np.float32(-3.4028234663852886e38))
+    zero = gs.Constant(f"{prefix}.mask_zero", np.array(0, np.float32))
+    neg = gs.Constant(f"{prefix}.mask_neg", np.array(-3.4028234663852886e38, np.float32))
     out = gs.Variable(f"{prefix}/mask_additive", dtype=np.float32)
     graph.nodes.append(gs.Node("Where", f"{prefix}/MaskWhere", inputs=[site.mask, zero, neg], outputs=[out]))
     return out
@@ -129,15 +129,21 @@ def rewrite_site(graph: gs.Graph, site: AttentionSite, spec: CoreSpec, index: in
                          out_add.inputs[1].name if out_add else None, out_w_val.shape[0], out_w_val.shape[1])
     attn_output = out_add.outputs[0] if out_add is not None else site.out_proj.outputs[0]
     residual, partner = residual_of(attn_output)
-    norm1, norm1_form = norm_form(x_in)
-    pre_ln = norm1 is not None and partner is not None and producer(x_in).inputs[0] is partner
+    norm1, norm1_form, _ = normalisation(x_in)
+    # pre-LN: the residual adds the un-normalised stream; post-LN: it adds x_in itself
+    pre_ln = norm1 is not None and partner is not None and partner is not x_in
+    fused_residual = residual is not None and residual.op.startswith("Skip")  # residual + LayerNorm in one op
     after = residual.outputs[0] if residual is not None else attn_output
-    if not pre_ln:  # post-LN: the block's first norm follows the attention residual
+    if fused_residual and not pre_ln:
+        norm1, norm1_form = residual.name, "skip-layernorm"
+    elif not pre_ln:  # post-LN: the block's first norm follows the attention residual
         post = after.outputs[0] if len(after.outputs) == 1 else None
         norm1, norm1_form = (None, "none") if post is None else norm_form(post.outputs[0])
         if norm1 is not None and not residual.op.startswith("Skip"):
             after = post.outputs[0]
     mlp = describe_mlp(after, post_ln=not pre_ln)
+    if fused_residual and pre_ln:
+        mlp["norm2"] = residual.name
     forms = dict(site.forms, layernorm=norm1_form, gelu=mlp["gelu"])
     tokens = site.out.shape[1] if site.out.shape and isinstance(site.out.shape[1], int) else f"dynamic({spec.tokens})"
     return EncoderBlock(

@@ -101,8 +101,10 @@ def model_bytes(model: onnx.ModelProto, name: str, external: bool) -> dict[str, 
     """Serialised files for ``model`` saved as ``name``: one file, or two with external data."""
     if not external and model.ByteSize() < 2**31 - 1:
         return {name: model.SerializeToString(deterministic=True)}
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)  # onnx.save with external data rewrites the tensors it is given
     with tempfile.TemporaryDirectory() as tmp:
-        onnx.save(model, os.path.join(tmp, name), save_as_external_data=True, all_tensors_to_one_file=True,
+        onnx.save(copy, os.path.join(tmp, name), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=name + ".data", size_threshold=1024)
         return {f: Path(tmp, f).read_bytes() for f in sorted(os.listdir(tmp))}
 

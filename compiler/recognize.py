@@ -218,6 +218,20 @@ def _qkv_form(site_ops_q: list[gs.Node], packed: bool) -> str:
     return "packed"
 
 
+def _nan_guard(t: gs.Tensor) -> list[gs.Node] | None:
+    """``Where(IsNaN(p), 0, p)`` after Softmax (dynamo's guard for fully masked rows): [IsNaN, Where]."""
+    if len(t.outputs) != 2:
+        return None
+    isnan = next((c for c in t.outputs if c.op == "IsNaN"), None)
+    where = next((c for c in t.outputs if c.op == "Where"), None)
+    if isnan is None or where is None or where.inputs[0] is not isnan.outputs[0] or where.inputs[2] is not t:
+        return None
+    zero = const_value(where.inputs[1])
+    if zero is None or zero.size != 1 or float(zero.reshape(-1)[0]) != 0.0:
+        return None
+    return [isnan, where]
+
+
 def match_softmax(softmax: gs.Node) -> AttentionSite:
     """Recognise the attention core around ``softmax`` or raise :class:`NotRecognised`."""
     axis = softmax.attrs.get("axis", -1)
@@ -228,9 +242,15 @@ def match_softmax(softmax: gs.Node) -> AttentionSite:
     qk, mask, score_ops = _walk_scores(softmax.inputs[0], ops, factors)
     ops.append(qk)
     t = softmax.outputs[0]
-    while (c := single_consumer(t)) is not None and c.op in ("Cast", "Identity", "Dropout"):
-        ops.append(c)
-        t = c.outputs[0]
+    while True:
+        if (c := single_consumer(t)) is not None and c.op in ("Cast", "Identity", "Dropout"):
+            ops.append(c)
+            t = c.outputs[0]
+        elif (guard := _nan_guard(t)) is not None:
+            ops.extend(guard)
+            t = guard[-1].outputs[0]
+        else:
+            break
     av = single_consumer(t)
     if av is None or av.op != "MatMul" or av.inputs[0] is not t:
         raise NotRecognised("attention probabilities are not multiplied by V in a MatMul")
@@ -275,7 +295,7 @@ def match_onnx_attention(node: gs.Node) -> AttentionSite:
 def find_sites(graph: gs.Graph) -> tuple[list[AttentionSite], list[Unrecognised]]:
     """All attention sites of ``graph`` in topological order, and the anchors that failed."""
     sites, failed = [], []
-    for node in graph.nodes:
+    for node in list(graph.nodes):
         try:
             if node.op == "Softmax" and node.domain in ("", "ai.onnx", None):
                 sites.append(match_softmax(node))
@@ -283,7 +303,7 @@ def find_sites(graph: gs.Graph) -> tuple[list[AttentionSite], list[Unrecognised]
                 sites.append(match_onnx_attention(node))
             elif node.op == "Attention" and node.domain == "com.microsoft":
                 from vitc.compiler.contrib import match_ms_attention
-                sites.append(match_ms_attention(node))
+                sites.append(match_ms_attention(node, graph))
             elif node.domain == "com.microsoft" and node.op in ("MultiHeadAttention", "PackedAttention"):
                 failed.append(Unrecognised(node.name, f"{node.domain}.{node.op}",
                                            "onnxruntime contrib attention op without a mapping; not rewritable"))
