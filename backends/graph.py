@@ -13,6 +13,7 @@ well under a second.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -74,6 +75,24 @@ class PreparedGraph:
     input_shapes: dict[str, list[int]]
     warnings: list[str] = field(default_factory=list)
     origin_nodes: list[str] = field(default_factory=list)
+    producer: dict[str, int] = field(default_factory=dict)
+
+    _PASS_THROUGH = ("DequantizeLinear", "Transpose", "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze",
+                     "QuantizeLinear", "Mul", "Div")
+
+    def weight_source(self, tensor: str) -> str:
+        """The initializer a static tensor comes from (through DequantizeLinear, Transpose ...)."""
+        seen = 0
+        while tensor not in self.init_shapes and tensor in self.producer and seen < 8:
+            op = self.ops[self.producer[tensor]]
+            if op.op_type not in self._PASS_THROUGH or not op.inputs:
+                break
+            cands = [t for t in op.inputs if t in self.init_shapes]
+            if cands:
+                return max(cands, key=lambda t: math.prod(self.init_shapes[t]))
+            tensor = op.inputs[0]
+            seen += 1
+        return tensor
 
 
 # --------------------------------------------------------------------------- fingerprint
@@ -354,7 +373,8 @@ def prepare_graph(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None
             origin_nodes.append(op.origin)
     return PreparedGraph(ops=ops, dag=dag, init_shapes=init_shapes, init_types=init_types,
                          fingerprint=model_fingerprint(model), batch=batch, seq_len=seq_len,
-                         input_shapes=input_shapes, warnings=warnings, origin_nodes=origin_nodes)
+                         input_shapes=input_shapes, warnings=warnings, origin_nodes=origin_nodes,
+                         producer=producer)
 
 
 __all__ = ["OpNode", "PreparedGraph", "prepare_graph", "model_fingerprint", "FREE_OPS",

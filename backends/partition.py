@@ -266,11 +266,41 @@ def _label(block, role, fallback: str) -> str:
     return f"block{block}.{role}" if block is not None else role
 
 
+def _fuse_bias(pg: PreparedGraph, items: list[WorkItem], by_index: dict[int, WorkItem]) -> None:
+    """Fold ``Add(MVM output, constant bias)`` into the MVM's accumulation (as Gemm/Conv do).
+
+    The Add must be the MVM output's only consumer and the constant a per-output vector
+    (N elements); the add is then charged as one accumulation add per output element.
+    """
+    consumers: dict[str, int] = {}
+    for op in pg.ops:
+        for t in op.inputs:
+            consumers[t] = consumers.get(t, 0) + 1
+    for it in items:
+        op = it.op
+        if op.op_type != "Add" or it.kind != VEC or len(op.inputs) != 2 or sum(op.static_in) != 1:
+            continue
+        x = op.inputs[0] if op.static_in[1] else op.inputs[1]
+        b_shape = op.in_shapes[1] if op.static_in[1] else op.in_shapes[0]
+        p = pg.producer.get(x)
+        if p is None or consumers.get(x, 0) != 1:
+            continue
+        mvm = by_index[p]
+        if mvm.kind != MVM or not mvm.matrices or b_shape is None:
+            continue
+        n = _prod(b_shape)
+        if n != mvm.matrices[0].N:
+            continue
+        mvm.elem_ops["add"] = 1.0
+        it.kind, it.note = FREE, f"bias fused into {mvm.op.name} accumulation"
+
+
 def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
     """Classify every op of ``pg`` and assign report layers. Returns (items, warnings)."""
     warnings = list(pg.warnings)
     items = [classify(op, warnings) for op in pg.ops]
     by_index = {it.op.index: it for it in items}
+    _fuse_bias(pg, items, by_index)
     layer_of: dict[int, str] = {}
     layer_meta: dict[str, tuple] = {}
 

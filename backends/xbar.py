@@ -24,7 +24,8 @@ accumulation    shift-add per conversion; partial-sum adds N·(row tiles·column
                 weight − 1) per vector; offset correction (1 add per output) if ``offset``;
                 bias add per output
 buffer          V·(K·input_bits + N·output_bits) bits · E_buffer
-interconnect    V·(K·input_bits·(col tiles) + N·output_bits) bits · E_ic
+interconnect    V·(K·input_bits·(col tiles) + N·output_bits) bits · E_ic (inputs are
+                delivered to every column tile; for latency they are one broadcast)
 ==============  =====================================================================
 
 Latency of a vector: planes·phases·(t_read + cols_per_adc·t_adc) (or the max of the two
@@ -127,7 +128,8 @@ class XbarModel:
         adds = V * N * (rt * self.cpw - 1 + (1 if xb["signed"] == "offset" else 0) + (1 if bias else 0))
         in_bits, out_bits = xb["input_bits"], xb["output_bits"]
         buf_bits = V * (K * in_bits + N * out_bits)
-        ic_bits = V * (K * in_bits * ct + N * out_bits)
+        ic_bits = V * (K * in_bits * ct + N * out_bits)  # energy: inputs delivered to every column tile
+        ic_bits_time = V * (K * in_bits + N * out_bits)  # latency: one broadcast per input vector
         e = {
             "array": V * planes * K * P * xb["read_energy_pj_per_cell"] * act,
             "adc": conv * adc["energy_pj"],
@@ -145,7 +147,8 @@ class XbarModel:
         stages = math.ceil(math.log2(rt * self.cpw)) if rt * self.cpw > 1 else 0
         t_vec = {"array": t_read, "adc": t_adc, "accumulation": (planes * phases + stages) * acc["add_latency_ns"]}
         counts = {"conversions": conv, "cell_reads": V * planes * K * P, "crossbar_reads": xbar_reads,
-                  "buffer_bits": buf_bits, "interconnect_bits": ic_bits}
+                  "row_drives": V * planes * K * ct, "partial_sum_adds": adds,
+                  "buffer_bits": buf_bits, "interconnect_bits": ic_bits, "interconnect_bits_latency": ic_bits_time}
         return e, t_vec, float(buf_bits + ic_bits), counts
 
     def _data_latency(self, mm_list_bits: tuple[float, float], replication: int) -> dict:
@@ -185,7 +188,7 @@ class XbarModel:
             for k, v in counts.items():
                 counts_total[k] = counts_total.get(k, 0) + v
             data_bits[0] += counts["buffer_bits"]
-            data_bits[1] += counts["interconnect_bits"]
+            data_bits[1] += counts["interconnect_bits_latency"]
             lat_parts.append((m, mm, t_vec))
         if item.kind == MVM:
             m, mm, t_vec = lat_parts[0]
@@ -232,7 +235,7 @@ class XbarModel:
         e["write"] = cells * ap["write_energy_pj_per_cell"]
         compute = {k: v * M for k, v in t_vec.items()}
         compute["write"] = min(K, self.R) * ap["write_latency_ns_per_row"]
-        lat = self._combine(compute, self._data_latency((counts["buffer_bits"], counts["interconnect_bits"]), 1))
+        lat = self._combine(compute, self._data_latency((counts["buffer_bits"], counts["interconnect_bits_latency"]), 1))
         # one extra buffer pass to write B
         e["buffer"] = e.get("buffer", 0.0) + cells / self.cpw * self.spec["crossbar.input_bits"] * \
             self.spec["buffer.energy_pj_per_bit"]
