@@ -336,7 +336,7 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
             else:
                 key = _label(blk, role, _prefix(op.origin))
             assign(it, key, blk, role)
-    # 2) everything else joins the layer of its nearest costed ancestor on the data path
+    # 2) everything else joins the layer of its latest ancestor on the data path
     #    (topological order, so ancestors are already assigned; constant sub-graphs are
     #    skipped); ops with no such ancestor form "block<i>.other" or "input"
     const_op = {it.op.index for it in items if it.op.inputs and all(it.op.static_in) or it.op.op_type == "Constant"}
@@ -344,9 +344,7 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
         if it.op.index in layer_of:
             continue
         preds = [p for p in sorted(pg.dag.predecessors(it.op.index), reverse=True) if p not in const_op]
-        key = next((layer_of[p] for p in preds if p in layer_of and by_index[p].kind != FREE), None)
-        if key is None:
-            key = next((layer_of[p] for p in preds if p in layer_of), None)
+        key = next((layer_of[p] for p in preds if p in layer_of), None)
         if key is None:
             key = f"block{it.op.block}.other" if it.op.block is not None else "input"
         blk, role = layer_meta.get(key, (it.op.block, None))

@@ -1,0 +1,69 @@
+"""``vitc inspect OUTDIR``: the per-layer mapping table of a compiled output directory.
+
+Reads ``report.json`` (and ``mapping.json`` for the crossbar geometry) and renders, with
+rich, one row per layer: units, crossbars, replication, utilisation, cycles, latency and
+energy, followed by the totals.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from vitc.compiler.errors import VitcInputError
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VitcInputError(f"{path.parent}: no {path.name} (is this a vitc compile output directory?)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise VitcInputError(f"cannot read {path}: {e}") from None
+
+
+def format_mapping_table(outdir: Path, width: int = 140) -> str:
+    """The per-layer table for ``vitc inspect OUTDIR`` as a string (rich-rendered, no colour)."""
+    outdir = Path(outdir)
+    rep = _load(outdir / "report.json")
+    mapping = _load(outdir / "mapping.json") if (outdir / "mapping.json").exists() else {}
+    if rep.get("schema") != "vitc.report":
+        raise VitcInputError(f"{outdir / 'report.json'} is not a vitc report (schema {rep.get('schema')!r})")
+    t = rep["totals"]
+    hw = rep["hardware"]
+    xb = mapping.get("crossbar", {})
+    title = f"{rep['model']['name']} on {hw['name']} ({rep['target']})"
+    if xb:
+        title += (f" — {xb['rows']}x{xb['cols']} crossbars, {xb['slices']} slice(s)/weight, "
+                  f"{xb['columns_per_weight']} column(s)/weight ({xb['signed']})")
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col, just in (("layer", "left"), ("unit", "left"), ("crossbars", "right"), ("repl.", "right"),
+                      ("util.", "right"), ("MACs", "right"), ("cycles", "right"), ("latency µs", "right"),
+                      ("energy µJ", "right"), ("top component", "left")):
+        table.add_column(col, justify=just)
+    for L in rep["layers"]:
+        e = L["energy_by_component_pj"]
+        top = max(sorted(e), key=lambda k: e[k]) if any(e.values()) else "–"
+        util = L.get("utilisation_mean")
+        table.add_row(
+            L["layer"], "/".join(L["units"]), f"{L['crossbars']:,}" if L["crossbars"] else "–",
+            str(L["replication"]) if L["crossbars"] else "–",
+            f"{100 * util:.1f}%" if util is not None else "–", f"{L['macs']:,}" if L["macs"] else "–",
+            f"{L['end_cycle'] - L['start_cycle']:,}", f"{L['latency_ns'] / 1e3:.4g}", f"{L['energy_pj'] / 1e6:.4g}",
+            top)
+    console = Console(width=width, record=True, color_system=None, force_terminal=False, highlight=False)
+    with console.capture() as cap:
+        console.print(table)
+        console.print(
+            f"latency {t['latency_ns'] / 1e6:.4g} ms/image · throughput {t['throughput_ips']:.4g} images/s · "
+            f"energy {t['energy_pj'] / 1e6:.4g} µJ/image · area {t['area_mm2']:.4g} mm² · "
+            f"EDAP {t['edap_j_s_mm2']:.4g} J·s·mm² · {t['tops_per_w']:.4g} TOPS/W · "
+            f"{t['tops_per_mm2']:.4g} TOPS/mm² · crossbars {t['crossbars']:,}"
+            + (f" ({t['crossbars_with_replicas']:,} with replicas)" if t["crossbars_with_replicas"] != t["crossbars"]
+               else ""))
+    return cap.get()
+
+
+__all__ = ["format_mapping_table"]
