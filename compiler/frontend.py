@@ -25,7 +25,7 @@ def read_model(path: str | os.PathLike, input_shapes: dict | None = None) -> Com
     """Load ``path`` and canonicalise it (see :func:`canonicalize_model`)."""
     loaded = load_model(path)
     return canonicalize_model(loaded.model, name=Path(path).name.removesuffix(".onnx"), source=loaded.path,
-                              external_data=loaded.external_data, input_shapes=input_shapes)
+                              external_data=loaded.external_data, input_shapes=input_shapes, shapes_inferred=True)
 
 
 def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None) -> dict:
@@ -38,13 +38,15 @@ def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None) 
 
 
 def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None = None,
-                       external_data: bool = False, input_shapes: dict | None = None) -> CompiledModel:
+                       external_data: bool = False, input_shapes: dict | None = None,
+                       shapes_inferred: bool = False) -> CompiledModel:
     """Normalise, recognise every attention site, confirm each numerically, rewrite.
 
     Raises :class:`VitcInputError` if the graph has no attention at all, or none that can be
     rewritten.
     """
-    model = infer_shapes(model)
+    if not shapes_inferred:
+        model = infer_shapes(model)
     opset = default_opset(model)
     graph = gs.import_onnx(model)
     normalized = normalize(graph)

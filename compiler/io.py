@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from vitc.compiler.errors import VitcInputError
+from vitc.runtime.session import fits_in_protobuf
 
 MIN_OPSET, MAX_OPSET = 14, 23
 
@@ -77,7 +78,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise VitcInputError(f"unsupported opset {opset} in {p.name} (vitc reads opsets {MIN_OPSET}-{MAX_OPSET})")
     try:
-        if model.ByteSize() < 2**31 - 1:
+        if fits_in_protobuf(model):
             onnx.checker.check_model(model)
         else:
             onnx.checker.check_model(str(p))
@@ -90,7 +91,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """ONNX shape inference with data propagation; returns the model unchanged if it fails."""
     try:
-        if model.ByteSize() < 2**31 - 1:
+        if fits_in_protobuf(model):
             return onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # noqa: BLE001 - inference is best effort; recognition copes without it
         pass
@@ -99,7 +100,7 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def model_bytes(model: onnx.ModelProto, name: str, external: bool) -> dict[str, bytes]:
     """Serialised files for ``model`` saved as ``name``: one file, or two with external data."""
-    if not external and model.ByteSize() < 2**31 - 1:
+    if not external and fits_in_protobuf(model):
         return {name: model.SerializeToString(deterministic=True)}
     copy = onnx.ModelProto()
     copy.CopyFrom(model)  # onnx.save with external data rewrites the tensors it is given

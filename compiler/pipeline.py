@@ -16,6 +16,7 @@ from vitc.compiler.frontend import canonicalize_model, read_model
 from vitc.compiler.io import model_bytes, write_outputs
 from vitc.compiler.model import CompiledModel
 from vitc.passes.registry import PASSES, parse_passes
+from vitc.runtime.session import fits_in_protobuf
 
 TARGETS = ("xbar", "systolic", "hybrid", "none")
 
@@ -64,7 +65,8 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
     for record in cm.records:
         record.details.setdefault("calibration", ctx.calibration_source)
     result_model = emit(cm)
-    onnx.checker.check_model(result_model) if result_model.ByteSize() < 2**31 - 1 else None
+    if fits_in_protobuf(result_model):
+        onnx.checker.check_model(result_model)
     files = model_bytes(result_model, f"{cm.name}.vitc.onnx", cm.external_data)
     files["blocks.json"] = (json.dumps(frontend_summary(cm), indent=1, sort_keys=True) + "\n").encode()
     result = CompileResult(cm, result_model, files)
