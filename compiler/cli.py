@@ -23,7 +23,8 @@ def _cmd_compile(args) -> int:
     out = args.output or f"{Path(args.model).name.removesuffix('.onnx')}_vitc"
     backend_options = {k: v for k, v in (("batch", args.batch), ("seq_len", args.seq_len)) if v}
     result = compile_model(args.model, out=out, passes=args.passes, target=args.target, hw=args.hw,
-                           calib=args.calib, seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape),
+                           calib=args.calib, calib_samples=args.calib_samples, preprocess=args.preprocess,
+                           seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape),
                            options=options, backend_options=backend_options)
     cm = result.compiled
     print(f"{cm.name}: {len(cm.blocks)} encoder blocks, passes: {','.join(r.name for r in cm.records) or 'none'}")
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", default="none", help="comma-separated passes (e.g. taylor,reorder) or none")
     p.add_argument("--hw", default="rram-128", help="hardware preset name or TOML file")
     p.add_argument("--calib", help="calibration data: .npy/.npz or a folder of images")
+    p.add_argument("--calib-samples", type=int, help="use the first N calibration samples")
+    p.add_argument("--preprocess", default="imagenet", choices=["imagenet", "unit"],
+                   help="preprocessing preset for an image-folder --calib")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, help="batch size to cost (default 1)")
     p.add_argument("--seq-len", type=int, help="sequence length to cost for dynamic models")

@@ -41,7 +41,7 @@ def frontend_summary(cm: CompiledModel) -> dict:
 
 def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.PathLike | None = None,
                   passes: str | list[str] | None = "none", target: str = "xbar", hw: Any = "rram-128",
-                  calib: Any = None, seed: int = 0, input_shapes: dict | None = None,
+                  calib: Any = None, calib_samples: int | None = None, preprocess: str = "imagenet", seed: int = 0, input_shapes: dict | None = None,
                   options: dict | None = None, backend_options: dict | None = None,
                   name: str | None = None) -> CompileResult:
     """Compile ``model`` (path or ModelProto). Writes OUTDIR only if ``out`` is given.
@@ -59,7 +59,7 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
         cm = canonicalize_model(model, name=name or model.graph.name or "model", input_shapes=input_shapes)
     else:
         cm = read_model(model, input_shapes=input_shapes)
-    ctx = PassContext(options, calib, seed)
+    ctx = PassContext(options, calib, seed, calib_samples=calib_samples, preset=preprocess)
     for pass_name in pass_names:
         cm.records.append(PASSES[pass_name]().run(cm, ctx))
     for record in cm.records:
