@@ -41,7 +41,8 @@ def frontend_summary(cm: CompiledModel) -> dict:
 
 def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.PathLike | None = None,
                   passes: str | list[str] | None = "none", target: str = "xbar", hw: Any = "rram-128",
-                  calib: Any = None, calib_samples: int | None = None, preprocess: str = "imagenet", seed: int = 0, input_shapes: dict | None = None,
+                  calib: Any = None, calib_samples: int | None = None, preprocess: str = "imagenet",
+                  seed: int = 0, input_shapes: dict | None = None,
                   options: dict | None = None, backend_options: dict | None = None,
                   name: str | None = None) -> CompileResult:
     """Compile ``model`` (path or ModelProto). Writes OUTDIR only if ``out`` is given.
