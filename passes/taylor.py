@@ -1,0 +1,496 @@
+"""``--passes taylor``: softmax attention → first-order Taylor linear attention (ViTALiTy).
+
+Each selected block's ``ai.vitc::Attention`` core becomes ``ai.vitc::TaylorAttention`` (same
+inputs, O(n·d²), never an n×n tensor; see :mod:`vitc.runtime.taylor_ops` for the formula).
+
+Training-free recovery (all on calibration data, teacher-forced: every block sees the
+*original* model's block input):
+
+* refit — the block's output projection is refitted by ridge least squares so that
+  out_proj(TaylorAttention(q, k, v)) matches the original attention output (pre-residual);
+* selection — ``--max-drop P``: greedily linearise layers in order of least cosine damage,
+  keeping a layer only if end-to-end calibration accuracy (or top-1 agreement without labels)
+  drops by at most P percentage points; ``--cos-floor C``: keep layers whose teacher-forced
+  attention-output cosine is at least C.
+
+The pass record gives per-layer cosines (before/after refit), end-to-end agreement/accuracy,
+whether weights are untrained or fitted, and operation counts (baseline vs rewritten).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from vitc.compiler.blocks import EncoderBlock
+from vitc.compiler.errors import VitcInputError
+from vitc.compiler.graph_utils import const_value
+from vitc.compiler.model import CompiledModel, PassRecord
+from vitc.compiler import opcount
+from vitc.passes.registry import register
+from vitc.runtime.taylor_ops import CENTERINGS, DEFAULT_CENTERING, OP_TYPE, VARIANTS, taylor_attention_np
+
+DEFAULT_RIDGE = 1e-3        # λ relative to the mean eigenvalue of XᵀX (trace / C)
+HOLDOUT_FRACTION = 0.2      # calibration samples held out to report the refit's cosine
+
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+def _add(group, *flags, **kwargs) -> None:
+    """Add an argument, skipping option strings another pass already registered."""
+    taken = getattr(group, "_option_string_actions", {})
+    free = [f for f in flags if f not in taken]
+    if free:
+        group.add_argument(*free, **kwargs)
+
+
+def parse_layers(spec, n_blocks: int) -> list[int]:
+    """``None``/"all" → all; "0,2,5" / "0-3,7" / [0, 2] → those (checked against the model)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
+        return list(range(n_blocks))
+    if isinstance(spec, (int, np.integer)):
+        items = [int(spec)]
+    elif isinstance(spec, str):
+        items = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            m = re.fullmatch(r"(-?\d+)\s*-\s*(\d+)", part)
+            try:
+                items.extend(range(int(m.group(1)), int(m.group(2)) + 1) if m else [int(part)])
+            except ValueError:
+                raise VitcInputError(f"--layers: cannot read '{part}' (use e.g. 0,2,5 or 0-3 or all)") from None
+    else:
+        items = [int(x) for x in spec]
+    out = []
+    for i in items:
+        j = i + n_blocks if i < 0 else i
+        if not 0 <= j < n_blocks:
+            raise VitcInputError(f"--layers: block {i} does not exist (model has {n_blocks} blocks: 0-{n_blocks - 1})")
+        if j not in out:
+            out.append(j)
+    return sorted(out)
+
+
+def _opt(ctx, *keys, default=None):
+    for k in keys:
+        v = ctx.option(k)
+        if v is not None:
+            return v
+    return default
+
+
+# ---------------------------------------------------------------------------------------------
+# graph edits
+
+def linearise_block(cm: CompiledModel, block: EncoderBlock, variant: str, centering: str,
+                    simplified: bool = False) -> None:
+    """Turn block ``block``'s ai.vitc::Attention core into ai.vitc::TaylorAttention."""
+    node = cm.node(block.attention)
+    if node.op not in ("Attention", OP_TYPE):
+        raise VitcInputError(f"block {block.index}: core '{node.name}' is {node.op}, not ai.vitc::Attention")
+    node.op = OP_TYPE
+    node.attrs = {"num_heads": int(node.attrs["num_heads"]), "scale": float(node.attrs["scale"]),
+                  "variant": variant, "centering": centering, "simplified": int(simplified)}
+
+
+def replace_out_projection(cm: CompiledModel, block: EncoderBlock, weight: np.ndarray, bias: np.ndarray | None,
+                           tag: str = "fitted") -> None:
+    """Point the block's output projection at new initializers (never edits a shared one)."""
+    prefix = f"/block{block.index}/attn/out_proj"
+    mm = cm.node(block.out_proj.matmul)
+    w = gs.Constant(f"{prefix}.weight_{tag}", np.ascontiguousarray(weight, np.float32))
+    if mm.op == "Gemm":
+        mm.attrs["transB"] = 0
+        if len(mm.inputs) > 2 and bias is not None:
+            mm.inputs[2] = gs.Constant(f"{prefix}.bias_{tag}", np.ascontiguousarray(bias, np.float32))
+    mm.inputs[1] = w
+    block.out_proj.weight = w.name
+    if bias is not None and block.out_proj.add:
+        add = cm.node(block.out_proj.add)
+        idx = 1 if const_value(add.inputs[1]) is not None else 0
+        b = gs.Constant(f"{prefix}.bias_{tag}", np.ascontiguousarray(bias.reshape(-1), np.float32))
+        add.inputs[idx] = b
+        block.out_proj.bias = b.name
+
+
+def _out_projection(cm: CompiledModel, block: EncoderBlock) -> tuple[np.ndarray, np.ndarray | None]:
+    mm = cm.node(block.out_proj.matmul)
+    w = const_value(mm.inputs[1]).astype(np.float64)
+    if mm.op == "Gemm" and mm.attrs.get("transB", 0):
+        w = w.T
+    b = None
+    if block.out_proj.add:
+        add = cm.node(block.out_proj.add)
+        b = next((const_value(i) for i in add.inputs if const_value(i) is not None), None)
+    elif mm.op == "Gemm" and len(mm.inputs) > 2:
+        b = const_value(mm.inputs[2])
+    return w, None if b is None else np.asarray(b, np.float64).reshape(-1)
+
+
+def _projection(cm: CompiledModel, proj) -> tuple[np.ndarray, np.ndarray | None]:
+    w = const_value(cm.tensor(proj.weight)).astype(np.float64)
+    b = None if proj.bias is None else const_value(cm.tensor(proj.bias)).astype(np.float64).reshape(-1)
+    return w, b
+
+
+# ---------------------------------------------------------------------------------------------
+# numerics
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float, intercept: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """argmin ‖XW + b − Y‖² + λ'‖W‖², λ' = lam·trace(XcᵀXc)/C; closed form, float64."""
+    x = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    y = y.reshape(-1, y.shape[-1]).astype(np.float64)
+    xm = x.mean(0) if intercept else np.zeros(x.shape[1])
+    ym = y.mean(0) if intercept else np.zeros(y.shape[1])
+    xc, yc = x - xm, y - ym
+    gram = xc.T @ xc
+    reg = lam * max(np.trace(gram) / len(gram), 1e-12)
+    w = np.linalg.solve(gram + reg * np.eye(len(gram)), xc.T @ yc)
+    return w, (ym - xm @ w) if intercept else None
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over samples of the cosine between flattened samples of ``a`` and ``b``."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cos = np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-300), 1.0)
+    return float(cos.mean())
+
+
+@dataclasses.dataclass
+class BlockFit:
+    index: int
+    cos_before: float
+    cos_after: float | None = None          # refit, on held-out calibration samples
+    cos_after_fit: float | None = None      # refit, on the samples it was fitted on (all)
+    res_cos_before: float | None = None     # cosine of block_input + attention output
+    res_cos_after: float | None = None
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    rejected: bool = False                  # refit worse than the original projection on held-out data
+
+    @property
+    def fitted(self) -> bool:
+        return self.weight is not None
+
+    @property
+    def damage(self) -> float:
+        return 1.0 - (self.cos_after if self.fitted else self.cos_before)
+
+    def to_dict(self) -> dict:
+        d = {"cos_before": round(self.cos_before, 6)}
+        for k in ("cos_after", "cos_after_fit", "res_cos_before", "res_cos_after"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = round(v, 6)
+        if self.rejected:
+            d["refit"] = "rejected (held-out cosine below the original projection's)"
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# end-to-end evaluation
+
+def _emit_copy(cm: CompiledModel):
+    from vitc.compiler.emit import emit
+    return emit(dataclasses.replace(cm, graph=cm.graph.copy()))
+
+
+def evaluate(model, data, ref_outputs: list[np.ndarray]) -> dict:
+    """Agreement / accuracy / output cosine of ``model`` vs the original outputs on ``data``."""
+    from vitc.runtime.batching import run_batched
+    from vitc.runtime.session import open_session
+    sess = open_session(model)
+    names = [o.name for o in sess.get_outputs()]
+    feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
+    out = run_batched(sess, feeds, names)[0]
+    ref = ref_outputs[0]
+    res = {"output_cosine": round(mean_cosine(ref, out), 6)}
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        res["agreement"] = round(100.0 * float((ref.argmax(1) == out.argmax(1)).mean()), 3)
+        if data.labels is not None:
+            res["accuracy_original"] = round(100.0 * float((ref.argmax(1) == data.labels).mean()), 3)
+            res["accuracy"] = round(100.0 * float((out.argmax(1) == data.labels).mean()), 3)
+    return res
+
+
+def drop_of(result: dict, metric: str) -> float:
+    """Percentage-point drop under ``metric`` (accuracy / agreement / cosine)."""
+    if metric == "accuracy":
+        return result["accuracy_original"] - result["accuracy"]
+    if metric == "agreement":
+        return 100.0 - result["agreement"]
+    return 100.0 * (1.0 - result["output_cosine"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the pass
+
+@register
+class TaylorPass:
+    name = "taylor"
+    help = "softmax attention → first-order Taylor linear attention (ViTALiTy), O(n·d²)"
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        _add(group, "--taylor-layers", "--layers", dest="p_taylor_layers", metavar="LIST",
+             help="blocks to linearise (candidates under --max-drop/--cos-floor): all | 0,2,5 | 0-3")
+        _add(group, "--taylor-variant", dest="p_taylor_variant", choices=VARIANTS,
+             help="paper (Algorithm 1, default) or code (released implementation: s·Q(K̂ᵀV))")
+        _add(group, "--taylor-centering", dest="p_taylor_centering", choices=CENTERINGS,
+             help="key centring axis (default: tokens for paper, features for code)")
+        _add(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
+             help="choose layers greedily: end-to-end calibration accuracy (agreement without labels) "
+                  "may drop at most PP percentage points")
+        _add(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
+             help="choose layers whose teacher-forced attention-output cosine is at least C")
+        _add(group, "--taylor-refit", dest="p_taylor_refit", choices=("auto", "yes", "no"),
+             help="ridge-refit the output projection of linearised blocks (auto: with --calib or a budget)")
+        _add(group, "--taylor-ridge", dest="p_taylor_ridge", type=float, metavar="LAMBDA",
+             help=f"ridge strength relative to trace(XᵀX)/C (default {DEFAULT_RIDGE:g})")
+        _add(group, "--taylor-metric", dest="p_taylor_metric", choices=("auto", "accuracy", "agreement", "cosine"),
+             help="what --max-drop measures (auto: accuracy with labels, else top-1 agreement)")
+        _add(group, "--taylor-tokens", dest="p_taylor_tokens", type=int, metavar="N",
+             help="token count for operation counts of models with a dynamic sequence length")
+
+    # -- option resolution
+    def _config(self, cm: CompiledModel, ctx) -> dict:
+        variant = _opt(ctx, "taylor_variant")
+        if variant is None and ctx.option("variant") in VARIANTS:
+            variant = ctx.option("variant")
+        variant = variant or "paper"
+        if variant not in VARIANTS:
+            raise VitcInputError(f"taylor: unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
+        centering = _opt(ctx, "taylor_centering")
+        if centering is None and ctx.option("centering") in CENTERINGS:
+            centering = ctx.option("centering")
+        centering = centering or DEFAULT_CENTERING[variant]
+        if centering not in CENTERINGS:
+            raise VitcInputError(f"taylor: unknown centering '{centering}' (choose from {', '.join(CENTERINGS)})")
+        max_drop = _opt(ctx, "taylor_max_drop", "max_drop")
+        cos_floor = _opt(ctx, "taylor_cos_floor", "cos_floor")
+        refit = _opt(ctx, "taylor_refit", "refit", default="auto")
+        if isinstance(refit, bool):
+            refit = "yes" if refit else "no"
+        metric = _opt(ctx, "taylor_metric", default="auto")
+        return {"variant": variant, "centering": centering,
+                "candidates": parse_layers(_opt(ctx, "taylor_layers", "layers"), len(cm.blocks)),
+                "max_drop": None if max_drop is None else float(max_drop),
+                "cos_floor": None if cos_floor is None else float(cos_floor),
+                "refit": str(refit), "metric": metric,
+                "ridge": float(_opt(ctx, "taylor_ridge", "ridge", default=DEFAULT_RIDGE)),
+                "tokens": _opt(ctx, "taylor_tokens", "tokens"),
+                "measure": bool(_opt(ctx, "taylor_measure", default=True))}
+
+    def run(self, cm: CompiledModel, ctx) -> PassRecord:
+        t0 = time.perf_counter()
+        cfg = self._config(cm, ctx)
+        candidates = cfg["candidates"]
+        for i in candidates:
+            op = cm.node(cm.blocks[i].attention).op
+            if op != "Attention":
+                raise VitcInputError(f"taylor: block {i} core is already {op} (run taylor once, before reorder)")
+        budget = cfg["max_drop"] is not None or cfg["cos_floor"] is not None
+        data = ctx.calibration(cm)
+        real_data = data.source != "synthetic"
+        refit = cfg["refit"] == "yes" or (cfg["refit"] == "auto" and (real_data or budget))
+        fits = self._fit_blocks(cm, ctx, candidates, cfg, refit)
+        notes = []
+        ref_outputs = ctx.model_outputs(cm) if (cfg["measure"] or cfg["max_drop"] is not None) else None
+        metric = cfg["metric"]
+        if metric == "auto":
+            metric = "accuracy" if data.labels is not None else "agreement"
+        if ref_outputs is not None and metric in ("accuracy", "agreement") and not (
+                ref_outputs[0].ndim == 2 and ref_outputs[0].shape[1] > 1):
+            metric = "cosine"
+            notes.append("model output is not a classifier: --max-drop measures 100·(1 − output cosine)")
+        if metric == "accuracy" and data.labels is None:
+            raise VitcInputError("taylor: --taylor-metric accuracy needs labels in the calibration data")
+        selection, trials = self._select(cm, candidates, fits, cfg, data, ref_outputs, metric, refit)
+        for i in selection:
+            block = cm.blocks[i]
+            linearise_block(cm, block, cfg["variant"], cfg["centering"])
+            if refit and fits[i].weight is not None:
+                replace_out_projection(cm, block, fits[i].weight, fits[i].bias)
+        fidelity = {"calibration": data.source, "samples": data.size,
+                    "per_layer": {str(i): fits[i].to_dict() for i in candidates if i in fits}}
+        if ref_outputs is not None:
+            fidelity.update({"end_to_end": evaluate(_emit_copy(cm), data, ref_outputs), "metric": metric})
+        details = {
+            "op": f"ai.vitc::{OP_TYPE}", "variant": cfg["variant"], "centering": cfg["centering"],
+            "candidates": candidates, "selected": selection,
+            "selection": ("max-drop" if cfg["max_drop"] is not None else
+                          "cos-floor" if cfg["cos_floor"] is not None else "layers"),
+            "max_drop": cfg["max_drop"], "cos_floor": cfg["cos_floor"],
+            "refit": "ridge least squares on the output projection (teacher-forced)" if refit else "none",
+            "ridge_lambda": cfg["ridge"] if refit else None,
+            "block_weights": {str(i): ("fitted" if refit and fits.get(i) and fits[i].fitted else "untrained")
+                              for i in selection},
+            "trials": trials, "opcount": block_opcounts(cm, selection, cfg["tokens"]),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        if notes:
+            details["notes"] = notes
+        fitted = [i for i in selection if refit and fits.get(i) and fits[i].fitted]
+        weights = ("fitted" if len(fitted) == len(selection) else "fitted+untrained" if fitted else "untrained") \
+            if selection else "none"
+        return PassRecord(self.name, selection, weights, fidelity, details)
+
+    # -- teacher-forced per-block fits
+    def _fit_blocks(self, cm, ctx, candidates, cfg, refit) -> dict[int, BlockFit]:
+        budget = cfg["max_drop"] is not None or cfg["cos_floor"] is not None
+        if not (refit or budget or cfg["measure"]):
+            return {}
+        fits = {}
+        for i in candidates:
+            fits[i] = fit_block(cm, ctx, cm.blocks[i], cfg["variant"], cfg["centering"],
+                                cfg["ridge"] if refit else None)
+        return fits
+
+    # -- layer selection
+    def _select(self, cm, candidates, fits, cfg, data, ref_outputs, metric, refit):
+        if cfg["cos_floor"] is not None:
+            sel = [i for i in candidates if 1.0 - fits[i].damage >= cfg["cos_floor"]]
+            if cfg["max_drop"] is None:
+                return sel, []
+            candidates = sel
+        if cfg["max_drop"] is None:
+            return candidates, []
+        order = sorted(candidates, key=lambda i: fits[i].damage)
+        chosen, trials = [], []
+        for i in order:
+            trial = dataclasses.replace(cm, graph=cm.graph.copy(), blocks=[dataclasses.replace(
+                b, out_proj=dataclasses.replace(b.out_proj)) for b in cm.blocks], records=[])
+            for j in chosen + [i]:
+                linearise_block(trial, trial.blocks[j], cfg["variant"], cfg["centering"])
+                if refit and fits[j].weight is not None:
+                    replace_out_projection(trial, trial.blocks[j], fits[j].weight, fits[j].bias)
+            from vitc.compiler.emit import emit
+            res = evaluate(emit(trial), data, ref_outputs)
+            drop = drop_of(res, metric)
+            ok = drop <= cfg["max_drop"] + 1e-9
+            trials.append({"add": i, "layers": sorted(chosen + [i]), "drop": round(drop, 3), "kept": ok, **res})
+            if ok:
+                chosen.append(i)
+        return sorted(chosen), trials
+
+
+def _block_values(cm: CompiledModel, ctx, block: EncoderBlock) -> dict[str, np.ndarray]:
+    """Teacher-forced q, k, v, mask, attention output and residual partner of ``block``."""
+    names = [block.x_in, block.attn_output] + ([block.block_input] if block.block_input else [])
+    acts = ctx.activations(cm, names)
+    x = acts[block.x_in].astype(np.float64)
+    out = {"attn_output": acts[block.attn_output], "block_input": acts.get(block.block_input)}
+    for role, proj in (("q", block.q_proj), ("k", block.k_proj), ("v", block.v_proj)):
+        w, b = _projection(cm, proj)
+        out[role] = x @ w + (0 if b is None else b)
+    out["mask"] = None
+    if block.has_mask:
+        out["mask"] = mask_values(cm, ctx, block)
+    return out
+
+
+def mask_values(cm: CompiledModel, ctx, block: EncoderBlock) -> np.ndarray:
+    """The additive mask fed to the block's core on the calibration data."""
+    mask_name = cm.node(block.attention).inputs[3].name
+    original_names = {o for n in cm.original.graph.node for o in n.output} | {i.name for i in cm.original.graph.input}
+    if mask_name in original_names:
+        return ctx.activations(cm, [mask_name])[mask_name]
+    # created by the front end (e.g. bool → additive): evaluate the current canonical graph
+    from vitc.runtime.batching import run_batched
+    from vitc.runtime.session import open_session, with_extra_outputs
+    cache = ctx.__dict__.setdefault("_taylor_graph_values", {})
+    if mask_name not in cache:
+        sess = open_session(with_extra_outputs(_emit_copy(cm), [mask_name]))
+        data = ctx.calibration(cm)
+        feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
+        cache[mask_name] = run_batched(sess, feeds, [mask_name])[0]
+    return cache[mask_name]
+
+
+def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centering: str,
+              ridge: float | None) -> BlockFit:
+    """Cosines of the linearised block (teacher-forced) and, with ``ridge``, the refitted projection."""
+    vals = _block_values(cm, ctx, block)
+    node = cm.node(block.attention)
+    heads, scale = int(node.attrs["num_heads"]), float(node.attrs["scale"])
+    z = taylor_attention_np(vals["q"], vals["k"], vals["v"], heads, scale, variant, centering, vals["mask"])
+    y = vals["attn_output"].astype(np.float64)
+    w, b = _out_projection(cm, block)
+    before = z @ w + (0 if b is None else b)
+    fit = BlockFit(block.index, mean_cosine(before, y))
+    resid = vals["block_input"]
+    if resid is not None and resid.shape == y.shape:
+        fit.res_cos_before = mean_cosine(before + resid, y + resid)
+    if ridge is None:
+        return fit
+    intercept = b is not None
+    n = len(z)
+    n_hold = int(round(HOLDOUT_FRACTION * n)) if n >= 5 else 0
+    if n_hold:
+        wh, bh = ridge_fit(z[:-n_hold], y[:-n_hold], ridge, intercept)
+        pred = z[-n_hold:] @ wh + (0 if bh is None else bh)
+        fit.cos_after = mean_cosine(pred, y[-n_hold:])
+    fit.weight, fit.bias = ridge_fit(z, y, ridge, intercept)
+    after = z @ fit.weight + (0 if fit.bias is None else fit.bias)
+    fit.cos_after_fit = mean_cosine(after, y)
+    if fit.cos_after is None:
+        fit.cos_after = fit.cos_after_fit
+    if fit.cos_after < fit.cos_before:      # the refit does not generalise: keep the original projection
+        fit.rejected = True
+        fit.weight = fit.bias = None
+    if resid is not None and resid.shape == y.shape:
+        fit.res_cos_after = mean_cosine(after + resid, y + resid)
+    return fit
+
+
+# ---------------------------------------------------------------------------------------------
+# operation counts
+
+def _tokens(block: EncoderBlock, override) -> tuple[int, str]:
+    if override:
+        return int(override), "given (--taylor-tokens)"
+    if isinstance(block.tokens, int):
+        return block.tokens, "static"
+    m = re.search(r"\d+", str(block.tokens))
+    return (int(m.group()) if m else 128), "representative (dynamic sequence; probe length)"
+
+
+def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None) -> dict:
+    """Per-block and total counts of the attention core, baseline vs rewritten (see vitc.compiler.opcount)."""
+    rows, tot_b, tot_r, g_b, g_r = [], opcount.OpCounts(), opcount.OpCounts(), opcount.OpCounts(), opcount.OpCounts()
+    token_note = None
+    for block in cm.blocks:
+        n, token_note = _tokens(block, tokens_override)
+        node = cm.node(block.attention)
+        h, d, c = block.num_heads, block.head_dim, block.embed_dim
+        masked = len(node.inputs) == 4
+        base = opcount.softmax_attention_counts(n, d, h, masked)
+        gbase = opcount.core_graph_counts("Attention", {"num_heads": h, "scale": float(node.attrs["scale"])},
+                                          len(node.inputs), n, c, cm.opset)
+        if node.op == OP_TYPE:
+            a = node.attrs
+            new = opcount.taylor_attention_counts(n, d, h, a["variant"], a["centering"], bool(a["simplified"]), masked)
+            gnew = opcount.core_graph_counts(OP_TYPE, dict(a), len(node.inputs), n, c, cm.opset)
+        else:
+            new, gnew = base, gbase
+        rows.append({"block": block.index, "tokens": n, "heads": h, "head_dim": d, "rewritten": node.op == OP_TYPE,
+                     "baseline": base.to_dict(), "taylor": new.to_dict(),
+                     "graph_baseline": gbase.to_dict(), "graph_taylor": gnew.to_dict()})
+        tot_b, tot_r, g_b, g_r = tot_b + base, tot_r + new, g_b + gbase, g_r + gnew
+    return {"accounting": "attention core per image (batch 1), projections excluded; 'paper' = ViTALiTy Eq. (1)-(3) "
+                          "step accounting, 'graph' = counted from the emitted ONNX function bodies "
+                          "(see vitc.compiler.opcount and docs/taylor.md)",
+            "tokens": token_note,
+            "total_M": {"baseline": tot_b.millions(), "rewritten": tot_r.millions(),
+                        "ratio": opcount.ratio(tot_b, tot_r)},
+            "graph_total_M": {"baseline": g_b.millions(), "rewritten": g_r.millions(),
+                              "ratio": opcount.ratio(g_b, g_r)},
+            "per_block": rows}
