@@ -652,6 +652,22 @@ def core_target_names(cm: CompiledModel, blocks: list[int]) -> dict[int, str]:
     return out
 
 
+def _mask_value(cm: CompiledModel, i: int) -> np.ndarray | None:
+    """The constant additive mask of block ``i``'s core, if it has one that is a constant."""
+    from vitc.compiler.graph_utils import const_value
+    core = cm.node(cm.blocks[i].attention)
+    return const_value(core.inputs[3]) if len(core.inputs) > 3 else None
+
+
+def has_live_mask(cm: CompiledModel, i: int) -> bool:
+    """True if block ``i``'s attention applies a mask that is not a constant all-zero tensor
+    (dynamo exports of unmasked models carry such zeros)."""
+    if not cm.blocks[i].has_mask:
+        return False
+    m = _mask_value(cm, i)
+    return m is None or bool(np.any(m != 0))
+
+
 def numpy_attention_core(cm: CompiledModel, i: int, x: np.ndarray) -> np.ndarray:
     """concat_heads(softmax(q kᵀ · scale) v) recomputed in numpy from x_in [S, N, C] with the
     canonical projection weights (cross-check of the collected target; no mask)."""
@@ -666,6 +682,8 @@ def numpy_attention_core(cm: CompiledModel, i: int, x: np.ndarray) -> np.ndarray
         vals.append(y.reshape(x.shape[0], x.shape[1], blk.num_heads, blk.head_dim).transpose(0, 2, 1, 3))
     q, k, v = vals
     s = q @ k.transpose(0, 1, 3, 2) * float(core.attrs["scale"])
+    if blk.has_mask:
+        s = s + _mask_value(cm, i)
     s = np.exp(s - s.max(-1, keepdims=True))
     s /= s.sum(-1, keepdims=True)
     return (s @ v).transpose(0, 2, 1, 3).reshape(x.shape)
@@ -710,7 +728,7 @@ class BiLstmPass:
         w_start = time.time()
         opt = ctx.option
         blocks = _parse_blocks(opt("bilstm_blocks"), len(cm.blocks))
-        masked = [i for i in blocks if cm.blocks[i].has_mask]
+        masked = [i for i in blocks if has_live_mask(cm, i)]
         if masked and not opt("bilstm_ignore_mask"):
             raise VitcInputError(f"bilstm: blocks {masked} have an attention mask; the LSTMs cannot apply it "
                                  "(pass --bilstm-ignore-mask to replace them anyway)")
@@ -817,7 +835,7 @@ class BiLstmPass:
         check = {}
         for i in blocks:   # cross-check the collected target against a numpy recomputation
             x, t = data[i]
-            if not cm.blocks[i].has_mask:
+            if not has_live_mask(cm, i):
                 ref = numpy_attention_core(cm, i, x[:4])
                 check[i] = float(np.abs(ref - t[:4]).max() / max(np.abs(ref).max(), 1e-30))
         inits = {}
