@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""onnxruntime CPU latency: original ViT vs ``--passes taylor`` (and taylor,reorder --reorder-simplify).
+
+Zoo DeiT-Tiny (seeded random weights; latency does not depend on the values) at
+224/16 (197 tokens) and 448/8 (3137 tokens), batch 1, fixed thread count, warm-up runs, then the
+median of timed runs. Prints a table and the speed-up ratios original/compiled.
+
+    python benchmarks/taylor_latency.py                       # both sizes, 2 threads
+    python benchmarks/taylor_latency.py --sizes 224/16 --runs 20 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from vitc.compiler.pipeline import compile_model
+from vitc.compiler.zoo import build_vit
+
+
+def session(model, threads: int) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def median_latency(sess: ort.InferenceSession, feeds: dict, warmup: int, runs: int) -> tuple[float, list[float]]:
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def bench_size(name: str, img: int, patch: int, threads: int, warmup: int, runs: int, depth: int | None) -> dict:
+    original = build_vit(name, img_size=img, patch=patch, depth=depth)
+    tokens = (img // patch) ** 2 + 1
+    variants = {"original": original}
+    t0 = time.perf_counter()
+    variants["canonical"] = compile_model(original, passes="none", target="none", name=name).model
+    variants["taylor"] = compile_model(original, passes="taylor", target="none", name=name,
+                                       options={"taylor_measure": False}).model
+    variants["taylor+reorder"] = compile_model(original, passes="taylor,reorder", target="none", name=name,
+                                               options={"taylor_measure": False, "reorder_simplify": True}).model
+    compile_s = time.perf_counter() - t0
+    feeds = {"input": np.random.default_rng(0).standard_normal((1, 3, img, img)).astype(np.float32)}
+    ref = None
+    row = {"model": name, "img": img, "patch": patch, "tokens": tokens, "threads": threads, "runs": runs,
+           "compile_s": round(compile_s, 2), "latency_ms": {}, "all_ms": {}}
+    for key, model in variants.items():
+        sess = session(model, threads)
+        med, times = median_latency(sess, feeds, warmup, runs)
+        row["latency_ms"][key] = round(1e3 * med, 2)
+        row["all_ms"][key] = [round(1e3 * t, 2) for t in times]
+        out = sess.run(None, feeds)[0]
+        if key == "original":
+            ref = out
+        elif key == "canonical":
+            row["canonical_max_rel"] = float(np.abs(out - ref).max() / np.abs(ref).max())
+        del sess
+    lat = row["latency_ms"]
+    row["speedup"] = {k: round(lat["original"] / lat[k], 3) for k in ("canonical", "taylor", "taylor+reorder")}
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="deit-tiny")
+    p.add_argument("--sizes", default="224/16,448/8", help="comma-separated IMG/PATCH")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--depth", type=int, help="blocks (default: the model's 12)")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    rows = []
+    for spec in args.sizes.split(","):
+        img, patch = (int(x) for x in spec.split("/"))
+        row = bench_size(args.model, img, patch, args.threads, args.warmup, args.runs, args.depth)
+        rows.append(row)
+        lat, sp = row["latency_ms"], row["speedup"]
+        print(f"{args.model} {img}/{patch} ({row['tokens']} tokens, {args.threads} threads, median of {args.runs}): "
+              f"original {lat['original']:.1f} ms, canonical {lat['canonical']:.1f} ms, "
+              f"taylor {lat['taylor']:.1f} ms, taylor+reorder {lat['taylor+reorder']:.1f} ms  →  "
+              f"speed-up taylor {sp['taylor']:.2f}×, taylor+reorder {sp['taylor+reorder']:.2f}×", flush=True)
+    info = {"benchmark": "taylor_latency", "onnxruntime": ort.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "cpu_count": os.cpu_count(), "results": rows}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(info, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
