@@ -203,6 +203,7 @@ class AttentionCost:
     energy_uj: dict = field(default_factory=dict)
     latency_cycles: int = 0
     freq_mhz: float = 500.0
+    steps: list = field(default_factory=list)   #: per-head :class:`Step` list (Taylor)
 
     @property
     def latency_us(self) -> float:
@@ -275,6 +276,53 @@ def sa_layer_cycles_stream(products: list[tuple[int, int, int]], heads: int, R: 
 # ----------------------------------------------------------------------------- models
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of Algorithm 1 for ONE head on one unit.
+
+    ``ops``: useful operations (MACs on the arrays, element ops on the 64-lane
+    units); ``cycles``: busy cycles of that unit for this head - for the 64-lane
+    units ``rows * ceil(width / 64)``, for the arrays the product costed in
+    isolation (SCALE-Sim mode, +1), for information: the arrays' busy cycles in
+    :class:`AttentionCost` come from the layer schedule instead.
+    """
+
+    step: str
+    unit: str
+    ops: int
+    cycles: int
+    gemm: object = None       #: :class:`GemmCost` for array steps
+
+
+def taylor_head_steps(n: int, d: int, hw: VitalityHW,
+                      dataflow: str = "down-forward") -> list[Step]:
+    """Algorithm 1 for one head (n tokens, head dim d) as a list of :class:`Step`."""
+    R, C = hw.rows, hw.cols
+    w = hw.width
+    rows = lambda unit, r, width: _rows64(r, width, w[unit])  # noqa: E731
+    if dataflow == "down-forward":
+        g = gemm_cost(d, d, n, R, C, "ws")                    # V stationary
+    else:
+        g = gemm_cost(d, d, n, R, C, "os")                    # G stays in the PEs
+    qg = gemm_cost(n, d, d, R, C, "ws")                       # G stationary
+    qk = gemm_cost(n, 1, d, hw.diag_rows, hw.diag_cols, "ws")  # k_hat_sum stationary
+    qg_cycles = qg.cycles + 1 - (R if dataflow == "g-stationary" else 0)
+    return [
+        Step("1 K_bar = sum_t K", "accumulator_array", n * d, rows("accumulator_array", n, d)),
+        Step("1 K_bar /= n", "divider_array", d, math.ceil(d / w["divider_array"])),
+        Step("1 K_hat = K - K_bar", "adder_array", n * d, rows("adder_array", n, d)),
+        Step("2 G = K_hat^T V", "sa_general", g.macs, g.cycles + 1, g),
+        Step("3 k_hat_sum, v_sum", "accumulator_array", 2 * n * d,
+             2 * rows("accumulator_array", n, d)),
+        Step("4 Q k_hat_sum^T", "sa_diag", qk.macs, qk.cycles + 1, qk),
+        Step("4 t_D = n sqrt(d) + Qk", "adder_array", n, math.ceil(n / w["adder_array"])),
+        Step("5 Q G", "sa_general", qg.macs, qg_cycles, qg),
+        Step("5 T_N = sqrt(d) v_sum + QG", "adder_array", n * d, rows("adder_array", n, d)),
+        Step("6 Z = T_N / t_D", "divider_array", n * d, rows("divider_array", n, d)),
+    ]
+
+
+
 def _rows64(n_rows: int, width_elems: int, lanes: int) -> int:
     """Cycles for a ``lanes``-wide unit to process ``n_rows`` rows of ``width_elems``."""
     return n_rows * math.ceil(width_elems / lanes)
@@ -336,19 +384,15 @@ def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: in
     R, C = hw.rows, hw.cols
     hb = heads * batch                     # independent head instances per layer
     inst = hb * layers
-    lane = {k: hw.width[k] for k in ("accumulator_array", "adder_array", "divider_array")}
 
-    # pre/post-processors, per head (busy cycles / element ops)
-    acc_c = (_rows64(n, d, lane["accumulator_array"])          # K_bar
-             + 2 * _rows64(n, d, lane["accumulator_array"]))   # k_hat_sum, v_sum
-    div_c = (math.ceil(d / lane["divider_array"])              # K_bar = sum / n
-             + _rows64(n, d, lane["divider_array"]))           # Z = T_N / t_D
-    add_c = (_rows64(n, d, lane["adder_array"])                # K_hat
-             + math.ceil(n / lane["adder_array"])              # t_D
-             + _rows64(n, d, lane["adder_array"]))             # T_N
-    ops = {"accumulator_array": 3 * n * d * inst, "divider_array": (d + n * d) * inst,
-           "adder_array": (2 * n * d + n) * inst,
-           "sa_general": 2 * n * d * d * inst, "sa_diag": n * d * inst}
+    steps = taylor_head_steps(n, d, hw, dataflow)
+    per_head = {}
+    ops = {}
+    for st in steps:
+        per_head[st.unit] = per_head.get(st.unit, 0) + st.cycles
+        ops[st.unit] = ops.get(st.unit, 0) + st.ops * inst
+    acc_c, add_c, div_c = (per_head[u] for u in
+                           ("accumulator_array", "adder_array", "divider_array"))
 
     sa = sa_layer_cycles_taylor(n, d, hb, R, C, dataflow, schedule) * layers
     diag = sa_layer_cycles_stream([(n, 1, d)], hb, hw.diag_rows, hw.diag_cols,
@@ -366,7 +410,7 @@ def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: in
     pre_w = 5 * n * d   # K for K_bar; K in + K_hat out; K_hat + V for the sums
     cost = AttentionCost(kind="taylor", dataflow=dataflow, schedule=schedule,
                          energy_model=energy, n=n, d=d, heads=heads, layers=layers,
-                         batch=batch, busy_cycles=busy, ops=ops,
+                         batch=batch, busy_cycles=busy, ops=ops, steps=steps,
                          sram_words=(gemm_w + diag_w + pre_w) * inst,
                          dram_words=4 * n * d * inst)
     # latency: the slowest unit sets the layer's throughput (intra-layer pipeline);

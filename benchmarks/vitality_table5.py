@@ -46,6 +46,11 @@ def main() -> int:
               f"latency {c.latency_us:.1f} us; DRAM (not in Table V) "
               f"{c.energy_uj['dram']:.1f} uJ")
 
+    print("\nPer head (n=197, d=64), down-forward: step, unit, ops, busy cycles "
+          "(arrays: product in isolation, SCALE-Sim)")
+    for st in res["down-forward"].steps:
+        print(f"  {st.step:28s} {st.unit:18s} {st.ops:9d} {st.cycles:6d}")
+
     print("\nAlternatives (systolic / overall uJ; paper GS 215/222, DF 191/198):")
     for sched in ("pipelined", "double-buffered", "scalesim"):
         for energy in ("busy", "activity"):

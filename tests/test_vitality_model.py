@@ -53,6 +53,19 @@ def test_busy_cycles_deit_base(df, gs):
     assert df.ops["sa_general"] == 144 * 2 * 197 * 64 * 64
 
 
+def test_steps_follow_algorithm_1(df, gs):
+    steps = {s.step: s for s in df.steps}
+    assert len(df.steps) == 10
+    assert steps["2 G = K_hat^T V"].cycles == 4 * (2 * 64 + 64 + 64 - 2)   # 4 ws folds
+    assert steps["5 Q G"].cycles == 2 * 64 + 64 + 197 - 2
+    assert {s.step: s for s in gs.steps}["2 G = K_hat^T V"].cycles == 64 + 64 + 197 - 2
+    for unit in ("accumulator_array", "adder_array", "divider_array"):
+        per_head = sum(s.cycles for s in df.steps if s.unit == unit)
+        assert df.busy_cycles[unit] == 144 * per_head
+    for unit, ops in df.ops.items():
+        assert ops == 144 * sum(s.ops for s in df.steps if s.unit == unit)
+
+
 def test_isolated_schedules_do_not_reproduce_ordering():
     # without the intra-layer pipeline G-stationary wins (1 os fold vs 4 ws folds)
     for sched in ("scalesim", "double-buffered"):
