@@ -44,8 +44,9 @@ Modes
 
         cycles = (P + T) + (F - 1) * max(T, L) - 1,   P = 2R + C - 2 (ws/is), R + C - 2 (os)
 
-    Equal to ``scalesim`` for one fold, never above it, never below ``F*T >=
-    MACs/(R*C)``.
+    Equal to ``scalesim`` for one fold, never above it, never below
+    ``MACs/(R*C)`` (except a 1x1 ``os`` array, where SCALE-Sim's own count is
+    ``F*K - 1``).
 
 Stalls (optional)
 -----------------
