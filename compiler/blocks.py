@@ -49,6 +49,7 @@ class EncoderBlock:
     forms: dict[str, str] = field(default_factory=dict)
     has_mask: bool = False
     probe_rel_error: float = 0.0
+    reuses: int | None = None    # set by the reuse pass: this block's attention is gone, it adds TB(A_reuses)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -29,6 +29,10 @@ class PassContext:
         self._calib_arg, self._calib_samples, self._preset = calib, calib_samples, preset
         self._data: Dataset | None = None
         self._cache: dict[str, np.ndarray] = {}
+        # the compile's cost target, for passes that search under a cost model (set by the pipeline)
+        self.target: str | None = None
+        self.hw = None
+        self.backend_options: dict[str, Any] = {}
 
     def option(self, key: str, default=None):
         value = self.options.get(key)

@@ -20,6 +20,7 @@ class PassRecord:
     weights: str = "none"
     fidelity: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)   # extra OUTDIR files (name -> bytes); not in to_dict
 
     def to_dict(self) -> dict:
         return {"name": self.name, "blocks": self.blocks, "weights": self.weights,

@@ -61,6 +61,7 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
     else:
         cm = read_model(model, input_shapes=input_shapes)
     ctx = PassContext(options, calib, seed, calib_samples=calib_samples, preset=preprocess)
+    ctx.target, ctx.hw, ctx.backend_options = target, hw_spec, dict(backend_options or {})
     for pass_name in pass_names:
         cm.records.append(PASSES[pass_name]().run(cm, ctx))
     for record in cm.records:
@@ -70,6 +71,8 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
         onnx.checker.check_model(result_model)
     files = model_bytes(result_model, f"{cm.name}.vitc.onnx", cm.external_data)
     files["blocks.json"] = (json.dumps(frontend_summary(cm), indent=1, sort_keys=True) + "\n").encode()
+    for record in cm.records:
+        files.update(record.files)
     result = CompileResult(cm, result_model, files)
     if target != "none":
         from vitc.backends.api import evaluate
