@@ -396,7 +396,7 @@ def choose_units(norms: list[list[np.ndarray]], threshold: float | None = None,
     if threshold is not None:
         drop |= flat < threshold * flat.max()
     if ratio is not None:
-        k = int(round(ratio * flat.size))
+        k = math.ceil(ratio * flat.size - 1e-9)        # at least the asked fraction
         if k > 0:
             drop[np.argsort(flat, kind="stable")[:k]] = True
     keep, pos = [], 0

@@ -130,13 +130,29 @@ def far_module_class():
             self.register_buffer("mask_hh", m_hh)
             self.register_buffer("mask_head", m_head)
             self.register_buffer("unit_mask", torch.ones(2, HH))
+            self._mask_cache = None
             for name, p in self.named_parameters():
                 p.register_hook(functools.partial(self._mask_grad, name))
             self.apply_masks()
 
         # -- masks
+        def set_unit_mask(self, mask) -> None:
+            """Keep only the hidden units where ``mask`` [2, H·h] is 1 (and zero the rest)."""
+            self.unit_mask.copy_(mask.to(self.unit_mask.device))
+            self._mask_cache = None
+            self.apply_masks()
+
+        def _apply(self, fn, *args, **kwargs):      # .to(device) etc.: rebuild cached masks there
+            self._mask_cache = None
+            return super()._apply(fn, *args, **kwargs)
+
         def masks(self) -> dict:
-            """Effective 0/1 mask per parameter (structure × kept units)."""
+            """Effective 0/1 mask per parameter (structure × kept units), cached."""
+            if self._mask_cache is None:
+                self._mask_cache = self._build_masks()
+            return self._mask_cache
+
+        def _build_masks(self) -> dict:
             um = self.unit_mask
             out = {}
             for di, suffix in enumerate(("", "_reverse")):
@@ -270,8 +286,8 @@ def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoye
             opt.step()
             sched.step()
             module.apply_masks()
-            tot += float(loss) * len(idx)
-            cs += float(cos) * len(idx)
+            tot += float(loss.detach()) * len(idx)
+            cs += float(cos.detach()) * len(idx)
         run += 1
         last = tot / S
         bar.set_postfix(loss=f"{last:.4f}", cos=f"{cs / S:.4f}")
@@ -310,8 +326,7 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
         for hd in range(H):
             for di in range(2):
                 mask[di, hd * h + torch.as_tensor(keep[hd][di], dtype=torch.long)] = 1
-        module.unit_mask.copy_(mask.to(dev))
-        module.apply_masks()
+        module.set_unit_mask(mask)
         info["after_pruning_before_finetune"] = _evaluate(torch, module, X, T)
         ft = cfg.finetune_epochs if cfg.finetune_epochs is not None else max(1, cfg.epochs // 2)
         r = _train(torch, module, X, T, cfg, ft, cfg.lr / 3, 0.0, gen, deadline, f"bilstm block {task.index} finetune")
@@ -370,6 +385,7 @@ def torch_module_from_block(block: BlockLstm):
             col += k
     sd["unit_mask"] = um
     m.load_state_dict(sd)
+    m.set_unit_mask(um)
     return m
 
 
