@@ -190,7 +190,7 @@ def single_core_model(op_type: str, attrs: dict, n_inputs: int, opset: int) -> o
     node.overload = overload_for(op_type, n_inputs, node)
     vis = [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["B", "N", "C"] if x != "mask" else ["B", 1, 1, "N"])
            for x in ins]
-    graph = helper.make_graph([node], "core", vis, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    graph = helper.make_graph([node], "core", vis, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "N", "C"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                     helper.make_opsetid(DOMAIN, DOMAIN_VERSION)],
                               functions=functions_for([(op_type, node.overload)], opset))
