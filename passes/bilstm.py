@@ -40,6 +40,7 @@ from vitc.passes.registry import register
 
 NPZ_FORMAT = "vitc.bilstm/1"
 DISTILL_EXTRA = "vitc[distill]"
+WEIGHTS_FILE = "bilstm_weights.npz"     # written into OUTDIR next to the rewritten model
 TORCH_TO_ONNX_GATES = (0, 3, 1, 2)   # PyTorch (i, f, g, o) → ONNX (i, o, f, c)
 
 # --------------------------------------------------------------------------- weights
@@ -279,6 +280,17 @@ def _far_blocks(sd: dict[str, np.ndarray], cm: CompiledModel, where: str) -> dic
 
 def save_npz(path: str | Path, blocks: dict[int, BlockLstm], meta: dict | None = None) -> Path:
     """Write ``blocks`` as ``.npz`` (format ``vitc.bilstm/1``, PyTorch layouts, see module doc)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(npz_bytes(blocks, meta))
+    return path
+
+
+def npz_bytes(blocks: dict[int, BlockLstm], meta: dict | None = None) -> bytes:
+    """``blocks`` as the bytes of a ``vitc.bilstm/1`` ``.npz``: ``block{i}.pre_proj.weight``
+    [C, C], ``block{i}.pre_proj.bias``, ``block{i}.head{h}.{fwd,rev}.{w_ih,w_hh,b_ih,b_hh}``
+    (PyTorch gate order i, f, g, o), ``block{i}.head{h}.head_proj.{weight,bias}`` [d, h_f + h_r]."""
+    import io
     arrays = {"format": np.array(NPZ_FORMAT), "meta": np.array(json.dumps(meta or {}, sort_keys=True))}
     for i, b in blocks.items():
         p = f"block{i}."
@@ -289,11 +301,9 @@ def save_npz(path: str | Path, blocks: dict[int, BlockLstm], meta: dict | None =
                 for key in ("w_ih", "w_hh", "b_ih", "b_hh"):
                     arrays[f"{q}{name}.{key}"] = getattr(dr, key)
             arrays[q + "head_proj.weight"], arrays[q + "head_proj.bias"] = head.proj_w, head.proj_b
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-    return path
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 def _npz_blocks(arrays: dict[str, np.ndarray], where: str) -> dict[int, BlockLstm]:
@@ -586,6 +596,31 @@ def bilstm_counts(b: BlockLstm, tokens: int) -> dict[str, int]:
             "serial_steps": N}
 
 
+def attention_matrices(blk) -> list[tuple[int, int, int]]:
+    """(K, N, count) of the weight matrices the replaced part of a block stores (q, k, v)."""
+    return [(p.in_features, p.out_features, 1) for p in (blk.q_proj, blk.k_proj, blk.v_proj)]
+
+
+def bilstm_matrices(b: BlockLstm) -> list[tuple[int, int, int]]:
+    """(K, N, count) of the weight matrices a replacement block stores: pre_proj, per head and
+    direction W (d × 4h) and R (h × 4h), per head head_proj ((h_f + h_r) × d)."""
+    mats = [(b.embed_dim, b.embed_dim, 1)]
+    for head in b.heads:
+        for dr in (head.fwd, head.rev):
+            mats += [(b.head_dim, 4 * dr.hidden, 1), (dr.hidden, 4 * dr.hidden, 1)]
+        mats.append((sum(head.hidden), b.head_dim, 1))
+    return mats
+
+
+def crossbar_count(hw, mats: list[tuple[int, int, int]]) -> int | None:
+    """Crossbars the matrices take on ``hw`` (``backends.xbar.hand_count``; no replication),
+    or None when there is no crossbar target."""
+    if hw is None or getattr(hw, "kind", None) != "xbar":
+        return None
+    from vitc.backends.xbar import hand_count
+    return int(sum(hand_count(hw, K, N, c) for K, N, c in mats))
+
+
 def _tokens(blk, cm: CompiledModel, fallback: int) -> int:
     if isinstance(blk.tokens, int):
         return blk.tokens
@@ -772,20 +807,25 @@ class BiLstmPass:
                 details["blocks"].setdefault(i, {}).update(info)
             fidelity.update(train_info["fidelity"])
             details["calibration_samples"] = train_info["samples"]
-        totals = {"before": {"params": 0, "macs": 0}, "after": {"params": 0, "macs": 0}}
+        hw = getattr(ctx, "hw", None)
+        totals = {k: {"params": 0, "macs": 0, "crossbars": 0} for k in ("attention", "bilstm_unpruned", "bilstm")}
         for i in blocks:
             blk = cm.blocks[i]
             n = _tokens(blk, cm, tokens_default)
             name = replace_block(cm, i, weights[i])
-            before, after = attention_counts(blk, n), bilstm_counts(weights[i], n)
+            full = random_block(blk.embed_dim, blk.num_heads, np.random.default_rng(0))   # shapes only
+            counts = {"attention": attention_counts(blk, n), "bilstm_unpruned": bilstm_counts(full, n),
+                      "bilstm": bilstm_counts(weights[i], n)}
+            for key, mats in (("attention", attention_matrices(blk)), ("bilstm_unpruned", bilstm_matrices(full)),
+                              ("bilstm", bilstm_matrices(weights[i]))):
+                counts[key]["crossbars"] = crossbar_count(hw, mats)
             info = details["blocks"].setdefault(i, {})
             info.update({"output": name, "tokens_costed": n, "hidden": weights[i].hidden_sizes(),
-                         "hidden_units": after["hidden_units"],
-                         "hidden_units_unpruned": 2 * blk.num_heads * blk.head_dim,
-                         "attention": before, "bilstm": after})
-            for k in ("params", "macs"):
-                totals["before"][k] += before[k]
-                totals["after"][k] += after[k]
+                         "hidden_units": counts["bilstm"]["hidden_units"],
+                         "hidden_units_unpruned": 2 * blk.num_heads * blk.head_dim, **counts})
+            for key, c in counts.items():
+                for k in ("params", "macs", "crossbars"):
+                    totals[key][k] = None if c[k] is None or totals[key][k] is None else totals[key][k] + c[k]
         units = sum(details["blocks"][i]["hidden_units"] for i in blocks)
         units0 = sum(details["blocks"][i]["hidden_units_unpruned"] for i in blocks)
         details["totals"] = totals
@@ -795,14 +835,22 @@ class BiLstmPass:
             details["pruning"] = {"threshold": threshold, "ratio": ratio,
                                   "hoyer": opt("bilstm_hoyer", 2e-3) if kind == "trained" else None}
         details["blocks"] = {str(k): v for k, v in sorted(details["blocks"].items())}
+        if hw is not None and totals["attention"]["crossbars"] is not None:
+            details["crossbars_hw"] = getattr(hw, "name", str(hw))
+        blob = npz_bytes(weights, {"model": cm.name, "weights": kind, "blocks": blocks, "fidelity": fidelity})
         save = opt("bilstm_save")
         if save:
-            save_npz(save, weights, {"model": cm.name, "weights": kind, "blocks": blocks, "fidelity": fidelity})
+            Path(save).parent.mkdir(parents=True, exist_ok=True)
+            Path(save).write_bytes(blob)
             details["saved"] = str(save)
+        details["weights_file"] = WEIGHTS_FILE
         cm.graph.cleanup(remove_unused_graph_inputs=False).toposort()
         details["cpu_seconds"] = round(time.process_time() - t_start, 2)
         details["wall_seconds"] = round(time.time() - w_start, 2)
-        return PassRecord(self.name, blocks, kind, fidelity, details)
+        record = PassRecord(self.name, blocks, kind, fidelity, details)
+        if hasattr(record, "files"):
+            record.files[WEIGHTS_FILE] = blob      # written into OUTDIR; reload with --bilstm-weights
+        return record
 
     # ----------------------------------------------------------------- data
     def _collect(self, cm, ctx, blocks):
