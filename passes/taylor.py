@@ -8,6 +8,8 @@ Training-free recovery (all on calibration data, teacher-forced: every block see
 
 * refit — the block's output projection is refitted by ridge least squares so that
   out_proj(TaylorAttention(q, k, v)) matches the original attention output (pre-residual);
+  λ is chosen per layer on held-out calibration samples, and a refit that does worse there
+  than the original projection is rejected;
 * selection — ``--max-drop P``: greedily linearise layers in order of least cosine damage,
   keeping a layer only if end-to-end calibration accuracy (or top-1 agreement without labels)
   drops by at most P percentage points; ``--cos-floor C``: keep layers whose teacher-forced
@@ -33,7 +35,7 @@ from vitc.compiler import opcount
 from vitc.passes.registry import register
 from vitc.runtime.taylor_ops import CENTERINGS, DEFAULT_CENTERING, OP_TYPE, VARIANTS, taylor_attention_np
 
-DEFAULT_RIDGE = 1e-3        # λ relative to the mean eigenvalue of XᵀX (trace / C)
+RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # λ relative to the mean eigenvalue of XᵀX (trace / C)
 HOLDOUT_FRACTION = 0.2      # calibration samples held out to report the refit's cosine
 
 
@@ -170,6 +172,8 @@ class BlockFit:
     cos_before: float
     cos_after: float | None = None          # refit, on held-out calibration samples
     cos_after_fit: float | None = None      # refit, on the samples it was fitted on (all)
+    cos_before_holdout: float | None = None # original projection, on the held-out samples
+    ridge: float | None = None              # λ used (relative to trace(XᵀX)/C)
     res_cos_before: float | None = None     # cosine of block_input + attention output
     res_cos_after: float | None = None
     weight: np.ndarray | None = None
@@ -186,7 +190,7 @@ class BlockFit:
 
     def to_dict(self) -> dict:
         d = {"cos_before": round(self.cos_before, 6)}
-        for k in ("cos_after", "cos_after_fit", "res_cos_before", "res_cos_after"):
+        for k in ("cos_after", "cos_before_holdout", "cos_after_fit", "res_cos_before", "res_cos_after", "ridge"):
             v = getattr(self, k)
             if v is not None:
                 d[k] = round(v, 6)
@@ -254,7 +258,8 @@ class TaylorPass:
         _add(group, "--taylor-refit", dest="p_taylor_refit", choices=("auto", "yes", "no"),
              help="ridge-refit the output projection of linearised blocks (auto: with --calib or a budget)")
         _add(group, "--taylor-ridge", dest="p_taylor_ridge", type=float, metavar="LAMBDA",
-             help=f"ridge strength relative to trace(XᵀX)/C (default {DEFAULT_RIDGE:g})")
+             help="ridge strength relative to trace(XᵀX)/C (default: chosen per layer from "
+                  f"{', '.join(f'{g:g}' for g in RIDGE_GRID)} on held-out calibration samples)")
         _add(group, "--taylor-metric", dest="p_taylor_metric", choices=("auto", "accuracy", "agreement", "cosine"),
              help="what --max-drop measures (auto: accuracy with labels, else top-1 agreement)")
         _add(group, "--taylor-tokens", dest="p_taylor_tokens", type=int, metavar="N",
@@ -285,7 +290,7 @@ class TaylorPass:
                 "max_drop": None if max_drop is None else float(max_drop),
                 "cos_floor": None if cos_floor is None else float(cos_floor),
                 "refit": str(refit), "metric": metric,
-                "ridge": float(_opt(ctx, "taylor_ridge", "ridge", default=DEFAULT_RIDGE)),
+                "ridge": None if _opt(ctx, "taylor_ridge", "ridge") is None else float(_opt(ctx, "taylor_ridge", "ridge")),
                 "tokens": _opt(ctx, "taylor_tokens", "tokens"),
                 "measure": bool(_opt(ctx, "taylor_measure", default=True))}
 
@@ -330,7 +335,8 @@ class TaylorPass:
                           "cos-floor" if cfg["cos_floor"] is not None else "layers"),
             "max_drop": cfg["max_drop"], "cos_floor": cfg["cos_floor"],
             "refit": "ridge least squares on the output projection (teacher-forced)" if refit else "none",
-            "ridge_lambda": cfg["ridge"] if refit else None,
+            "ridge_lambda": (cfg["ridge"] if cfg["ridge"] is not None else
+                             "per layer, chosen on held-out calibration samples") if refit else None,
             "block_weights": {str(i): ("fitted" if refit and fits.get(i) and fits[i].fitted else "untrained")
                               for i in selection},
             "trials": trials, "opcount": block_opcounts(cm, selection, cfg["tokens"]),
@@ -350,8 +356,7 @@ class TaylorPass:
             return {}
         fits = {}
         for i in candidates:
-            fits[i] = fit_block(cm, ctx, cm.blocks[i], cfg["variant"], cfg["centering"],
-                                cfg["ridge"] if refit else None)
+            fits[i] = fit_block(cm, ctx, cm.blocks[i], cfg["variant"], cfg["centering"], refit, cfg["ridge"])
         return fits
 
     # -- layer selection
@@ -416,8 +421,12 @@ def mask_values(cm: CompiledModel, ctx, block: EncoderBlock) -> np.ndarray:
 
 
 def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centering: str,
-              ridge: float | None) -> BlockFit:
-    """Cosines of the linearised block (teacher-forced) and, with ``ridge``, the refitted projection."""
+              refit: bool, ridge: float | None = None) -> BlockFit:
+    """Cosines of the linearised block (teacher-forced) and, with ``refit``, the refitted projection.
+
+    ``ridge``: λ relative to trace(XᵀX)/C; None picks it from :data:`RIDGE_GRID` by the cosine on
+    held-out calibration samples (a seeded random split).
+    """
     vals = _block_values(cm, ctx, block)
     node = cm.node(block.attention)
     heads, scale = int(node.attrs["num_heads"]), float(node.attrs["scale"])
@@ -429,21 +438,30 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     resid = vals["block_input"]
     if resid is not None and resid.shape == y.shape:
         fit.res_cos_before = mean_cosine(before + resid, y + resid)
-    if ridge is None:
+    if not refit:
         return fit
     intercept = b is not None
     n = len(z)
     n_hold = int(round(HOLDOUT_FRACTION * n)) if n >= 5 else 0
+    lam = ridge if ridge is not None else RIDGE_GRID[len(RIDGE_GRID) // 2]
     if n_hold:
-        wh, bh = ridge_fit(z[:-n_hold], y[:-n_hold], ridge, intercept)
-        pred = z[-n_hold:] @ wh + (0 if bh is None else bh)
-        fit.cos_after = mean_cosine(pred, y[-n_hold:])
-    fit.weight, fit.bias = ridge_fit(z, y, ridge, intercept)
+        perm = np.random.default_rng(0).permutation(n)
+        hold, train = perm[:n_hold], perm[n_hold:]
+        scores = {}
+        for cand in ([ridge] if ridge is not None else RIDGE_GRID):
+            wh, bh = ridge_fit(z[train], y[train], cand, intercept)
+            scores[cand] = mean_cosine(z[hold] @ wh + (0 if bh is None else bh), y[hold])
+        lam = max(scores, key=scores.get)
+        fit.cos_after = scores[lam]
+        fit.cos_before_holdout = mean_cosine(before[hold], y[hold])
+    fit.ridge = lam
+    fit.weight, fit.bias = ridge_fit(z, y, lam, intercept)
     after = z @ fit.weight + (0 if fit.bias is None else fit.bias)
     fit.cos_after_fit = mean_cosine(after, y)
     if fit.cos_after is None:
         fit.cos_after = fit.cos_after_fit
-    if fit.cos_after < fit.cos_before:      # the refit does not generalise: keep the original projection
+    reference = fit.cos_before_holdout if fit.cos_before_holdout is not None else fit.cos_before
+    if fit.cos_after < reference:           # the refit does not generalise: keep the original projection
         fit.rejected = True
         fit.weight = fit.bias = None
     if resid is not None and resid.shape == y.shape:

