@@ -1,0 +1,449 @@
+"""``--passes reuse``: later encoders reuse an earlier encoder's attention output (TReX).
+
+In a reusing block j the residual ``x + MSA_j(LN(x))`` becomes ``x + TB(A_i)``, with ``A_i``
+the source block's pre-residual attention output (its output projection's result) and TB a
+small transformation block (:mod:`vitc.passes.reuse_tb`). Block j's q/k/v projections, core,
+output projection (and, pre-LN, its first LayerNorm) become dead and are removed.
+
+Plans (``--reuse-plan``):
+
+* ``1,3,5,7,9,11`` — each listed block reuses the nearest earlier block that still computes
+  attention (block 0 always computes);
+* ``3:1,5:1`` — explicit ``target:source`` pairs (may be mixed with plain entries); a source
+  that is itself reusing resolves to the block it reuses (the chain ends at a computing block);
+* ``auto`` — search for the plan with the lowest EDAP under a fidelity budget (``--max-drop``
+  and/or ``--cos-floor``) and an optional latency limit (``--max-latency``); see
+  :mod:`vitc.passes.reuse_search`.
+
+TB weights: ``identity`` needs none; otherwise fitted in closed form on calibration activations
+(``--tb-fit sequential``, default: the TB input is the *rewritten* model's own A_i, refitted
+source by source; ``teacher``: the original model's A_i) against the original block-j attention
+output, or loaded from ``--tb-weights FILE.npz`` (the pass writes ``reuse_tb.npz`` in that format
+to OUTDIR). The record says ``fitted`` / ``loaded`` / ``identity``.
+
+With a cost target (``--target xbar``) the record's ``details.cost`` holds the accounting:
+crossbars and area removed, per-inference K/V writes and QKᵀ/S·V/softmax work removed, TB cost
+added, the buffer that holds each A_i until its last reuse, and EDAP / TOPS/mm² before/after
+(:mod:`vitc.passes.reuse_cost`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+
+import numpy as np
+
+from vitc.compiler.errors import VitcInputError
+from vitc.compiler.model import CompiledModel, PassRecord
+from vitc.passes.registry import register
+from vitc.passes.reuse_tb import (DEFAULT_KIND, DEFAULT_RIDGE, GN_STEPS, TB, TB_KINDS, SourceSolver, cosine_rows,
+                                  emit_tb, fit_tb, identity_tb, load_tbs, tbs_to_bytes)
+
+FIT_MODES = ("sequential", "teacher")
+MAX_FIT_ROWS = 65536          # calibration tokens used to fit one TB (deterministic subsample beyond)
+TB_ROLE = "reuse_tb"
+
+
+# ----------------------------------------------------------------------------- options
+def _add(group, *flags, **kwargs) -> None:
+    """Add an argument, skipping option strings another pass already registered (shared flags)."""
+    taken = getattr(group, "_option_string_actions", {})
+    free = [f for f in flags if f not in taken]
+    if free:
+        group.add_argument(*free, **kwargs)
+
+
+def _opt(ctx, *keys, default=None):
+    for k in keys:
+        v = ctx.option(k)
+        if v is not None:
+            return v
+    return default
+
+
+# ----------------------------------------------------------------------------- plans
+def parse_plan(spec, num_blocks: int) -> dict[int, int]:
+    """``"1,3,5"`` / ``"3:1,5:1"`` / list / dict → {reusing block: computing source block}.
+
+    Raises :class:`VitcInputError` (one line) for malformed entries, block 0 reusing, blocks
+    out of range, duplicates, a source not earlier than its target.
+    """
+    if spec is None:
+        raise VitcInputError("reuse: no plan given (use --reuse-plan 1,3,5 | 3:1,5:1 | auto)")
+    pairs: list[tuple[int, int | None]] = []
+    if isinstance(spec, dict):
+        pairs = [(int(t), int(s)) for t, s in spec.items()]
+    elif isinstance(spec, (list, tuple)):
+        for item in spec:
+            pairs.append((int(item[0]), int(item[1])) if isinstance(item, (list, tuple)) else (int(item), None))
+    else:
+        text = str(spec).strip()
+        if text.lower() in ("", "none"):
+            return {}
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            m = re.fullmatch(r"(-?\d+)\s*(?::\s*(-?\d+))?", part)
+            if m is None:
+                raise VitcInputError(f"--reuse-plan: cannot read '{part}' (use e.g. 1,3,5 or 3:1,5:1 or auto)")
+            pairs.append((int(m.group(1)), None if m.group(2) is None else int(m.group(2))))
+    last = num_blocks - 1
+    seen = set()
+    for t, s in pairs:
+        if not 0 <= t <= last:
+            raise VitcInputError(f"--reuse-plan: block {t} does not exist (model has {num_blocks} blocks: 0-{last})")
+        if t == 0:
+            raise VitcInputError("--reuse-plan: block 0 cannot reuse attention (no earlier block computes it)")
+        if t in seen:
+            raise VitcInputError(f"--reuse-plan: block {t} is listed twice")
+        seen.add(t)
+        if s is not None:
+            if not 0 <= s <= last:
+                raise VitcInputError(f"--reuse-plan: source block {s} of {t}:{s} does not exist "
+                                     f"(model has {num_blocks} blocks: 0-{last})")
+            if s >= t:
+                raise VitcInputError(f"--reuse-plan: {t}:{s} — a block can only reuse an earlier block")
+    reusing = {t for t, _ in pairs}
+    explicit = {t: s for t, s in pairs if s is not None}
+
+    def nearest_computing(b: int) -> int | None:
+        return next((i for i in range(b - 1, -1, -1) if i not in reusing), None)
+
+    plan: dict[int, int] = {}
+    for t, _ in sorted(pairs):
+        chain = [explicit[t] if t in explicit else nearest_computing(t)]
+        while chain[-1] is not None and chain[-1] in reusing:   # a removed source: follow what it reuses
+            b = chain[-1]
+            chain.append(explicit[b] if b in explicit else nearest_computing(b))
+        if chain[-1] is None:
+            raise VitcInputError(f"--reuse-plan: block {t}'s source {'→'.join(str(c) for c in chain[:-1])} is "
+                                 "removed and has no earlier block that computes attention")
+        plan[t] = chain[-1]
+    return plan
+
+
+def plan_text(plan: dict[int, int]) -> str:
+    """``{1: 0, 3: 2}`` → ``"1:0,3:2"`` (``"none"`` when empty)."""
+    return ",".join(f"{t}:{s}" for t, s in sorted(plan.items())) or "none"
+
+
+def check_plan(cm: CompiledModel, plan: dict[int, int]) -> None:
+    for t, s in plan.items():
+        b = cm.blocks[t]
+        if b.reuses is not None:
+            raise VitcInputError(f"reuse: block {t} already reuses block {b.reuses} (run the reuse pass once)")
+        if cm.blocks[s].reuses is not None:
+            raise VitcInputError(f"reuse: source block {s} no longer computes attention")
+        if b.residual is None:
+            raise VitcInputError(f"reuse: block {t} has no residual Add to rewire")
+        if cm.blocks[s].embed_dim != b.embed_dim:
+            raise VitcInputError(f"reuse: blocks {s} and {t} have different widths "
+                                 f"({cm.blocks[s].embed_dim} vs {b.embed_dim})")
+
+
+# ----------------------------------------------------------------------------- graph edits
+def working_copy(cm: CompiledModel) -> CompiledModel:
+    """A copy whose graph, block records and node metadata can be edited independently."""
+    return dataclasses.replace(cm, graph=cm.graph.copy(), blocks=[dataclasses.replace(b) for b in cm.blocks],
+                               records=[], node_meta=dict(cm.node_meta))
+
+
+def rewire_block(cm: CompiledModel, target: int, source: int, tb: TB) -> str:
+    """Make block ``target`` add TB(A_source) instead of its own attention; returns the TB output name.
+
+    The block's attention nodes become dead (removed by the next graph cleanup).
+    """
+    bt, bs = cm.blocks[target], cm.blocks[source]
+    res = cm.node(bt.residual)
+    tensors = cm.graph.tensors()
+    src = tensors[bs.attn_output]
+    idx = next((k for k, t in enumerate(res.inputs[:2]) if t is not None and t.name == bt.attn_output), None)
+    if idx is None:
+        idx = next((k for k, t in enumerate(res.inputs[:2]) if t is not None and t.name != bt.block_input), None)
+    if idx is None:
+        raise VitcInputError(f"reuse: cannot find the attention input of block {target}'s residual {res.name}")
+    out = emit_tb(cm.graph, tb, src, f"/reuse/block{target}/tb", cm.opset,
+                  lambda name: cm.tag(name, target, TB_ROLE))
+    res.inputs[idx] = out
+    bt.reuses = source
+    return out.name
+
+
+def apply_plan(cm: CompiledModel, plan: dict[int, int], tbs: dict[int, TB]) -> dict[int, str]:
+    """Rewire every block of ``plan`` and clean the graph; returns {block: TB output tensor}."""
+    outs = {t: rewire_block(cm, t, s, tbs[t]) for t, s in sorted(plan.items())}
+    cm.graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return outs
+
+
+def emit_copy(cm: CompiledModel):
+    from vitc.compiler.emit import emit
+    return emit(dataclasses.replace(cm, graph=cm.graph.copy()))
+
+
+# ----------------------------------------------------------------------------- data
+def _rows(a: np.ndarray, max_rows: int = MAX_FIT_ROWS) -> np.ndarray:
+    """[S, N, C] → [M, C] token rows (deterministic even subsample to at most ``max_rows``)."""
+    r = a.reshape(-1, a.shape[-1])
+    if len(r) > max_rows:
+        r = r[np.linspace(0, len(r) - 1, max_rows).astype(np.int64)]
+    return r
+
+
+def run_current(cm: CompiledModel, ctx, names: list[str]) -> dict[str, np.ndarray]:
+    """Values of tensors ``names`` of the *current* (rewritten) graph on the calibration data."""
+    from vitc.runtime.batching import run_batched
+    from vitc.runtime.session import open_session, with_extra_outputs
+    sess = open_session(with_extra_outputs(emit_copy(cm), names))
+    data = ctx.calibration(cm)
+    feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
+    return dict(zip(names, run_batched(sess, feeds, names)))
+
+
+def fit_plan(cm: CompiledModel, ctx, plan: dict[int, int], kind: str, rank: int | None = None,
+             ridge: float = DEFAULT_RIDGE, mode: str = "sequential", apply: bool = True,
+             gn_steps: int = GN_STEPS) -> tuple[dict[int, TB], dict[int, dict]]:
+    """Fit the TBs of ``plan`` (and, with ``apply``, rewire ``cm`` block by block).
+
+    Targets: the original model's attention output of each reusing block. Inputs: the source's
+    attention output — from the original model (``teacher``) or from the graph rewritten so
+    far (``sequential``: sources in increasing order, one onnxruntime run per source that sits
+    after an already rewritten block). Returns (TBs, per-block fit statistics).
+    """
+    blocks = cm.blocks
+    names = sorted({blocks[b].attn_output for b in set(plan) | set(plan.values())})
+    orig = ctx.activations(cm, names)
+    tbs: dict[int, TB] = {}
+    stats: dict[int, dict] = {}
+    by_source: dict[int, list[int]] = {}
+    for t, s in sorted(plan.items()):
+        by_source.setdefault(s, []).append(t)
+    applied: list[int] = []
+    for s in sorted(by_source):
+        a_src = orig[blocks[s].attn_output]
+        fed = "original"
+        if mode == "sequential" and apply and any(t < s for t in applied):
+            a_src = run_current(cm, ctx, [blocks[s].attn_output])[blocks[s].attn_output]
+            fed = "rewritten"
+        solver = None
+        if kind not in ("identity",):
+            solver = SourceSolver(_rows(a_src), ln=kind in ("ln-linear", "ln-linear-gelu"), ridge=ridge)
+        for t in by_source[s]:
+            y = orig[blocks[t].attn_output]
+            tb = fit_tb(kind, solver, _rows(a_src), _rows(y), rank=rank, gn_steps=gn_steps) \
+                if kind != "identity" else identity_tb()
+            tb.stats["weights"] = "identity" if kind == "identity" else "fitted"
+            tbs[t] = tb
+            stats[t] = {"source": s, "input": fed, "cos_identity": round(cosine_rows(a_src, y), 6),
+                        "cos_tb": round(cosine_rows(tb(a_src), y), 6),
+                        "token_cos_tb": _r(tb.stats.get("cos")), "rel_err": _r(tb.stats.get("rel_err"))}
+            if "gn_steps" in tb.stats:
+                stats[t]["gauss_newton_steps"] = tb.stats["gn_steps"]
+            if apply:
+                rewire_block(cm, t, s, tb)
+                applied.append(t)
+    if apply:
+        cm.graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return tbs, stats
+
+
+def _r(v, nd: int = 6):
+    return None if v is None or not math.isfinite(v) else round(float(v), nd)
+
+
+def tb_stats(cm: CompiledModel, ctx, plan: dict[int, int], tbs: dict[int, TB]) -> dict[int, dict]:
+    """Teacher-forced cosines of given TBs (original A_i in, original A_j as reference)."""
+    names = sorted({cm.blocks[b].attn_output for b in set(plan) | set(plan.values())})
+    acts = ctx.activations(cm, names)
+    out = {}
+    for t, s in sorted(plan.items()):
+        a, y = acts[cm.blocks[s].attn_output], acts[cm.blocks[t].attn_output]
+        out[t] = {"source": s, "input": "original", "cos_identity": round(cosine_rows(a, y), 6),
+                  "cos_tb": round(cosine_rows(tbs[t](a), y), 6)}
+    return out
+
+
+# ----------------------------------------------------------------------------- fidelity
+def end_to_end(model, data, ref_outputs: list[np.ndarray]) -> dict:
+    """Output cosine, top-1 agreement and (with labels) accuracy of ``model`` vs the original."""
+    from vitc.runtime.batching import run_batched
+    from vitc.runtime.session import open_session
+    sess = open_session(model)
+    names = [o.name for o in sess.get_outputs()]
+    out = run_batched(sess, {i.name: data.feeds[i.name] for i in sess.get_inputs()}, names)[0]
+    ref = ref_outputs[0]
+    res = {"output_cosine": round(cosine_rows(ref, out), 6)}
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        res["agreement"] = round(100.0 * float((ref.argmax(1) == out.argmax(1)).mean()), 3)
+        if data.labels is not None:
+            res["accuracy_original"] = round(100.0 * float((ref.argmax(1) == data.labels).mean()), 3)
+            res["accuracy"] = round(100.0 * float((out.argmax(1) == data.labels).mean()), 3)
+    return res
+
+
+def drop_of(res: dict, metric: str) -> float:
+    """Percentage-point drop: accuracy, agreement (100 − agreement) or cosine (100·(1 − cos))."""
+    if metric == "accuracy":
+        return res["accuracy_original"] - res["accuracy"]
+    if metric == "agreement":
+        return 100.0 - res["agreement"]
+    return 100.0 * (1.0 - res["output_cosine"])
+
+
+def choose_metric(data, ref_outputs) -> str:
+    ref = ref_outputs[0]
+    if not (ref.ndim == 2 and ref.shape[1] > 1):
+        return "cosine"
+    return "accuracy" if data.labels is not None else "agreement"
+
+
+# ----------------------------------------------------------------------------- the pass
+@register
+class ReusePass:
+    name = "reuse"
+    help = "later encoders reuse an earlier encoder's attention output through a transformation block (TReX)"
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        _add(group, "--reuse-plan", dest="p_reuse_plan", metavar="PLAN",
+             help="reusing blocks: 1,3,5 (each reuses the nearest earlier computing block) | 3:1,5:1 | auto")
+        _add(group, "--tb", "--tb-kind", dest="p_tb", choices=TB_KINDS,
+             help=f"transformation block (default {DEFAULT_KIND})")
+        _add(group, "--tb-rank", dest="p_tb_rank", type=int, metavar="R", help="low-rank TB linear: C→R→C")
+        _add(group, "--tb-weights", dest="p_tb_weights", metavar="FILE.npz",
+             help="load TB weights (format of the reuse_tb.npz the pass writes) instead of fitting")
+        _add(group, "--tb-fit", dest="p_tb_fit", choices=FIT_MODES,
+             help="TB inputs while fitting: the rewritten model's own A_i (sequential, default) or the "
+                  "original model's (teacher)")
+        _add(group, "--tb-ridge", dest="p_tb_ridge", type=float, metavar="LAMBDA",
+             help=f"ridge strength relative to trace(XᵀX)/C (default {DEFAULT_RIDGE:g})")
+        _add(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
+             help="fidelity budget: end-to-end calibration accuracy (agreement without labels) may drop "
+                  "at most PP percentage points")
+        _add(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
+             help="fidelity budget: every reused layer's teacher-forced TB output cosine must be at least C")
+        _add(group, "--max-latency", dest="p_max_latency", metavar="NS|Fx",
+             help="reuse auto: latency limit in ns, or a fraction of the baseline latency (e.g. 0.8x)")
+        _add(group, "--reuse-beam", dest="p_reuse_beam", type=int, metavar="B",
+             help="reuse auto: beam width per reuse count when the plan space is too large to enumerate")
+
+    def config(self, cm: CompiledModel, ctx) -> dict:
+        kind = _opt(ctx, "tb", "tb_kind", default=DEFAULT_KIND)
+        if kind not in TB_KINDS:
+            raise VitcInputError(f"reuse: unknown TB kind '{kind}' (choose from {', '.join(TB_KINDS)})")
+        rank = _opt(ctx, "tb_rank")
+        if rank is not None:
+            rank = int(rank)
+            c = cm.blocks[0].embed_dim if cm.blocks else 0
+            if not 1 <= rank <= c:
+                raise VitcInputError(f"--tb-rank {rank} must be between 1 and the embed dim {c}")
+            if kind == "identity":
+                raise VitcInputError("--tb-rank needs a TB with a linear layer (--tb linear|ln-linear|ln-linear-gelu)")
+            if rank == c:
+                rank = None
+        mode = _opt(ctx, "tb_fit", default="sequential")
+        if mode not in FIT_MODES:
+            raise VitcInputError(f"--tb-fit: unknown mode '{mode}' (choose from {', '.join(FIT_MODES)})")
+        max_drop, cos_floor = _opt(ctx, "reuse_max_drop", "max_drop"), _opt(ctx, "reuse_cos_floor", "cos_floor")
+        return {"plan": _opt(ctx, "reuse_plan", "plan"), "kind": kind, "rank": rank, "mode": mode,
+                "weights_file": _opt(ctx, "tb_weights"),
+                "ridge": float(_opt(ctx, "tb_ridge", default=DEFAULT_RIDGE)),
+                "max_drop": None if max_drop is None else float(max_drop),
+                "cos_floor": None if cos_floor is None else float(cos_floor),
+                "max_latency": _opt(ctx, "reuse_max_latency", "max_latency"),
+                "beam": int(_opt(ctx, "reuse_beam", default=64)),
+                "measure": bool(_opt(ctx, "reuse_measure", default=True)),
+                "cost": bool(_opt(ctx, "reuse_cost", default=True))}
+
+    def run(self, cm: CompiledModel, ctx) -> PassRecord:
+        t0 = time.perf_counter()
+        cfg = self.config(cm, ctx)
+        n = len(cm.blocks)
+        spec = cfg["plan"]
+        search = None
+        files: dict[str, bytes] = {}
+        baseline = emit_copy(cm) if cfg["cost"] else None
+        if isinstance(spec, str) and spec.strip().lower() == "auto":
+            if cfg["weights_file"]:
+                raise VitcInputError("--tb-weights cannot be combined with --reuse-plan auto (weights fix the plan)")
+            from vitc.passes.reuse_search import auto_plan
+            if baseline is None:
+                baseline = emit_copy(cm)
+            plan, search = auto_plan(cm, ctx, cfg, baseline)
+            files.update(search.pop("files", {}))
+            teacher_tbs = search.pop("_teacher_tbs", {})
+        else:
+            plan = parse_plan(spec, n)
+        check_plan(cm, plan)
+        data = ctx.calibration(cm)
+        if cfg["weights_file"]:
+            tbs = load_tbs(cfg["weights_file"], plan, {t: cm.blocks[t].embed_dim for t in plan})
+            apply_plan(cm, plan, tbs)
+            weights = "loaded"
+            fit_stats = {}
+            if any(tb.kind == "identity" for tb in tbs.values()) and all(tb.kind == "identity" for tb in tbs.values()):
+                weights = "identity"
+        elif search is not None and plan and cfg["kind"] != "identity" and cfg["mode"] == "sequential":
+            tbs, fit_stats = self._refit_searched(cm, ctx, cfg, plan, teacher_tbs, search)
+            weights = "fitted"
+        else:
+            tbs, fit_stats = fit_plan(cm, ctx, plan, cfg["kind"], cfg["rank"], cfg["ridge"], cfg["mode"])
+            weights = "identity" if cfg["kind"] == "identity" else "fitted"
+        if not plan:
+            weights = "none"
+        if plan and weights in ("fitted", "loaded") and any(tb.kind != "identity" for tb in tbs.values()):
+            files["reuse_tb.npz"] = tbs_to_bytes(tbs, plan)
+        fidelity: dict = {"calibration": data.source, "samples": data.size,
+                          "per_layer": {str(t): s for t, s in fit_stats.items()}}
+        if cfg["measure"] and plan:
+            ref = ctx.model_outputs(cm)
+            fidelity["end_to_end"] = end_to_end(emit_copy(cm), data, ref)
+            fidelity["metric"] = choose_metric(data, ref)
+        kinds = sorted({tb.kind for tb in tbs.values()}) if plan else []
+        details = {
+            "plan": {str(t): s for t, s in sorted(plan.items())}, "plan_text": plan_text(plan),
+            "removed_attention": sorted(plan), "computing": [i for i in range(n) if i not in plan],
+            "tb": kinds[0] if len(kinds) == 1 else kinds, "tb_rank": cfg["rank"],
+            "tb_fit": (None if weights != "fitted" else
+                       {"mode": cfg["mode"], "ridge_lambda": cfg["ridge"],
+                        "method": ("ridge least squares" if cfg["kind"] != "ln-linear-gelu" else
+                                   "ridge least squares on GELU-inverse targets + preconditioned Gauss-Newton")
+                        + (f", reduced rank {cfg['rank']}" if cfg["rank"] else ""),
+                        "target": "original attention output of the reusing block"}),
+            "block_weights": {str(t): ("identity" if tbs[t].kind == "identity" else weights) for t in sorted(plan)},
+        }
+        if search is not None:
+            details["search"] = search
+        if cfg["cost"] and plan:
+            from vitc.passes.reuse_cost import account_for_context
+            cost = account_for_context(cm, ctx, baseline, emit_copy(cm), plan)
+            if cost is not None:
+                details["cost"] = cost
+        details["seconds"] = round(time.perf_counter() - t0, 2)
+        rec = PassRecord(self.name, sorted(plan), weights, fidelity, details)
+        rec.files.update(files)
+        return rec
+
+    @staticmethod
+    def _refit_searched(cm, ctx, cfg, plan, teacher_tbs, search) -> tuple[dict, dict]:
+        """Sequential refit of the searched plan; keep the verified teacher-forced TBs if it measures worse."""
+        trial = working_copy(cm)
+        tbs, stats = fit_plan(trial, ctx, plan, cfg["kind"], cfg["rank"], cfg["ridge"], "sequential")
+        data = ctx.calibration(cm)
+        ref = ctx.model_outputs(cm)
+        metric = choose_metric(data, ref)
+        seq = drop_of(end_to_end(emit_copy(trial), data, ref), metric)
+        chosen = next((r for r in search["frontier"] if r.get("chosen")), None)
+        teacher = chosen["drop"] if chosen else math.inf
+        if seq <= teacher + 1e-9:
+            search["final_fit"] = {"mode": "sequential", "drop": round(seq, 4), "verified_teacher_drop": teacher}
+            apply_plan(cm, plan, tbs)
+            return tbs, stats
+        search["final_fit"] = {"mode": "teacher", "drop": teacher, "sequential_drop": round(seq, 4),
+                               "note": "the sequential refit measured worse; the verified teacher-forced TBs are kept"}
+        stats = tb_stats(cm, ctx, plan, teacher_tbs)
+        apply_plan(cm, plan, teacher_tbs)
+        return teacher_tbs, stats

@@ -1,0 +1,453 @@
+"""``--reuse-plan auto``: the reuse plan with the lowest EDAP under a fidelity budget.
+
+Search space: every set R of reusing blocks (block 0 always computes) and, for each j ∈ R,
+any computing source i < j — for 12 blocks 2¹¹ sets and far more (set, source) plans.
+
+1. **Fidelity surrogate** (cached calibration activations, teacher forcing). For every pair
+   i < j a TB of the requested kind is fitted (one ridge factorisation per source, shared by
+   all its targets; GELU fits take fewer Gauss–Newton steps than the final fit) and scored by
+   its damage d_ij = ‖TB_ij(A_i) − A_j‖² / ‖h_j‖², the error it injects relative to the
+   residual stream h_j = x_j + A_j. A plan's damage is Σ_{j∈R} d_{src(j) j}.
+2. **Cost surrogate** (:class:`vitc.passes.reuse_cost.PlanCostModel`): the backend runs on the
+   baseline and on the all-reuse graph once; energy, crossbars/area, busy time and critical
+   path are combined per plan analytically (µs per plan).
+3. **Search with pruning**, exact under the surrogates:
+   * source dominance — with additive damage the best source of j is argmin_i d_ij over the
+     blocks that still compute, so (set, source) plans reduce to sets;
+   * ``--cos-floor C`` removes pairs whose teacher-forced TB cosine is below C;
+   * branch and bound over blocks in order (reuse / compute), keeping the least-damage plan for
+     every reuse count k: a branch is cut when, for every k it can still reach, its damage so
+     far plus the k − |R| smallest optimistic damages (min over *all* earlier sources) of the
+     remaining blocks cannot beat the best plan found for k. More reuse ⇒ lower EDAP
+     (monotone in k for a ViT's identical blocks), so these per-k optima, Pareto-filtered on
+     (surrogate EDAP, damage), form the frontier. Beyond ``MAX_NODES`` branch-and-bound nodes
+     the search falls back to a beam (``--reuse-beam``) over reuse counts.
+4. **Verification**: every frontier plan is built with its teacher-forced TBs and run in
+   onnxruntime on the calibration data (agreement / accuracy / output cosine) and through the
+   backend (exact EDAP, latency). The chosen plan is the lowest exact EDAP that meets
+   ``--max-drop`` (accuracy with labels, else top-1 agreement; default 1 pp when no budget is
+   given), ``--cos-floor`` and ``--max-latency``.
+
+The frontier is reported as a table (``reuse_frontier.md``), a plot (``reuse_frontier.svg``)
+and JSON in the pass record.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from vitc.compiler.errors import VitcInputError
+from vitc.passes.reuse_tb import TB, SourceSolver, fit_tb, identity_tb
+
+MAX_NODES = 200_000
+SURROGATE_ROWS = 8192
+SURROGATE_GN_STEPS = 3
+DEFAULT_MAX_DROP = 1.0
+
+
+# ----------------------------------------------------------------------------- fidelity surrogate
+@dataclass
+class PairTable:
+    """Teacher-forced TBs and scores for every (source i, target j), i < j."""
+
+    damage: np.ndarray        # [L, L], inf where not allowed
+    cosine: np.ndarray        # [L, L] sample-level cosine TB(A_i) vs A_j
+    tbs: dict                 # (i, j) -> TB
+
+
+def _sample_rows(a: np.ndarray, max_rows: int) -> np.ndarray:
+    r = a.reshape(-1, a.shape[-1])
+    if len(r) > max_rows:
+        r = r[np.linspace(0, len(r) - 1, max_rows).astype(np.int64)]
+    return r
+
+
+def pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: int = SURROGATE_ROWS,
+               gn_steps: int = SURROGATE_GN_STEPS) -> PairTable:
+    from vitc.passes.reuse_tb import cosine_rows
+    L = len(cm.blocks)
+    attn = [b.attn_output for b in cm.blocks]
+    res_names = []
+    original_outputs = {o for n in cm.original.graph.node for o in n.output}
+    for b in cm.blocks:
+        name = None
+        if b.residual:
+            try:
+                name = cm.node(b.residual).outputs[0].name
+            except KeyError:
+                name = None
+        res_names.append(name if name in original_outputs else (b.block_input if b.block_input in original_outputs
+                                                                else b.attn_output))
+    acts = ctx.activations(cm, list(dict.fromkeys(attn + res_names)))
+    rows = [_sample_rows(acts[n], max_rows) for n in attn]
+    scale = [float((acts[n].astype(np.float64) ** 2).sum()) or 1.0 for n in res_names]
+    damage = np.full((L, L), np.inf)
+    cosine = np.full((L, L), np.nan)
+    tbs = {}
+    for i in range(L - 1):
+        solver = None if kind == "identity" else SourceSolver(rows[i], ln=kind in ("ln-linear", "ln-linear-gelu"),
+                                                               ridge=ridge)
+        a_full = acts[attn[i]]
+        for j in range(i + 1, L):
+            tb = identity_tb() if kind == "identity" else fit_tb(kind, solver, rows[i], rows[j], rank=rank,
+                                                                  gn_steps=gn_steps)
+            pred = tb(a_full)
+            y = acts[attn[j]]
+            err = float(((pred.astype(np.float64) - y) ** 2).sum())
+            damage[i, j] = err / scale[j]
+            cosine[i, j] = cosine_rows(pred, y)
+            tbs[(i, j)] = tb
+    return PairTable(damage, cosine, tbs)
+
+
+# ----------------------------------------------------------------------------- search
+def best_sources(reusing: tuple[int, ...] | frozenset, damage: np.ndarray) -> tuple[dict[int, int], float]:
+    """Least-damage source for each reusing block among the computing ones, and the plan damage."""
+    r = set(reusing)
+    plan, total = {}, 0.0
+    for j in sorted(r):
+        cands = [i for i in range(j) if i not in r]
+        i = min(cands, key=lambda i: (damage[i, j], j - i))
+        plan[j] = i
+        total += float(damage[i, j])
+    return plan, total
+
+
+def branch_and_bound(damage: np.ndarray, keep: int = 1, max_nodes: int = MAX_NODES) -> tuple[dict, int, bool]:
+    """Least-damage plans per reuse count k (``keep`` best each); see module doc, step 3.
+
+    Returns ({k: [(damage, plan), ...]}, nodes visited, completed).
+    """
+    L = damage.shape[0]
+    opt = [0.0] + [float(np.min(damage[:j, j])) for j in range(1, L)]
+    # prefix sums of the sorted optimistic damages of blocks j.. (for the lower bound)
+    suffix = []
+    for j in range(L + 1):
+        vals = sorted(v for v in opt[max(j, 1):] if math.isfinite(v))
+        suffix.append(np.concatenate([[0.0], np.cumsum(vals)]))
+    best: dict[int, list] = {k: [] for k in range(L)}
+    nodes = 0
+
+    def worst(k):
+        lst = best[k]
+        return lst[-1][0] if len(lst) >= keep else math.inf
+
+    def visit(j: int, computing: list[int], plan: dict[int, int], dmg: float) -> bool:
+        nonlocal nodes
+        nodes += 1
+        if nodes > max_nodes:
+            return False
+        k0 = len(plan)
+        if j == L:
+            lst = best[k0]
+            lst.append((dmg, dict(plan)))
+            lst.sort(key=lambda x: x[0])
+            del lst[keep:]
+            return True
+        pre = suffix[j]
+        if all(dmg + pre[k - k0] >= worst(k) for k in range(k0, min(L - 1, k0 + len(pre) - 1) + 1)):
+            return True
+        if j >= 1:
+            i = min(computing, key=lambda i: (damage[i, j], j - i))
+            if math.isfinite(damage[i, j]):
+                plan[j] = i
+                ok = visit(j + 1, computing, plan, dmg + float(damage[i, j]))
+                del plan[j]
+                if not ok:
+                    return False
+        computing.append(j)
+        ok = visit(j + 1, computing, plan, dmg)
+        computing.pop()
+        return ok
+
+    completed = visit(0, [], {}, 0.0)
+    return best, nodes, completed
+
+
+def beam_search(damage: np.ndarray, width: int = 64) -> tuple[dict, int]:
+    """Fallback: level-wise beam over reuse counts, extending the ``width`` least-damage sets by one block."""
+    L = damage.shape[0]
+    level = {frozenset(): 0.0}
+    best = {0: [(0.0, {})]}
+    evaluated = 1
+    for k in range(1, L):
+        cands = {}
+        for r in level:
+            for j in range(1, L):
+                if j in r:
+                    continue
+                s = r | {j}
+                if s in cands:
+                    continue
+                plan, dmg = best_sources(s, damage)
+                evaluated += 1
+                if math.isfinite(dmg):
+                    cands[s] = (dmg, plan)
+        if not cands:
+            break
+        top = sorted(cands.items(), key=lambda kv: kv[1][0])[:width]
+        level = {s: v[0] for s, (v) in ((s, v) for s, v in top)}
+        best[k] = [top[0][1]]
+    return best, evaluated
+
+
+def exhaustive(damage: np.ndarray) -> dict:
+    """Brute force over every reuse set (for tests/benchmarks): {k: (damage, plan)} least damage per k."""
+    L = damage.shape[0]
+    best: dict[int, tuple] = {}
+    for k in range(L):
+        for r in itertools.combinations(range(1, L), k):
+            plan, dmg = best_sources(r, damage)
+            if math.isfinite(dmg) and (k not in best or dmg < best[k][0]):
+                best[k] = (dmg, plan)
+    return best
+
+
+def count_plans(L: int) -> int:
+    """Number of (reuse set, source per reusing block) plans of an L-block model."""
+    # DP over blocks: ways[c] = number of partial plans with c computing blocks so far
+    ways = {1: 1}
+    for _ in range(1, L):
+        nxt: dict[int, int] = {}
+        for c, w in ways.items():
+            nxt[c + 1] = nxt.get(c + 1, 0) + w          # compute
+            nxt[c] = nxt.get(c, 0) + w * c               # reuse one of c computing sources
+        ways = nxt
+    return sum(ways.values())
+
+
+# ----------------------------------------------------------------------------- budget
+def parse_latency(value, baseline_ns: float) -> float | None:
+    """``--max-latency``: ns (``250000``, ``2.5e5``) or a fraction of the baseline (``0.8x``)."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    try:
+        if text.endswith("x"):
+            return float(text[:-1]) * baseline_ns
+        if text.endswith("ns"):
+            text = text[:-2]
+        return float(text)
+    except ValueError:
+        raise VitcInputError(f"--max-latency: cannot read '{value}' (ns, e.g. 3.5e6, or a fraction like 0.8x)") from None
+
+
+# ----------------------------------------------------------------------------- driver
+def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]:
+    """Search (see module doc); returns (plan, search record with ``files``)."""
+    from vitc.passes.reuse import apply_plan, choose_metric, drop_of, emit_copy, end_to_end, plan_text, working_copy
+    from vitc.passes.reuse_cost import PlanCostModel, _tokens_dim, account, analyse, cost_target
+    from vitc.passes.reuse_tb import TB as _TB
+    t0 = time.perf_counter()
+    L = len(cm.blocks)
+    if L < 2:
+        return {}, {"note": "fewer than two blocks: nothing to reuse"}
+    kind, rank = cfg["kind"], cfg["rank"]
+    max_drop, cos_floor = cfg["max_drop"], cfg["cos_floor"]
+    if max_drop is None and cos_floor is None:
+        max_drop = DEFAULT_MAX_DROP
+    # -- fidelity surrogate
+    pairs = pair_table(cm, ctx, kind, rank, cfg["ridge"])
+    damage = pairs.damage.copy()
+    if cos_floor is not None:
+        damage[~(pairs.cosine >= cos_floor)] = np.inf
+    t_fit = time.perf_counter() - t0
+    # -- cost surrogate
+    target, hw, opts = cost_target(ctx)
+    an0 = analyse(baseline_model, hw, target, opts, cm.name)
+    all_plan = {j: 0 for j in range(1, L)}
+    dummy = {j: _dummy_tb(kind, rank, cm.blocks[j].embed_dim) for j in all_plan}
+    trial = working_copy(cm)
+    apply_plan(trial, all_plan, dummy)
+    an_all = analyse(emit_copy(trial), hw, target, opts, cm.name)
+    tokens, dim = _tokens_dim(cm, all_plan)
+    pcm = PlanCostModel.build(an0, an_all, all_plan, tokens, dim)
+    t_cost = time.perf_counter() - t0 - t_fit
+    # -- search
+    t1 = time.perf_counter()
+    per_k, nodes, completed = branch_and_bound(damage, keep=int(cfg.get("keep", 1)))
+    method = "branch-and-bound"
+    if not completed:
+        per_k, nodes = beam_search(damage, cfg["beam"])
+        method = f"beam (width {cfg['beam']}; branch and bound stopped at {MAX_NODES} nodes)"
+    explored = []
+    for k, lst in sorted(per_k.items()):
+        for dmg, plan in lst:
+            c = pcm.cost(plan)
+            explored.append({"k": k, "plan": plan, "damage": dmg, "cost": c})
+    t_search = time.perf_counter() - t1
+    # Pareto filter on (surrogate EDAP, damage)
+    explored.sort(key=lambda e: (e["cost"].edap, e["damage"]))
+    frontier, best_dmg = [], math.inf
+    for e in explored:
+        if e["damage"] < best_dmg - 1e-15:
+            frontier.append(e)
+            best_dmg = e["damage"]
+    # -- verification of the frontier
+    data = ctx.calibration(cm)
+    ref = ctx.model_outputs(cm)
+    metric = choose_metric(data, ref)
+    base_lat = an0.totals["latency_ns"]
+    limit = parse_latency(cfg["max_latency"], base_lat)
+    rows = []
+    for e in frontier:
+        plan = e["plan"]
+        row = {"k": e["k"], "plan": plan_text(plan), "reusing": sorted(plan), "damage": e["damage"],
+               "surrogate_edap": e["cost"].edap, "surrogate_latency_ns": e["cost"].latency_ns,
+               "min_tb_cosine": float(min((pairs.cosine[s, t] for t, s in plan.items()), default=1.0))}
+        if plan:
+            tr = working_copy(cm)
+            apply_plan(tr, plan, {t: pairs.tbs[(s, t)] for t, s in plan.items()})
+            model = emit_copy(tr)
+            row.update(end_to_end(model, data, ref))
+            an1 = analyse(model, hw, target, opts, cm.name)
+            acc = account(an0, an1, plan, tokens, dim)
+            w = acc["rewritten_with_buffer"]
+            row.update(edap=w["edap_j_s_mm2"], latency_ns=w["latency_ns"], area_mm2=w["area_mm2"],
+                       edap_reduction=acc["ratios"]["edap_reduction"],
+                       tops_per_mm2_gain=acc["ratios"]["tops_per_mm2_gain"])
+        else:
+            row.update(end_to_end(baseline_model, data, ref))
+            row.update(edap=an0.totals["edap_j_s_mm2"], latency_ns=base_lat, area_mm2=an0.totals["area_mm2"],
+                       edap_reduction=1.0, tops_per_mm2_gain=1.0)
+        row["drop"] = drop_of(row, metric)
+        ok = True
+        if max_drop is not None and row["drop"] > max_drop + 1e-9:
+            ok = False
+        if cos_floor is not None and row["min_tb_cosine"] < cos_floor:
+            ok = False
+        if limit is not None and row["latency_ns"] > limit * (1 + 1e-12):
+            ok = False
+        row["meets_budget"] = ok
+        rows.append(row)
+    feasible = [r for r in rows if r["meets_budget"]]
+    chosen = min(feasible, key=lambda r: r["edap"]) if feasible else None
+    notes = []
+    if chosen is None:
+        notes.append("no verified plan meets the budget" + (" and latency limit" if limit is not None else "")
+                     + "; no reuse applied")
+        plan = {}
+    else:
+        plan = next(e["plan"] for e in frontier if plan_text(e["plan"]) == chosen["plan"])
+        chosen["chosen"] = True
+    elapsed = time.perf_counter() - t0
+    record = {
+        "method": method, "nodes": nodes, "plans_in_space": count_plans(L), "reuse_sets": 2 ** (L - 1),
+        "explored": len(explored), "frontier_size": len(frontier),
+        "budget": {"max_drop": max_drop, "metric": metric, "cos_floor": cos_floor,
+                   "max_latency_ns": limit, "baseline_latency_ns": base_lat},
+        "baseline": {"edap_j_s_mm2": an0.totals["edap_j_s_mm2"], "latency_ns": base_lat,
+                     "area_mm2": an0.totals["area_mm2"], "energy_pj": an0.totals["energy_pj"]},
+        "frontier": [_json_row(r) for r in rows],
+        "chosen": plan_text(plan), "surrogate": {"fidelity": "teacher-forced pair TBs, damage = ‖TB(A_i) − A_j‖²/‖x_j + A_j‖²",
+                                                 "cost": "baseline + all-reuse backend runs, per-block deltas"},
+        "seconds": {"pair_fits": round(t_fit, 2), "cost_model": round(t_cost, 2), "search": round(t_search, 4),
+                    "verification": round(elapsed - t_fit - t_cost - t_search, 2), "total": round(elapsed, 2)},
+        "pair_damage": [[None if not math.isfinite(v) else round(float(v), 6) for v in row] for row in pairs.damage],
+        "pair_cosine": [[None if not math.isfinite(v) else round(float(v), 6) for v in row] for row in pairs.cosine],
+    }
+    if notes:
+        record["notes"] = notes
+    record["files"] = {"reuse_frontier.md": frontier_markdown(record).encode(),
+                       "reuse_frontier.svg": frontier_svg(record).encode()}
+    record["_teacher_tbs"] = {t: pairs.tbs[(s, t)] for t, s in plan.items()}
+    return plan, record
+
+
+def _dummy_tb(kind: str, rank: int | None, c: int) -> TB:
+    if kind == "identity":
+        return identity_tb()
+    r = rank or c
+    return TB(kind, np.zeros((c, r)), None if rank is None else np.zeros((r, c)), np.zeros(c))
+
+
+def _json_row(r: dict) -> dict:
+    out = {}
+    for k, v in r.items():
+        if isinstance(v, float):
+            out[k] = round(v, 6) if abs(v) >= 1e-3 or v == 0 else float(f"{v:.6g}")
+        else:
+            out[k] = v
+    return out
+
+
+# ----------------------------------------------------------------------------- rendering
+def frontier_markdown(rec: dict) -> str:
+    b = rec["budget"]
+    metric = b["metric"]
+    lines = ["# Reuse plan search: EDAP vs fidelity frontier", "",
+             f"search: {rec['method']}, {rec['nodes']} nodes visited for {rec['reuse_sets']} reuse sets "
+             f"({rec['plans_in_space']} plans with source choices); {rec['frontier_size']} frontier plans verified "
+             "in onnxruntime (calibration data) and costed by the backend.", "",
+             f"budget: max drop {b['max_drop']} pp ({metric})"
+             + (f", cos floor {b['cos_floor']}" if b["cos_floor"] is not None else "")
+             + (f", max latency {b['max_latency_ns']:.4g} ns" if b["max_latency_ns"] else ""), "",
+             "| k | plan (target:source) | surrogate damage | EDAP (J·s·mm²) | EDAP reduction | latency (ns) "
+             f"| TOPS/mm² gain | agreement % | {'accuracy % | ' if any('accuracy' in r for r in rec['frontier']) else ''}"
+             "output cos | drop (pp) | ok |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if any("accuracy" in r for r in rec["frontier"]) else "")
+             + "---|---|---|"]
+    has_acc = any("accuracy" in r for r in rec["frontier"])
+    for r in rec["frontier"]:
+        mark = " **chosen**" if r.get("chosen") else ""
+        cells = [str(r["k"]), r["plan"] + mark, f"{r['damage']:.4g}", f"{r['edap']:.4g}", f"{r['edap_reduction']:.3f}×",
+                 f"{r['latency_ns']:.4g}", f"{r['tops_per_mm2_gain']:.3f}×", f"{r.get('agreement', float('nan')):.2f}"]
+        if has_acc:
+            cells.append(f"{r.get('accuracy', float('nan')):.2f}")
+        cells += [f"{r['output_cosine']:.4f}", f"{r['drop']:.2f}", "yes" if r["meets_budget"] else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"chosen plan: {rec['chosen']}", ""]
+    return "\n".join(lines)
+
+
+def frontier_svg(rec: dict, width: int = 640, height: int = 400) -> str:
+    """EDAP (relative to baseline) vs measured drop of the verified frontier, as a standalone SVG."""
+    rows = rec["frontier"]
+    base = rec["baseline"]["edap_j_s_mm2"] or 1.0
+    pts = [(r["drop"], r["edap"] / base, r) for r in rows]
+    ml, mr, mt, mb = 70, 20, 40, 55
+    xs = [p[0] for p in pts] + [0.0] + ([rec["budget"]["max_drop"]] if rec["budget"]["max_drop"] is not None else [])
+    ys = [p[1] for p in pts] + [1.0]
+    x0, x1 = min(xs + [0.0]), max(xs) * 1.08 + 1e-9 if max(xs) > 0 else 1.0
+    y0, y1 = 0.0, max(ys) * 1.08
+
+    def sx(x):
+        return ml + (x - x0) / (x1 - x0) * (width - ml - mr)
+
+    def sy(y):
+        return height - mb - (y - y0) / (y1 - y0) * (height - mt - mb)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="13">Reuse plans: EDAP vs fidelity '
+           f'(verified frontier, {rec["budget"]["metric"]})</text>',
+           f'<line x1="{ml}" y1="{height - mb}" x2="{width - mr}" y2="{height - mb}" stroke="black"/>',
+           f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{height - mb}" stroke="black"/>']
+    for t in np.linspace(x0, x1, 6):
+        out.append(f'<text x="{sx(t):.1f}" y="{height - mb + 15}" text-anchor="middle">{t:.2g}</text>')
+    for t in np.linspace(y0, y1, 6):
+        out.append(f'<text x="{ml - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{t:.2f}</text>')
+        out.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{width - mr}" y2="{sy(t):.1f}" stroke="#eee"/>')
+    out.append(f'<text x="{(ml + width - mr) / 2}" y="{height - 15}" text-anchor="middle">'
+               f'drop on calibration data (pp, {rec["budget"]["metric"]})</text>')
+    out.append(f'<text x="15" y="{(mt + height - mb) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 15 {(mt + height - mb) / 2})">EDAP / baseline EDAP</text>')
+    if rec["budget"]["max_drop"] is not None:
+        bx = sx(rec["budget"]["max_drop"])
+        out.append(f'<line x1="{bx:.1f}" y1="{mt}" x2="{bx:.1f}" y2="{height - mb}" stroke="#c33" '
+                   'stroke-dasharray="4 3"/>')
+        out.append(f'<text x="{bx + 4:.1f}" y="{mt + 12}" fill="#c33">budget</text>')
+    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in sorted(pts, key=lambda p: p[1]))
+    out.append(f'<polyline points="{line}" fill="none" stroke="#36c" stroke-width="1"/>')
+    for x, y, r in pts:
+        color = "#2a2" if r.get("chosen") else ("#36c" if r["meets_budget"] else "#999")
+        rad = 6 if r.get("chosen") else 4
+        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{rad}" fill="{color}"><title>k={r["k"]} '
+                   f'{r["plan"]}: EDAP x{y:.3f}, drop {x:.2f} pp</title></circle>')
+        out.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 5:.1f}" fill="#555">k={r["k"]}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
