@@ -262,6 +262,9 @@ class TaylorPass:
                   f"{', '.join(f'{g:g}' for g in RIDGE_GRID)} on held-out calibration samples)")
         _add(group, "--taylor-metric", dest="p_taylor_metric", choices=("auto", "accuracy", "agreement", "cosine"),
              help="what --max-drop measures (auto: accuracy with labels, else top-1 agreement)")
+        _add(group, "--taylor-no-measure", dest="p_taylor_measure", action="store_const", const=False,
+             help="skip the calibration fidelity measurement (cosines, end-to-end agreement) when no refit or "
+                  "budget needs it — for quick compiles of large models")
         _add(group, "--taylor-tokens", dest="p_taylor_tokens", type=int, metavar="N",
              help="token count for operation counts of models with a dynamic sequence length")
 
@@ -328,6 +331,8 @@ class TaylorPass:
                     "per_layer": {str(i): fits[i].to_dict() for i in candidates if i in fits}}
         if ref_outputs is not None:
             fidelity.update({"end_to_end": evaluate(_emit_copy(cm), data, ref_outputs), "metric": metric})
+        else:
+            fidelity["measured"] = "no (--taylor-no-measure): fidelity not measured"
         details = {
             "op": f"ai.vitc::{OP_TYPE}", "variant": cfg["variant"], "centering": cfg["centering"],
             "candidates": candidates, "selected": selection,
