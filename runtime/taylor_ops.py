@@ -77,12 +77,11 @@ def _node_overload(node: NodeProto) -> str:
     return overload_name(variant, centering, bool(_attr(node, "simplified", 0)), len(node.input) == 4)
 
 
-def _key_weights(b: FunctionBuilder, heads: str) -> str:
-    """Additive mask [B, h, q, N] → key weights [B, h, N, 1] (1 keep / 0 masked), float."""
+def _key_weights(b: FunctionBuilder) -> str:
+    """Additive mask [B, h, q, N] → key weights [B, h, 1, N] (1 keep / 0 masked), float."""
     keep = b.op("Greater", "mask", b.const(np.float32(MASK_THRESHOLD), "mask_threshold"))
     keep = b.op("Cast", keep, to=TensorProto.FLOAT)
-    keep = b.reduce("ReduceMin", keep, [2], keepdims=1)            # visible to every query
-    return b.op("Transpose", keep, perm=[0, 1, 3, 2])
+    return b.reduce("ReduceMin", keep, [2], keepdims=1)            # visible to every query
 
 
 def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bool, opset: int) -> FunctionProto:
@@ -93,46 +92,52 @@ def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bo
                             f"simplified={int(simplified)}, masked={int(masked)}; see vitc.runtime.taylor_ops.")
     heads = b.attr_int("num_heads")
     scale = b.attr_float("scale")
-    qh = split_heads(b, "q", heads, [0, 2, 1, 3])                  # [B, H, N, d]
-    kh = split_heads(b, "k", heads, [0, 2, 1, 3])
-    vh = split_heads(b, "v", heads, [0, 2, 1, 3])
-    w = _key_weights(b, heads) if masked else None                 # [B, h, N, 1]
-    # --- step 1: centred keys (masked keys excluded from the mean and zeroed)
+    qh = split_heads(b, "q", heads, [0, 2, 1, 3])                  # Q  [B, H, N, d]
+    kt = split_heads(b, "k", heads, [0, 2, 3, 1])                  # Kᵀ [B, H, d, N] (keys as columns)
+    vh = split_heads(b, "v", heads, [0, 2, 1, 3])                  # V  [B, H, N, d]
+    w = _key_weights(b) if masked else None                        # [B, h, 1, N]
+    # --- step 1: centred keys K̂ᵀ (masked keys excluded from the mean and zeroed)
     if centering == "tokens":
         if w is None:
-            kbar = b.reduce("ReduceMean", kh, [2])                 # [B, H, 1, d]
+            kbar = b.reduce("ReduceMean", kt, [3])                 # K̄ᵀ [B, H, d, 1]
         else:
-            kbar = b.op("Div", b.reduce("ReduceSum", b.op("Mul", kh, w), [2]),
-                        b.reduce("ReduceSum", w, [2]))
-        kc = b.op("Sub", kh, kbar)
+            kbar = b.op("Div", b.reduce("ReduceSum", b.op("Mul", kt, w), [3]), b.reduce("ReduceSum", w, [3]))
+        kc = b.op("Sub", kt, kbar)
     elif centering == "features":
-        kc = b.op("Sub", kh, b.reduce("ReduceMean", kh, [3]))      # per key over its d features
+        kc = b.op("Sub", kt, b.reduce("ReduceMean", kt, [2]))      # each key over its d features
     else:
-        kc = kh
+        kc = kt
     if w is not None:
         kc = b.op("Mul", kc, w)
-    # --- step 2: global context G = K̂ᵀV (d×d), scale folded into it
-    g = b.op("MatMul", b.op("Transpose", kc, perm=[0, 1, 3, 2]), vh)   # [B, H, d, d]
+    # --- step 2: global context G = K̂ᵀV (d×d); the scale is folded into d×d / d-sized tensors only
+    g = b.op("MatMul", kc, vh)                                     # [B, H, d, d]
     if variant == "code":
         b.output(merge_heads(b, b.op("MatMul", qh, b.op("Mul", g, scale))), "y")
         return b.build()
-    # --- step 3: column sums
-    vw = vh if w is None else b.op("Mul", vh, w)
-    vsum = b.reduce("ReduceSum", vw, [2])                          # [B, H, 1, d]
-    if w is None:
-        n = b.op("Cast", b.op("Gather", b.op("Shape", kh), b.const(np.int64(2), "token_axis"), axis=0),
-                 to=TensorProto.FLOAT)
-    else:
-        n = b.reduce("ReduceSum", w, [2])                          # [B, h, 1, 1]
+    # --- step 3: column sums (v_sum; k̂_sum below)
+    wv = None if w is None else b.op("Transpose", w, perm=[0, 1, 3, 2])    # [B, h, N, 1]
     if simplified:
         # t_D = n_w exactly (k̂_sum = 0): Z = v_sum/n_w + Q·(s/n_w·G)
-        inv_n = b.op("Reciprocal", n)
-        gs_ = b.op("Mul", g, b.op("Mul", scale, inv_n))
-        b.output(merge_heads(b, b.op("Add", b.op("MatMul", qh, gs_), b.op("Mul", vsum, inv_n))), "y")
+        if w is None:
+            vmean = b.reduce("ReduceMean", vh, [2])                # v_sum / n  [B, H, 1, d]
+            inv_n = b.op("Reciprocal", b.op("Cast", b.op("Gather", b.op("Shape", kt),
+                                                         b.const(np.int64(3), "token_axis"), axis=0),
+                                            to=TensorProto.FLOAT))
+        else:
+            inv_n = b.op("Reciprocal", b.reduce("ReduceSum", w, [3]))   # [B, h, 1, 1]
+            vmean = b.op("Mul", b.reduce("ReduceSum", b.op("Mul", vh, wv), [2]), inv_n)
+        g_s = b.op("Mul", g, b.op("Mul", scale, inv_n))
+        b.output(merge_heads(b, b.op("Add", b.op("MatMul", qh, g_s), vmean)), "y")
         return b.build()
-    ksum = b.reduce("ReduceSum", kc, [2])                          # [B, H, 1, d]
+    vsum = b.reduce("ReduceSum", vh if w is None else b.op("Mul", vh, wv), [2])   # [B, H, 1, d]
+    if w is None:
+        n = b.op("Cast", b.op("Gather", b.op("Shape", kt), b.const(np.int64(3), "token_axis"), axis=0),
+                 to=TensorProto.FLOAT)
+    else:
+        n = b.reduce("ReduceSum", w, [3])                          # n_w [B, h, 1, 1]
+    ksum = b.reduce("ReduceSum", kc, [3])                          # k̂_sumᵀ [B, H, d, 1]
     # --- step 4: t_D = n_w + s·Q·k̂_sumᵀ  [B, H, N, 1]
-    t_d = b.op("Add", b.op("MatMul", qh, b.op("Transpose", b.op("Mul", ksum, scale), perm=[0, 1, 3, 2])), n)
+    t_d = b.op("Add", b.op("MatMul", qh, b.op("Mul", ksum, scale)), n)
     # --- step 5: T_N = v_sum + s·Q·G  [B, H, N, d]
     t_n = b.op("Add", b.op("MatMul", qh, b.op("Mul", g, scale)), vsum)
     # --- step 6: Z = diag(t_D)⁻¹ T_N
