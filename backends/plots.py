@@ -28,7 +28,7 @@ _RC = {"svg.hashsalt": "vitc", "svg.fonttype": "none", "font.size": 8, "axes.tit
 def _svg(fig: Figure) -> str:
     buf = io.StringIO()
     with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "vitc"}, bbox_inches="tight")
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "vitc"})
     text = buf.getvalue()
     # drop the XML prolog/doctype so the SVG embeds inline in HTML
     i = text.find("<svg")
@@ -45,7 +45,9 @@ def stacked_layers(layers: list[dict], key: str, comps: tuple[str, ...], title: 
     names = [l["layer"] for l in layers]
     n = max(1, len(names))
     with matplotlib.rc_context(_RC):
-        fig = _figure(min(18.0, 2.5 + 0.16 * n), 3.6)
+        w = min(18.0, 3.5 + 0.16 * n)
+        fig = _figure(w, 4.6)
+        fig.subplots_adjust(left=0.7 / w, right=1 - 1.4 / w, bottom=0.32, top=0.92)
         ax = fig.add_subplot(1, 1, 1)
         x = np.arange(len(names))
         bottom = np.zeros(len(names))
@@ -68,7 +70,8 @@ def stacked_layers(layers: list[dict], key: str, comps: tuple[str, ...], title: 
 def component_breakdown(energy: dict, area: dict) -> str:
     """Energy (µJ) and area (mm²) per component, side by side."""
     with matplotlib.rc_context(_RC):
-        fig = _figure(9.0, 3.2)
+        fig = _figure(10.0, 3.4)
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
         for i, (data, title, unit, scale) in enumerate(((energy, "Energy per image by component", "µJ", 1e6),
                                                         (area, "Area by component", "mm²", 1.0))):
             ax = fig.add_subplot(1, 2, i + 1)
@@ -94,6 +97,7 @@ def utilisation_histogram(util: np.ndarray) -> str:
     """Histogram of per-crossbar utilisation (used cells / all cells)."""
     with matplotlib.rc_context(_RC):
         fig = _figure(6.0, 3.0)
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.17, top=0.9)
         ax = fig.add_subplot(1, 1, 1)
         bins = np.linspace(0, 1, 21)
         counts, _ = np.histogram(util, bins=bins)
@@ -118,7 +122,9 @@ def gantt(slots: list[dict], makespan: int, freq_mhz: float, max_rows: int = 120
     if len(names) > max_rows:
         names = names[:max_rows]
     with matplotlib.rc_context(_RC):
-        fig = _figure(11.0, max(2.5, 0.6 + 0.13 * len(names)))
+        h = max(2.5, 0.9 + 0.13 * len(names))
+        fig = _figure(12.0, h)
+        fig.subplots_adjust(left=0.2, right=0.9, bottom=0.5 / h, top=1 - 0.35 / h)
         ax = fig.add_subplot(1, 1, 1)
         us = 1.0 / freq_mhz  # µs per cycle
         for i, k in enumerate(names):
