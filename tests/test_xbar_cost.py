@@ -53,6 +53,20 @@ def test_vgg8_within_2x_of_neurosim(vgg8_report):
     assert 0.3 < share["adc"] < 0.7  # NeuroSim: 51 %
 
 
+def test_vgg8_held_out_release_row(tmp_path, vgg8_report):
+    """Out-of-sample check: neurosim-v14 is calibrated on the release test's numRowParallel=128
+    row; its numRowParallel=64 row (50.15 µJ dynamic, 20.06 TOPS/W, ADC 31.12 µJ) is predicted."""
+    mod, _ = vgg8_report
+    hw = tmp_path / "rp64.toml"
+    hw.write_text('[meta]\nbase = "neurosim-v14"\nname = "ns-rp64"\nkind = "xbar"\ndescription = "row 3"\n'
+                  "[crossbar]\nrows_parallel = 64  # release test numRowParallel 64\n")
+    t = analyse(mod.build_vgg8(), "xbar", str(hw), model_name="vgg8").totals
+    zeta = t["post_layout_energy_factor"]
+    assert 20.0615 / 2 <= t["tops_per_w"] <= 20.0615 * 2
+    assert 50.1483 / 2 <= t["dynamic_energy_pj"] / zeta / 1e6 <= 50.1483 * 2
+    assert 31.1206 / 2 <= t["energy_by_component_pj"]["adc"] / zeta / 1e6 <= 31.1206 * 2
+
+
 def test_component_sums_equal_totals(vgg8_report):
     _, rep = vgg8_report
     t = rep["totals"]
