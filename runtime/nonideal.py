@@ -29,10 +29,11 @@ description; the arithmetic, for ``y = x·W`` with ``x`` [M, K] and ``W`` [K, N]
    ``t`` holds rows ``[t·R, (t+1)·R)`` and each read activates ``Rp`` (``rows_parallel``) of
    them at once; one *conversion* digitises the current of one column for one (row group,
    input digit, polarity, slice): ``P = Σ_k D_j[k]·g[k]`` (level units). The ADC (``b``
-   bits) returns ``code = clip(rint(P / Δ), 0, 2^b - 1)`` and the value ``code·Δ``, with
-   ``Δ = FS / (2^b - 1)`` and full scale ``FS = f · Rp·(2^d - 1)·g_max`` (``f`` =
-   ``adc_fullscale``, 1.0 = the largest current the array can produce with nominal
-   conductances, so nothing clips unless variation pushes it; ``f < 1`` clips).
+   bits) returns ``code = clip(rint(P / Δ), 0, 2^b - 1)`` and the value ``code·Δ``, with the
+   conventional LSB ``Δ = FS / 2^b`` (the top code stands for FS - Δ). Full scale FS is
+   ``adc_fullscale`` × the worst-case current ``Rp·(2^d - 1)·(L + g_off)`` (``adc_range =
+   fixed``; 1.0: only the all-on corner and variation-boosted currents clip), or from data
+   (``calibrated``: a percentile of the calibration currents, rounded up to a power of two).
    Rounding is to nearest, ties to even, computed as ``rint(float32(P·u) · float32(1/(u·Δ)))``.
    ``adc_bits = 0`` means an ideal (lossless) converter.
 5. **Digital back end** (run time, exact). Shift-add
@@ -83,7 +84,8 @@ class SimConfig:
     signed: str = "offset"
     adc_range: str = "fixed"        # fixed: FS = adc_fullscale × worst case; calibrated: from data
     adc_fullscale: float = 1.0      # fixed: fraction of the worst-case current; calibrated: margin factor
-    calib_percentile: float = 99.99 # percentile of calibration currents / |inputs| taken as full scale
+    adc_percentile: float = 100.0   # calibrated: percentile of calibration currents taken as full scale
+    input_percentile: float = 99.99 # static input scaling: percentile of calibration |x| taken as max
     offset_correction: str = "column"
     input_scaling: str = "dynamic"
     weight_scaling: str = "column"
@@ -137,8 +139,9 @@ class SimConfig:
                 bad(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
         if not self.adc_fullscale > 0:
             bad(f"adc_fullscale must be > 0 (got {self.adc_fullscale})")
-        if not 0 < self.calib_percentile <= 100:
-            bad(f"calib_percentile must be in (0, 100] (got {self.calib_percentile})")
+        for name in ("adc_percentile", "input_percentile"):
+            if not 0 < getattr(self, name) <= 100:
+                bad(f"{name} must be in (0, 100] (got {getattr(self, name)})")
         if self.variation < 0:
             bad(f"variation must be >= 0 (got {self.variation})")
         if self.on_off_ratio != 0 and self.on_off_ratio <= 1:
@@ -196,6 +199,7 @@ class SimConfig:
 
     @property
     def adc_levels(self) -> int:
+        """The highest ADC code, 2^b - 1 (0 for an ideal ADC)."""
         return (1 << self.adc_bits) - 1 if self.adc_bits else 0
 
     @property
@@ -219,7 +223,7 @@ class SimConfig:
 
     def describe(self) -> str:
         rng = (f"full scale {self.adc_fullscale:g}× worst case" if self.adc_range == "fixed"
-               else f"full scale {self.adc_fullscale:g}× p{self.calib_percentile:g} of calibration currents")
+               else f"full scale 2^⌈log2({self.adc_fullscale:g}× p{self.adc_percentile:g} of calibration currents)⌉")
         adc = f"{self.adc_bits}-bit ADC, {rng}" if self.adc_bits else "ideal ADC"
         var = f", {self.variation_model} variation σ={self.variation:g} (seed {self.seed})" if self.variation else ""
         onoff = f", on/off {self.on_off_ratio:g}" if self.on_off_ratio else ""
@@ -256,9 +260,13 @@ class ProgrammedMatrix:
     x_scale: float | None = None
     stats: dict = field(default_factory=dict)
 
+    @property
+    def cell_zero_point(self) -> int:
+        return int(self.stats.get("cell_zero_point", 0))
+
     def adc_step(self, cfg: SimConfig) -> float:
-        """Δ in level units (0 for an ideal ADC)."""
-        return self.fullscale / cfg.adc_levels if cfg.adc_bits else 0.0
+        """Δ = FS / 2^b in level units (the conventional ADC LSB; 0 for an ideal ADC)."""
+        return self.fullscale / float(1 << cfg.adc_bits) if cfg.adc_bits else 0.0
 
     @property
     def n_cols(self) -> int:
@@ -341,10 +349,12 @@ def program_matrix(W: np.ndarray, cfg: SimConfig, name: str = "") -> ProgrammedM
     g_codes = np.zeros((P, S, len(row_index), Np), np.int64)
     used = row_index >= 0
     g_codes[:, :, used, :] = codes[:, :, row_index[used], :]
-    dtype = np.int8 if codes.max(initial=0) <= 127 else np.uint8
+    # int8 keeps onnxruntime on its fast u8·s8 kernels; codes up to 255 are stored minus 128
+    # and the graph passes 128 as their zero point (exact)
+    cell_zp = 0 if codes.max(initial=0) <= 127 else -128
     cells = (g_codes.reshape(P * S, G, cfg.rows_parallel, Np).transpose(1, 2, 0, 3)
-             .reshape(G, cfg.rows_parallel, P * S * Np).astype(dtype))
-    stats = {"codes_per_level": unit, "g_max_levels": gmax, "cell_dtype": np.dtype(dtype).name,
+             .reshape(G, cfg.rows_parallel, P * S * Np) + cell_zp).astype(np.int8)
+    stats = {"codes_per_level": unit, "g_max_levels": gmax, "cell_zero_point": cell_zp,
              "crossbars": -(-K // cfg.rows) * -(-(Np * S * P) // max(1, cfg.rows))}
     return ProgrammedMatrix(K, N, G, q, s_w, q.sum(axis=0), g_codes, np.ascontiguousarray(cells), row_index,
                             unit, cfg.fixed_fullscale, name, None, stats)
@@ -453,7 +463,7 @@ def _sample_rows(x: np.ndarray, K: int, max_vectors: int, seed: int) -> np.ndarr
 
 def calibrate_input_scale(pm: ProgrammedMatrix, cfg: SimConfig, x: np.ndarray) -> float:
     """Set ``pm.x_scale`` = percentile(|x|) / (2^(a-1) - 1) from calibration inputs ``x`` [..., K]."""
-    amax = float(np.percentile(np.abs(np.asarray(x, np.float32)), cfg.calib_percentile))
+    amax = float(np.percentile(np.abs(np.asarray(x, np.float32)), cfg.input_percentile))
     pm.x_scale = float(np.float32(max(amax, TINY_SCALE) / ((1 << (cfg.input_bits - 1)) - 1)))
     return pm.x_scale
 
@@ -470,14 +480,17 @@ def conversion_currents(x: np.ndarray, pm: ProgrammedMatrix, cfg: SimConfig, max
     d = cfg.eff_dac_bits
     D = np.stack([(u_pad >> (d * j)) & ((1 << d) - 1) for j in range(cfg.digits)], axis=2)   # [M, G, J, Rp]
     D = D.transpose(1, 0, 2, 3).reshape(pm.groups, -1, cfg.rows_parallel).astype(np.float32)
-    return np.matmul(D, pm.cells.astype(np.float32)) / np.float32(pm.unit)
+    cells = pm.cells.astype(np.float32) - np.float32(pm.cell_zero_point)
+    return np.matmul(D, cells) / np.float32(pm.unit)
 
 
 def calibrate_adc(pm: ProgrammedMatrix, cfg: SimConfig, x: np.ndarray, max_vectors: int = 256) -> float:
-    """Set ``pm.fullscale`` = adc_fullscale × percentile of the calibration currents (``adc_range = calibrated``)."""
+    """Set ``pm.fullscale`` (``adc_range = calibrated``): adc_fullscale × the ``adc_percentile``
+    of the calibration currents, rounded up to a power of two (level units, at least 1), so the
+    LSB Δ = FS/2^b stays a power-of-two multiple of the unit cell current."""
     P = conversion_currents(x, pm, cfg, max_vectors)
-    fs = float(np.percentile(P, cfg.calib_percentile)) * cfg.adc_fullscale if P.size else 0.0
-    pm.fullscale = max(fs, 1.0 / max(cfg.adc_levels, 1))
+    fs = float(np.percentile(P, cfg.adc_percentile)) * cfg.adc_fullscale if P.size else 0.0
+    pm.fullscale = float(2.0 ** math.ceil(math.log2(max(fs, 1.0))))
     pm.stats["adc_clip_fraction"] = float((P > pm.fullscale).mean()) if P.size else 0.0
     return pm.fullscale
 

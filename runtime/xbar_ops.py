@@ -6,7 +6,8 @@
 :mod:`vitc.compiler.simulate` from :func:`vitc.runtime.nonideal.program_matrix`:
 
 =========  ===========================  ===================================================
-cells      int8/uint8 [G, Rp, P·S·N']   conductance codes per row group, column (p·S+s)·N'+n
+cells      int8 [G, Rp, P·S·N']         conductance codes per row group, column (p·S+s)·N'+n
+                                        (codes up to 255 stored minus 128: overload _z128)
 adc_inv    float32 []                   1/(u·Δ): conductance codes → ADC steps
 step       float64 []                   Δ (level units per ADC code), 1/u for an ideal ADC
 w_scale    float64 [N]                  weight dequantisation scales s_w
@@ -57,6 +58,10 @@ def config_key(cfg: SimConfig) -> str:
     return "c" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+def overload_name(cfg: SimConfig, static: bool = False, cell_zero_point: int = 0) -> str:
+    return f"{config_key(cfg)}{'_static' if static else ''}{'_z128' if cell_zero_point else ''}"
+
+
 def shift_vectors(cfg: SimConfig, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) shift amounts per digit j so that ``((u << L_j) mod 2^width) >> R_j`` = digit j."""
     d, J = cfg.eff_dac_bits, cfg.digits
@@ -99,18 +104,35 @@ def _const64(b: FunctionBuilder, value, hint: str) -> str:
     return y
 
 
+def _weighted_sum(b: FunctionBuilder, t: str, w: np.ndarray, O: int, const) -> str:
+    """Σ_g Σ_o w[o]·t[g, :, o, :] for t [G, M, O, N'] → [M, N'].
+
+    Two single-axis ReduceSums (onnxruntime's ReduceSum over the non-adjacent axes (0, 2) at
+    once is an order of magnitude slower).
+    """
+    if O == 1:
+        t = b.op("Squeeze", b.op("Mul", t, const(w.reshape(1, 1), "w2")) if w[0] != 1 else t,
+                 b.const(np.array([2], np.int64), "ax"))
+    else:
+        t = b.reduce("ReduceSum", b.op("Mul", t, const(w.reshape(O, 1), "w2")), [2], keepdims=0)
+    return b.reduce("ReduceSum", t, [0], keepdims=0)
+
+
 def uses_qlinear(cfg: SimConfig) -> bool:
     """The fused QLinearMatMul ADC path (1..8-bit ADCs); otherwise MatMulInteger + Round/Clip."""
     return 1 <= cfg.adc_bits <= 8
 
 
-def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_dtype: str = "int8") -> FunctionProto:
-    """The ``XbarMatMul`` FunctionProto for ``cfg`` (overload ``<config key>[_static]_<dtype>``)."""
+def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_zero_point: int = 0) -> FunctionProto:
+    """The ``XbarMatMul`` FunctionProto for ``cfg`` (overload ``<config key>[_static][_z128]``).
+
+    ``cell_zero_point``: 0, or -128 when ``cells`` holds codes up to 255 stored minus 128.
+    """
     a, d, J = cfg.input_bits, cfg.eff_dac_bits, cfg.digits
     P, S, Rp = cfg.polarities, cfg.slices, cfg.rows_parallel
     PS = P * S
     half = 1 << (a - 1)
-    overload = f"{config_key(cfg)}{'_static' if static else ''}_{cell_dtype}"
+    overload = overload_name(cfg, static, cell_zero_point)
     inputs = INPUTS + (["x_scale"] if static else [])
     b = FunctionBuilder(OP_TYPE, inputs, [], opset, overload=overload,
                         doc=f"Crossbar MVM as the chip computes it ({cfg.describe()}); see vitc/runtime/xbar_ops.py")
@@ -136,8 +158,15 @@ def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_d
         t = b.op("Add", t, b.const(np.float32(half), "off"))
         width = 32                                              # onnxruntime's BitShift has no uint16 kernel
         u = b.op("Cast", t, to=TensorProto.UINT32)
-    # 2. row groups
-    ug = b.op("Transpose", b.op("Gather", u, "rows", axis=1), perm=[1, 0, 2])  # [G, M, Rp]
+    # 2. row groups: contiguous chunks of Rp rows (Pad + Reshape) or, when Rp does not divide
+    #    the tile height, the explicit row map (Gather)
+    if cfg.rows % Rp == 0:
+        extra = b.op("Sub", b.op("Size", "rows"), b.op("Slice", b.op("Shape", x2), i64([1]), i64([2])))
+        pads = b.op("Concat", i64([0, 0, 0]), extra, axis=0)
+        grouped = b.op("Reshape", b.op("Pad", u, pads), i64([0, -1, Rp]))
+    else:
+        grouped = b.op("Gather", u, "rows", axis=1)
+    ug = b.op("Transpose", grouped, perm=[1, 0, 2])                              # [G, M, Rp]
     # 3. digits (bit-planes) as a batched axis
     if J == 1 and width == 8:
         D = ug
@@ -155,19 +184,26 @@ def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_d
         D = b.op("Reshape", D, i64([0, -1, Rp]))                               # [G, M·J, Rp]
     sh_u = b.op("Shape", ug)
     n_cols = b.op("Div", b.op("Slice", b.op("Shape", "cells"), i64([2]), i64([3])), i64([PS]))   # [N']
-    cell_zp = b.const(np.int8(0) if cell_dtype == "int8" else np.uint8(0), "gzp")
+    cell_zp = b.const(np.int8(cell_zero_point), "gzp")
     # 4./5. conversions and shift-add
     if uses_qlinear(cfg):
         one = b.const(np.float32(1.0), "one")
         yzp = b.const(np.uint8(256 - (1 << cfg.adc_bits)), "adczp")
         codes = b.op("QLinearMatMul", D, one, b.const(np.uint8(0), "dzp"), "cells", "adc_inv", cell_zp, one, yzp)
-        shape4 = b.op("Concat", i64([-1, J * PS]), n_cols, i64([1]), axis=0)
         w1, w2 = shift_add_weights(cfg)
-        s1 = b.op("ConvInteger", b.op("Reshape", codes, shape4), b.const(w1, "w1"), yzp)   # [G·M, O, N', 1]
         O = w1.shape[0]
         shape_g = b.op("Concat", b.op("Slice", sh_u, i64([0]), i64([2])), i64([O]), n_cols, axis=0)
-        s1 = b.op("Reshape", b.op("Cast", s1, to=TensorProto.DOUBLE), shape_g)       # [G, M, O, N']
-        Y = b.reduce("ReduceSum", b.op("Mul", s1, _const64(b, w2.reshape(O, 1), "w2")), [0, 2], keepdims=0)
+        if O == J * PS and np.array_equal(w1[:, :, 0, 0], np.eye(O, dtype=np.uint8)):
+            # one channel per output channel, weights ±1 (tile mode): no shift-add; the sums are
+            # small integers (|Y| <= G·P·255), exact in float32
+            s1 = b.op("Reshape", b.op("DequantizeLinear", codes, one, yzp), shape_g)          # [G, M, O, N']
+            Y = _weighted_sum(b, s1, w2.astype(np.float32), O, b.const)
+            Y = b.op("Cast", Y, to=TensorProto.DOUBLE)
+        else:
+            shape4 = b.op("Concat", i64([-1, J * PS]), n_cols, i64([1]), axis=0)
+            s1 = b.op("ConvInteger", b.op("Reshape", codes, shape4), b.const(w1, "w1"), yzp)   # [G·M, O, N', 1]
+            s1 = b.op("Reshape", b.op("Cast", s1, to=TensorProto.DOUBLE), shape_g)          # [G, M, O, N']
+            Y = _weighted_sum(b, s1, w2, O, lambda v, h: _const64(b, v, h))
     else:
         P_int = b.op("MatMulInteger", D, "cells", b.const(np.uint8(0), "dzp"), cell_zp)    # [G, M·J, C] int32
         if cfg.adc_bits:
@@ -178,7 +214,7 @@ def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_d
             vals = b.op("Cast", P_int, to=TensorProto.DOUBLE)
         shape_g = b.op("Concat", b.op("Slice", sh_u, i64([0]), i64([2])), i64([J * PS]), n_cols, axis=0)
         vals = b.op("Reshape", vals, shape_g)                                    # [G, M, J·P·S, N']
-        Y = b.reduce("ReduceSum", b.op("Mul", vals, _const64(b, channel_weights(cfg), "wc")), [0, 2], keepdims=0)
+        Y = _weighted_sum(b, vals, channel_weights(cfg).ravel(), J * PS, lambda v, h: _const64(b, v, h))
     # 6. corrections, dequantisation
     if cfg.signed == "offset" and cfg.has_ref_column:
         n_out = b.op("Sub", n_cols, i64([1]))
@@ -199,5 +235,5 @@ def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_d
     return b.build()
 
 
-__all__ = ["OP_TYPE", "INPUTS", "build_xbar_function", "config_key", "shift_add_weights", "channel_weights",
+__all__ = ["OP_TYPE", "INPUTS", "build_xbar_function", "config_key", "overload_name", "shift_add_weights", "channel_weights",
            "shift_vectors", "uses_qlinear"]
