@@ -17,6 +17,7 @@ def _add_common_input_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_compile(args) -> int:
     from vitc.compiler.pipeline import compile_model
+    from vitc.compiler.simulate import options_from_args
     from vitc.runtime.inputs import parse_shape_overrides
     options = {k: v for k, v in vars(args).items() if k.startswith("p_")}
     options = {k[2:]: v for k, v in options.items()}
@@ -25,7 +26,8 @@ def _cmd_compile(args) -> int:
     result = compile_model(args.model, out=out, passes=args.passes, target=args.target, hw=args.hw,
                            calib=args.calib, calib_samples=args.calib_samples, preprocess=args.preprocess,
                            seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape),
-                           options=options, backend_options=backend_options)
+                           options=options, backend_options=backend_options,
+                           sim=options_from_args(args) if args.emit_sim else None)
     cm = result.compiled
     print(f"{cm.name}: {len(cm.blocks)} encoder blocks, passes: {','.join(r.name for r in cm.records) or 'none'}")
     for rec in cm.records:
@@ -34,6 +36,8 @@ def _cmd_compile(args) -> int:
         print(f"  {len(cm.unrecognised)} attention-like subgraphs not recognised (see `vitc inspect`)")
     if result.summary:
         print(result.summary.rstrip())
+    if result.sim_summary:
+        print(result.sim_summary.rstrip())
     print(f"wrote {len(result.written)} files to {out}/")
     return 0
 
@@ -103,6 +107,7 @@ def _cmd_hw(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vitc.compiler.simulate import add_sim_arguments, add_simulate_parser
     from vitc.passes.registry import load_all
     parser = argparse.ArgumentParser(prog="vitc", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -125,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     for cls in sorted(load_all().values(), key=lambda c: c.name):
         if hasattr(cls, "add_arguments"):
             cls.add_arguments(p.add_argument_group(f"{cls.name} pass"))
+    add_sim_arguments(p.add_argument_group("non-ideal crossbar simulation (docs/nonideal.md)"), for_compile=True)
     p.set_defaults(func=_cmd_compile)
+    add_simulate_parser(sub)
 
     p = sub.add_parser("validate", help="compare a candidate model with its reference in onnxruntime")
     p.add_argument("reference")

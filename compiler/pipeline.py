@@ -28,6 +28,7 @@ class CompileResult:
     files: dict[str, bytes]
     written: list[Path] = field(default_factory=list)
     summary: str = ""
+    sim_summary: str = ""
     report: dict | None = None
 
 
@@ -44,10 +45,11 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
                   calib: Any = None, calib_samples: int | None = None, preprocess: str = "imagenet",
                   seed: int = 0, input_shapes: dict | None = None,
                   options: dict | None = None, backend_options: dict | None = None,
-                  name: str | None = None) -> CompileResult:
+                  name: str | None = None, sim: dict | None = None) -> CompileResult:
     """Compile ``model`` (path or ModelProto). Writes OUTDIR only if ``out`` is given.
 
     ``options``: pass options (e.g. ``{"layers": [0, 1], "variant": "paper"}``).
+    ``sim``: non-ideal crossbar simulation options (``--emit-sim``, :mod:`vitc.compiler.simulate`).
     """
     pass_names = parse_passes(passes)
     if target not in TARGETS:
@@ -80,6 +82,12 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
                            pass_records=[r.to_dict() for r in cm.records], options=backend_options)
         files.update(backend.files)
         result.summary, result.report = backend.summary, backend.report
+    if sim is not None:
+        from vitc.compiler.simulate import emit_sim_files
+        sim_files, result.sim_summary = emit_sim_files(cm, result_model, hw_spec or hw, sim, seed, calib, calib_samples)
+        files.update(sim_files)
+        if "report.md" in files and "nonideal.md" in files:
+            files["report.md"] = files["report.md"].rstrip(b"\n") + b"\n\n" + files["nonideal.md"]
     if out is not None:
         result.written = write_outputs(out, files)
     return result

@@ -17,7 +17,6 @@ are the command-line front ends (``docs/nonideal.md``).
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -411,4 +410,326 @@ def sim_config_of(model: onnx.ModelProto) -> dict | None:
     return None
 
 
-__all__ = ["simulate_model", "SimResult", "SimLayer", "sim_config_of"]
+# --------------------------------------------------------------------------- sweeps
+def parse_bits(spec) -> list[int]:
+    """``"4,5,6,7,8"`` → [4, 5, 6, 7, 8]; ``ideal`` / 0 = an ideal ADC; a range ``4-8`` works too."""
+    if spec is None:
+        return []
+    if isinstance(spec, int):
+        return [spec]
+    if isinstance(spec, (list, tuple)):
+        return [int(b) for b in spec]
+    out = []
+    for part in str(spec).split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            if part == "ideal":
+                out.append(0)
+            elif "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise VitcInputError(f"--adc-bits: cannot read '{part}' (use e.g. 4,5,6,7,8 or 4-8 or ideal)") from None
+    for b in out:
+        if not 0 <= b <= 24:
+            raise VitcInputError(f"--adc-bits: {b} is out of range (1..24, or 0/ideal)")
+    return out
+
+
+@dataclass
+class SweepResult:
+    """Top-1 accuracy per (variant, ADC bits) on labelled data."""
+
+    config: SimConfig
+    bits: list[int]
+    variants: list[str]
+    float_accuracy: dict[str, float | None]
+    accuracy: dict[str, dict[int, float | None]]
+    agreement: dict[str, dict[int, float]]
+    cosine: dict[str, dict[int, float]]
+    samples: int
+    data: str
+    calibration: str
+    skipped: dict[str, list] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"schema": "vitc.nonideal/1", "config": self.config.to_dict(), "describe": self.config.describe(),
+                "bits": self.bits, "variants": self.variants, "float_accuracy": self.float_accuracy,
+                "accuracy": {v: {str(b): a for b, a in d.items()} for v, d in self.accuracy.items()},
+                "top1_agreement": {v: {str(b): a for b, a in d.items()} for v, d in self.agreement.items()},
+                "cosine_mean": {v: {str(b): a for b, a in d.items()} for v, d in self.cosine.items()},
+                "samples": self.samples, "data": self.data, "calibration": self.calibration,
+                "kept_ideal": self.skipped}
+
+    @staticmethod
+    def _pct(v) -> str:
+        return "—" if v is None else f"{100 * v:.2f} %"
+
+    def markdown(self, plot: str | None = "nonideal_adc.png") -> str:
+        c = self.config
+        head = "| ADC bits | " + " | ".join(self.variants) + " |"
+        lines = ["## Non-ideal accuracy vs ADC bits", "",
+                 f"Crossbar preset `{c.source or 'custom'}` simulated as the chip computes "
+                 f"({c.describe().replace(f'{c.adc_bits}-bit ADC', 'b-bit ADC')}); "
+                 f"top-1 accuracy on {self.samples} labelled samples from `{self.data}`"
+                 + (f"; calibration data: {self.calibration}" if self.calibration != "none" else "") + ".", "",
+                 head, "|" + "---|" * (len(self.variants) + 1),
+                 "| float | " + " | ".join(self._pct(self.float_accuracy[v]) for v in self.variants) + " |"]
+        for b in self.bits:
+            label = "ideal ADC" if b == 0 else str(b)
+            lines.append(f"| {label} | " + " | ".join(self._pct(self.accuracy[v][b]) for v in self.variants) + " |")
+        lines += ["", "Top-1 agreement with each variant's own float outputs:", "", head,
+                  "|" + "---|" * (len(self.variants) + 1)]
+        for b in self.bits:
+            label = "ideal ADC" if b == 0 else str(b)
+            lines.append(f"| {label} | " + " | ".join(self._pct(self.agreement[v][b]) for v in self.variants) + " |")
+        kept = {v: s for v, s in self.skipped.items() if s}
+        if kept:
+            lines += ["", "Kept ideal (not crossbar-simulated): " + "; ".join(
+                f"{v}: {', '.join(n for n, _ in s)}" for v, s in kept.items())]
+        if plot:
+            lines += ["", f"![accuracy vs ADC bits]({plot})"]
+        return "\n".join(lines) + "\n"
+
+    def plot_png(self) -> bytes:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=120)
+        bits = [b for b in self.bits if b]
+        for i, v in enumerate(self.variants):
+            color = f"C{i}"
+            ys = [self.accuracy[v][b] for b in bits]
+            if any(y is not None for y in ys):
+                ax.plot(bits, [100 * y if y is not None else np.nan for y in ys], "o-", color=color, label=v)
+            if self.float_accuracy.get(v) is not None:
+                ax.axhline(100 * self.float_accuracy[v], color=color, ls="--", lw=0.8, label=f"{v} (float)")
+        ax.set_xlabel("ADC bits")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_xticks(bits)
+        ax.set_title(f"{self.config.source or 'custom'}: accuracy vs ADC resolution", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        return buf.getvalue()
+
+    def files(self, prefix: str = "nonideal") -> dict[str, bytes]:
+        out = {f"{prefix}.json": (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode()}
+        has_acc = any(a is not None for d in self.accuracy.values() for a in d.values())
+        png = f"{prefix}_adc.png" if has_acc else None
+        if png:
+            out[png] = self.plot_png()
+        out[f"{prefix}.md"] = self.markdown(png).encode()
+        return out
+
+
+def adc_sweep(variants: dict[str, onnx.ModelProto], cfg: SimConfig, bits: list[int], data, *,
+              calib: Any = None, calib_samples: int = CALIB_SAMPLES, keep_models: bool = False,
+              batch_size: int = 32, progress=None) -> tuple[SweepResult, dict[str, dict[int, SimResult]]]:
+    """Simulate each variant at each ADC resolution and measure top-1 accuracy on ``data``.
+
+    ``data``: a :class:`vitc.compiler.calibration.Dataset` (labels optional: without them only
+    agreement with the float model is reported). Returns (sweep, {variant: {bits: SimResult}}
+    when ``keep_models``).
+    """
+    from vitc.runtime.batching import run_batched
+    from vitc.runtime.session import open_session
+    from vitc.runtime.validate import compare_outputs
+    labels = data.labels
+    acc, agree, cos, facc, kept, skipped = {}, {}, {}, {}, {}, {}
+    calib_src = "none"
+    for vname, model in variants.items():
+        ref_sess = open_session(model)
+        names = [o.name for o in ref_sess.get_outputs()]
+        feeds = {i.name: data.feeds[i.name] for i in ref_sess.get_inputs()}
+        ref = run_batched(ref_sess, feeds, names[:1], batch_size)[0]
+        m = compare_outputs(names[0], ref, ref, 1e-3, 1e-4, labels)
+        facc[vname] = m.ref_accuracy
+        acc[vname], agree[vname], cos[vname], kept[vname] = {}, {}, {}, {}
+        for b in bits:
+            res = simulate_model(model, cfg.with_(adc_bits=b), calib=calib, calib_samples=calib_samples)
+            calib_src = res.calibration if res.calibration != "none" else calib_src
+            skipped[vname] = [list(x) for x in res.skipped]
+            out = run_batched(open_session(res.model), feeds, names[:1], batch_size)[0]
+            mm = compare_outputs(names[0], ref, out, 1e-3, 1e-4, labels)
+            acc[vname][b] = mm.cand_accuracy
+            agree[vname][b] = mm.top1_agreement if mm.top1_agreement is not None else float("nan")
+            cos[vname][b] = mm.cosine_mean
+            if keep_models:
+                kept[vname][b] = res
+            if progress:
+                progress(vname, b, mm)
+    sweep = SweepResult(cfg, list(bits), list(variants), facc, acc, agree, cos, data.size, data.source, calib_src,
+                        skipped)
+    return sweep, kept
+
+
+# --------------------------------------------------------------------------- CLI glue
+def add_sim_arguments(p, *, for_compile: bool = False) -> None:
+    """Simulation flags, shared by ``vitc simulate`` and ``vitc compile --emit-sim``."""
+    if for_compile:
+        p.add_argument("--emit-sim", action="store_true",
+                       help="also write <model>.sim.onnx: crossbar MVMs as ai.vitc::XbarMatMul (non-ideal arithmetic)")
+    p.add_argument("--adc-bits", help="ADC resolution(s): one value or a sweep such as 4,5,6,7,8 (0/ideal: ideal ADC); "
+                                      "default: the preset's")
+    p.add_argument("--sim-mode", choices=["bitserial", "tile"], default="bitserial",
+                   help="bitserial: one conversion per input bit-plane and weight slice, as the preset says; "
+                        "tile: fast approximation, one conversion per row group on the full product")
+    p.add_argument("--variation", type=float, default=0.0, help="conductance variation sigma (default 0)")
+    p.add_argument("--variation-model", choices=["lognormal", "gaussian"], default="lognormal")
+    p.add_argument("--on-off-ratio", type=float, default=0.0, help="cell on/off conductance ratio (0: ideal)")
+    p.add_argument("--adc-range", choices=["fixed", "calibrated"], default="fixed",
+                   help="ADC full scale: fixed fraction of the worst-case current, or calibrated from data")
+    p.add_argument("--adc-fullscale", type=float, default=1.0,
+                   help="fixed: fraction of the worst-case current; calibrated: margin on the percentile")
+    p.add_argument("--adc-percentile", type=float, default=100.0, help="calibrated ADC range: percentile of currents")
+    p.add_argument("--input-scaling", choices=["dynamic", "static"], default="dynamic",
+                   help="input quantisation scale: per input vector at run time, or calibrated per layer")
+    p.add_argument("--offset-correction", choices=["column", "digital"], default="column",
+                   help="offset-mapped weights: subtract an ADC-converted reference column, or digitally")
+    for flag in ("weight-bits", "input-bits", "cell-bits", "dac-bits"):
+        p.add_argument(f"--sim-{flag}", type=int, help=f"override the preset's {flag.replace('-', '_')}")
+    if for_compile:
+        p.add_argument("--sim-inputs", help="labelled data (.npz with 'labels') for the accuracy-vs-ADC-bits table "
+                                            "of the original and the compiled model")
+        p.add_argument("--sim-samples", type=int, help="use the first N samples of --sim-inputs")
+
+
+def options_from_args(args) -> dict:
+    """The simulation options of parsed CLI ``args`` (see :func:`add_sim_arguments`)."""
+    g = lambda k: getattr(args, k, None)  # noqa: E731
+    return {"adc_bits": g("adc_bits"), "mode": g("sim_mode"), "variation": g("variation"),
+            "variation_model": g("variation_model"), "on_off_ratio": g("on_off_ratio"), "adc_range": g("adc_range"),
+            "adc_fullscale": g("adc_fullscale"), "adc_percentile": g("adc_percentile"),
+            "input_scaling": g("input_scaling"), "offset_correction": g("offset_correction"),
+            "weight_bits": g("sim_weight_bits"), "input_bits": g("sim_input_bits"), "cell_bits": g("sim_cell_bits"),
+            "dac_bits": g("sim_dac_bits"), "inputs": g("sim_inputs"), "samples": g("sim_samples")}
+
+
+def config_from_options(hw, opts: dict, seed: int = 0) -> tuple[SimConfig, list[int]]:
+    """(base SimConfig, list of ADC bits to simulate) from :func:`options_from_args` output."""
+    keys = ("mode", "variation", "variation_model", "on_off_ratio", "adc_range", "adc_fullscale", "adc_percentile",
+            "input_scaling", "offset_correction", "weight_bits", "input_bits", "cell_bits", "dac_bits")
+    from vitc.backends.hardware import load_hw
+    spec = load_hw(hw) if not hasattr(hw, "section") else hw
+    if spec.kind != "xbar":
+        raise VitcInputError(f"non-ideal simulation needs a crossbar preset (--hw); '{spec.name}' is a {spec.kind} "
+                             "description")
+    cfg = SimConfig.from_hw(spec, seed=seed, **{k: opts.get(k) for k in keys})
+    bits = parse_bits(opts.get("adc_bits")) or [cfg.adc_bits]
+    return cfg, bits
+
+
+def _sim_name(stem: str, bits: list[int], b: int) -> str:
+    return f"{stem}.sim.onnx" if len(bits) == 1 else f"{stem}.sim-adc{b or 'ideal'}.onnx"
+
+
+def simulate_files(variants: dict[str, onnx.ModelProto], stems: dict[str, str], cfg: SimConfig, bits: list[int],
+                   opts: dict, *, calib: Any = None, calib_samples: int = CALIB_SAMPLES, write_models: bool = True,
+                   log=print) -> tuple[dict[str, bytes], SweepResult | None]:
+    """Files for OUTDIR: simulated models (one per variant and ADC setting) and, with labelled
+    ``opts['inputs']``, the accuracy table/plot (``nonideal.{json,md}``, ``nonideal_adc.png``)."""
+    from vitc.compiler.calibration import load_dataset
+    from vitc.compiler.io import model_bytes
+    files: dict[str, bytes] = {}
+    sweep = None
+    if opts.get("inputs"):
+        first = next(iter(variants.values()))
+        data = load_dataset(opts["inputs"], first).take(opts.get("samples"))
+
+        def progress(v, b, m):
+            acc = "" if m.cand_accuracy is None else f"accuracy {100 * m.cand_accuracy:.2f} %, "
+            log(f"  {v} @ {'ideal ADC' if b == 0 else f'{b}-bit ADC'}: {acc}top-1 agreement "
+                f"{100 * (m.top1_agreement or 0):.2f} %, cosine {m.cosine_mean:.4f}")
+        sweep, kept = adc_sweep(variants, cfg, bits, data, calib=calib, calib_samples=calib_samples,
+                                keep_models=write_models, progress=progress)
+        files.update(sweep.files())
+        if write_models:
+            for v, per in kept.items():
+                for b, res in per.items():
+                    files.update(model_bytes(res.model, _sim_name(stems[v], bits, b), external=False))
+    elif write_models:
+        for v, model in variants.items():
+            for b in bits:
+                res = simulate_model(model, cfg.with_(adc_bits=b), calib=calib, calib_samples=calib_samples)
+                if b == bits[0]:
+                    log(res.summary())
+                files.update(model_bytes(res.model, _sim_name(stems[v], bits, b), external=False))
+    return files, sweep
+
+
+def emit_sim_files(cm, result_model: onnx.ModelProto, hw, opts: dict, seed: int = 0, calib: Any = None,
+                   calib_samples: int | None = None) -> tuple[dict[str, bytes], str]:
+    """For ``vitc compile --emit-sim``: the simulated rewritten graph(s) and, with labelled
+    ``--sim-inputs``, the accuracy table for the original and the rewritten model."""
+    cfg, bits = config_from_options(hw, opts, seed)
+    lines: list[str] = []
+    variants = {"compiled": result_model}
+    stems = {"compiled": cm.name}
+    rewritten = bool(cm.records)
+    if opts.get("inputs") and rewritten and cm.original is not None:
+        variants = {"original": cm.original, ",".join(r.name for r in cm.records): result_model}
+        stems = {"original": f"{cm.name}.original", list(variants)[1]: cm.name}
+    files, sweep = simulate_files(variants, stems, cfg, bits, opts, calib=calib,
+                                  calib_samples=calib_samples or CALIB_SAMPLES, log=lines.append)
+    if sweep is not None:
+        lines.append(sweep.markdown(plot=None).strip())
+    return files, "\n".join(lines)
+
+
+def cmd_simulate(args) -> int:
+    """``vitc simulate MODEL.onnx [MORE.onnx ...]`` (see ``vitc simulate --help``)."""
+    from vitc.compiler.io import load_model, write_outputs
+    opts = options_from_args(args)
+    if args.inputs:
+        opts["inputs"] = args.inputs
+    if args.samples:
+        opts["samples"] = args.samples
+    cfg, bits = config_from_options(args.hw, opts, args.seed)
+    variants, stems = {}, {}
+    for path in args.models:
+        stem = Path(path).name.removesuffix(".onnx")
+        label = stem.removesuffix(".vitc")
+        while label in variants:
+            label += "'"
+        variants[label] = load_model(path).model
+        stems[label] = stem
+    out = args.output or f"{Path(args.models[0]).name.removesuffix('.onnx')}_sim"
+    print(f"simulating {len(variants)} model(s) on {cfg.source}: {cfg.describe()}"
+          + (f"; ADC bits {', '.join(str(b) or 'ideal' for b in bits)}" if len(bits) > 1 else ""))
+    files, sweep = simulate_files(variants, stems, cfg, bits, opts, calib=args.calib,
+                                  calib_samples=args.calib_samples or CALIB_SAMPLES)
+    written = write_outputs(out, files)
+    if sweep is not None:
+        print(sweep.markdown(plot=None).strip())
+    print(f"wrote {len(written)} files to {out}/")
+    return 0
+
+
+def add_simulate_parser(sub) -> None:
+    """Register ``vitc simulate`` on the CLI's sub-parsers."""
+    p = sub.add_parser("simulate", help="run models as IMC crossbars compute (ADC, DAC, cells, variation); "
+                                        "accuracy vs ADC bits")
+    p.add_argument("models", nargs="+", help="ONNX model(s): an original and/or compiled (.vitc.onnx) variants")
+    p.add_argument("--hw", default="rram-128", help="hardware preset name or TOML file (default rram-128)")
+    p.add_argument("--inputs", help="labelled data (.npz with 'labels') for the accuracy table")
+    p.add_argument("--samples", type=int, help="use the first N samples of --inputs")
+    p.add_argument("--calib", help="calibration data for --input-scaling static / --adc-range calibrated "
+                                   "(default: synthetic)")
+    p.add_argument("--calib-samples", type=int, help=f"calibration samples (default {CALIB_SAMPLES})")
+    p.add_argument("--seed", type=int, default=0, help="variation seed")
+    p.add_argument("-o", "--output", help="output folder (default <model>_sim)")
+    add_sim_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+
+
+__all__ = ["simulate_model", "SimResult", "SimLayer", "sim_config_of", "adc_sweep", "SweepResult", "parse_bits",
+           "add_sim_arguments", "options_from_args", "config_from_options", "emit_sim_files", "cmd_simulate",
+           "add_simulate_parser", "simulate_files"]
