@@ -230,15 +230,29 @@ def _schedule(an) -> dict:
     }
 
 
+def _calibration_source(rec: dict) -> str:
+    for where in (rec, rec.get("details") or {}, rec.get("fidelity") or {}):
+        if isinstance(where, dict):
+            v = where.get("calibration") or where.get("calibration_source")
+            if isinstance(v, str):
+                return v
+    return ""
+
+
 def _surrogate_section(an, pass_records: list[dict]) -> dict:
+    """Which figures in this report are surrogates (hardware parameters, pass fidelity)."""
     hw = sorted(an.spec.surrogates)
     passes = []
     for rec in pass_records:
         status = str(rec.get("weights", rec.get("weights_status", ""))).lower()
-        if status in ("untrained", "fitted", "none") or rec.get("synthetic_calibration") or rec.get("synthetic"):
-            passes.append({"pass": rec.get("name", "?"), "weights": status or None,
-                           "why": "fidelity figures come from untrained/fitted weights or synthetic calibration "
-                                  "data" if status != "none" else "no replacement weights"})
+        calib = _calibration_source(rec).lower()
+        why = []
+        if status in ("untrained", "fitted"):
+            why.append(f"replacement weights are {status}")
+        if "synthetic" in calib or rec.get("synthetic_calibration") or rec.get("synthetic"):
+            why.append("fidelity measured on synthetic calibration inputs, not real data")
+        if why:
+            passes.append({"pass": rec.get("name", "?"), "weights": status or None, "why": "; ".join(why)})
     return {
         "hardware": hw,
         "hardware_note": ("hardware figures marked surrogate come from related tools, calibrations to a published "

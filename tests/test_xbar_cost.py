@@ -217,3 +217,16 @@ def test_symbolic_sequence_length():
 def test_unknown_target_is_input_error():
     with pytest.raises(VitcInputError, match="target 'tpu'"):
         analyse(_attn_model(), "tpu", "rram-128", model_name="x")
+
+
+def test_sweep_parses_the_graph_once(monkeypatch):
+    import vitc.backends.api as api
+    calls = []
+    real = api.prepare_graph
+    monkeypatch.setattr(api, "prepare_graph", lambda *a, **k: calls.append(1) or real(*a, **k))
+    api._CACHE.clear()
+    out = api.sweep(build_vit("deit-tiny", img_size=64, depth=1), ["rram-128", "isaac-128", "rram-64"],
+                    model_name="t", options={"plots": False})
+    assert len(calls) == 1 and set(out) == {"rram-128", "isaac-128", "rram-64"}
+    xb = {k: r.report["totals"]["crossbars"] for k, r in out.items()}
+    assert xb["rram-64"] > xb["rram-128"] == xb["isaac-128"]  # 16-bit on 2-bit cells = 8 slices, like 8-bit on 1-bit
