@@ -60,6 +60,19 @@ def main() -> None:
     print(f"\nsingle-image latency (not pipelined): {t['latency_ns'] / 1e3:.4g} µs; crossbars {t['crossbars']} "
           f"({t['crossbars_with_replicas']} with replicas), tiles {t['tiles']}")
 
+    # ---- held-out check: release-test row 3 (numRowParallel = 64), same calibration
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        hw = Path(d) / "rp64.toml"
+        hw.write_text('[meta]\nbase = "neurosim-v14"\nname = "neurosim-v14-rp64"\nkind = "xbar"\n'
+                      'description = "release test, numRowParallel 64"\n'
+                      "[crossbar]\nrows_parallel = 64  # release test row 3\n")
+        h = analyse(mod.build_vgg8(), "xbar", str(hw), model_name="vgg8").totals
+    hz = h["post_layout_energy_factor"]
+    print("\nheld out (numRowParallel = 64): NeuroSim 50.148 uJ dynamic, ADC 31.121 uJ, 20.062 TOPS/W, 6.837 TOPS")
+    print(f"  vitc: {h['dynamic_energy_pj'] / hz / 1e6:.5g} uJ dynamic, ADC "
+          f"{h['energy_by_component_pj']['adc'] / hz / 1e6:.5g} uJ, {h['tops_per_w']:.5g} TOPS/W, {h['tops']:.4g} TOPS")
+
     # ---- derivation of the calibrated preset numbers
     c: dict[str, float] = {}
     for oc in an.costs:
