@@ -295,12 +295,56 @@ def _fuse_bias(pg: PreparedGraph, items: list[WorkItem], by_index: dict[int, Wor
         it.kind, it.note = FREE, f"bias fused into {mvm.op.name} accumulation"
 
 
+def _fuse_gelu(pg: PreparedGraph, items: list[WorkItem], by_index: dict[int, WorkItem]) -> None:
+    """Cost an exported Erf-GELU, 0.5·x·(1 + erf(x/√2)), as one special-function op.
+
+    The five element-wise nodes (Div or Mul by a constant, Erf, Add 1, Mul x, Mul 0.5)
+    become one ``Gelu`` pass on the SFU, as a hardware GELU unit computes it; the other
+    four are marked free.
+    """
+    consumers: dict[str, list[int]] = {}
+    for op in pg.ops:
+        for t in op.inputs:
+            consumers.setdefault(t, []).append(op.index)
+
+    def only_consumer(t: str, op_types: tuple[str, ...]) -> WorkItem | None:
+        c = consumers.get(t, [])
+        if len(c) != 1:
+            return None
+        it = by_index[c[0]]
+        return it if it.op.op_type in op_types and it.kind in (VEC, SFU) else None
+
+    for erf in items:
+        if erf.op.op_type != "Erf" or erf.kind != SFU:
+            continue
+        p = pg.producer.get(erf.op.inputs[0])
+        if p is None:
+            continue
+        scale = by_index[p]
+        if scale.op.op_type not in ("Div", "Mul") or scale.kind != VEC or not any(scale.op.static_in):
+            continue
+        x = scale.op.inputs[0] if scale.op.static_in[1] else scale.op.inputs[1]
+        add = only_consumer(erf.op.outputs[0], ("Add",))
+        if add is None or not any(add.op.static_in):
+            continue
+        mul = only_consumer(add.op.outputs[0], ("Mul",))
+        if mul is None or x not in mul.op.inputs:
+            continue
+        half = only_consumer(mul.op.outputs[0], ("Mul",))
+        chain = [scale, add, mul] + ([half] if half is not None and any(half.op.static_in) else [])
+        for it in chain:
+            it.kind, it.note = FREE, f"fused into GELU at {erf.op.name}"
+        erf.elem_ops = {"erf": 1.0, "mul": 3.0, "add": 1.0}
+        erf.in_elements, erf.note = erf.out_elements, "Erf-GELU costed as one SFU pass"
+
+
 def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
     """Classify every op of ``pg`` and assign report layers. Returns (items, warnings)."""
     warnings = list(pg.warnings)
     items = [classify(op, warnings) for op in pg.ops]
     by_index = {it.op.index: it for it in items}
     _fuse_bias(pg, items, by_index)
+    _fuse_gelu(pg, items, by_index)
     layer_of: dict[int, str] = {}
     layer_meta: dict[str, tuple] = {}
 
