@@ -327,6 +327,9 @@ class ReusePass:
              help="fidelity budget: every reused layer's teacher-forced TB output cosine must be at least C")
         _add(group, "--max-latency", dest="p_max_latency", metavar="NS|Fx",
              help="reuse auto: latency limit in ns, or a fraction of the baseline latency (e.g. 0.8x)")
+        _add(group, "--reuse-verify", dest="p_reuse_verify", choices=("auto", "all", "bisect"),
+             help="reuse auto: check every frontier plan in onnxruntime (all), bisect for the budget "
+                  "boundary, or all when cheap (auto, default)")
         _add(group, "--reuse-beam", dest="p_reuse_beam", type=int, metavar="B",
              help="reuse auto: beam width per reuse count when the plan space is too large to enumerate")
 
@@ -355,6 +358,7 @@ class ReusePass:
                 "cos_floor": None if cos_floor is None else float(cos_floor),
                 "max_latency": _opt(ctx, "reuse_max_latency", "max_latency"),
                 "beam": int(_opt(ctx, "reuse_beam", default=64)),
+                "verify": _opt(ctx, "reuse_verify", default="auto"),
                 "measure": bool(_opt(ctx, "reuse_measure", default=True)),
                 "cost": bool(_opt(ctx, "reuse_cost", default=True))}
 

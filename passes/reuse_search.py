@@ -44,9 +44,11 @@ from vitc.compiler.errors import VitcInputError
 from vitc.passes.reuse_tb import TB, SourceSolver, fit_tb, identity_tb
 
 MAX_NODES = 200_000
-SURROGATE_ROWS = 8192
+SURROGATE_ROWS = 3072
 SURROGATE_GN_STEPS = 3
 DEFAULT_MAX_DROP = 1.0
+LATENCY_MARGIN = 0.05            # surrogate latency this far over the limit: not verified
+AUTO_VERIFY_ALL_SECONDS = 20.0   # "auto" verification checks the whole frontier when it costs less
 
 
 # ----------------------------------------------------------------------------- fidelity surrogate
@@ -59,16 +61,20 @@ class PairTable:
     tbs: dict                 # (i, j) -> TB
 
 
-def _sample_rows(a: np.ndarray, max_rows: int) -> np.ndarray:
-    r = a.reshape(-1, a.shape[-1])
-    if len(r) > max_rows:
-        r = r[np.linspace(0, len(r) - 1, max_rows).astype(np.int64)]
-    return r
+def _sample_subset(n_samples: int, tokens: int, max_rows: int) -> np.ndarray:
+    """Evenly spaced calibration samples whose tokens fit in ``max_rows`` rows (at least one)."""
+    k = max(1, min(n_samples, max_rows // max(1, tokens)))
+    return np.unique(np.linspace(0, n_samples - 1, k).astype(np.int64))
 
 
 def pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: int = SURROGATE_ROWS,
                gn_steps: int = SURROGATE_GN_STEPS) -> PairTable:
-    from vitc.passes.reuse_tb import cosine_rows
+    """Teacher-forced TB fits and damages for all pairs on a subset of calibration samples.
+
+    The subset (``max_rows`` tokens) keeps the 66 fits of a 12-block model to seconds; damage
+    and sample-level cosine are measured on the same samples.
+    """
+    from vitc.passes.reuse_tb import cosine_rows, gelu_inverse
     L = len(cm.blocks)
     attn = [b.attn_output for b in cm.blocks]
     res_names = []
@@ -83,22 +89,30 @@ def pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: int
         res_names.append(name if name in original_outputs else (b.block_input if b.block_input in original_outputs
                                                                 else b.attn_output))
     acts = ctx.activations(cm, list(dict.fromkeys(attn + res_names)))
-    rows = [_sample_rows(acts[n], max_rows) for n in attn]
-    scale = [float((acts[n].astype(np.float64) ** 2).sum()) or 1.0 for n in res_names]
+    first = acts[attn[0]]
+    tokens = int(np.prod(first.shape[1:-1])) if first.ndim > 2 else 1
+    pick = _sample_subset(len(first), tokens, max_rows)
+    samples = [np.ascontiguousarray(acts[n][pick], np.float32) for n in attn]      # [S', N, C]
+    rows = [a.reshape(-1, a.shape[-1]) for a in samples]
+    scale = [float((acts[n][pick].astype(np.float64) ** 2).sum()) or 1.0 for n in res_names]
     damage = np.full((L, L), np.inf)
     cosine = np.full((L, L), np.nan)
     tbs = {}
+    inverse = {}
     for i in range(L - 1):
         solver = None if kind == "identity" else SourceSolver(rows[i], ln=kind in ("ln-linear", "ln-linear-gelu"),
                                                                ridge=ridge)
-        a_full = acts[attn[i]]
         for j in range(i + 1, L):
-            tb = identity_tb() if kind == "identity" else fit_tb(kind, solver, rows[i], rows[j], rank=rank,
-                                                                  gn_steps=gn_steps)
-            pred = tb(a_full)
-            y = acts[attn[j]]
-            err = float(((pred.astype(np.float64) - y) ** 2).sum())
-            damage[i, j] = err / scale[j]
+            if kind == "identity":
+                tb = identity_tb()
+            else:
+                if kind == "ln-linear-gelu" and j not in inverse:
+                    inverse[j] = gelu_inverse(rows[j])
+                tb = fit_tb(kind, solver, rows[i], rows[j], rank=rank, gn_steps=gn_steps,
+                            z_init=inverse.get(j))
+            pred = tb(samples[i])
+            y = samples[j]
+            damage[i, j] = float(((pred - y).astype(np.float64) ** 2).sum()) / scale[j]
             cosine[i, j] = cosine_rows(pred, y)
             tbs[(i, j)] = tb
     return PairTable(damage, cosine, tbs)
@@ -117,26 +131,71 @@ def best_sources(reusing: tuple[int, ...] | frozenset, damage: np.ndarray) -> tu
     return plan, total
 
 
+def nearest_source_dp(damage: np.ndarray) -> dict[int, tuple[float, dict[int, int]]]:
+    """Least-damage plan per reuse count k when every reusing block takes the *nearest* computing
+    source (exact for that rule, O(L³)): DP over (last computing block, reuse count)."""
+    L = damage.shape[0]
+    # seg[a][b]: damage of blocks a+1..b-1 all reusing a (b = next computing block or L)
+    seg = np.zeros((L, L + 1))
+    for a in range(L):
+        acc = 0.0
+        for b in range(a + 1, L + 1):
+            seg[a, b] = acc
+            if b < L:
+                acc += damage[a, b]
+    best: dict[tuple[int, int], tuple[float, int | None]] = {(0, 0): (0.0, None)}   # (last, k) -> (dmg, prev last)
+    for c in range(1, L):
+        for (a, k), (dmg, _) in list(best.items()):
+            if a >= c:
+                continue
+            v = dmg + seg[a, c]
+            key = (c, k + c - a - 1)
+            if math.isfinite(v) and (key not in best or v < best[key][0]):
+                best[key] = (v, a)
+    out: dict[int, tuple[float, dict[int, int]]] = {}
+    for (a, k), (dmg, _) in best.items():
+        total = dmg + seg[a, L]
+        kk = k + L - a - 1
+        if math.isfinite(total) and (kk not in out or total < out[kk][0]):
+            # rebuild the computing chain
+            chain, cur, ck = [a], a, k
+            while best[(cur, ck)][1] is not None:
+                prev = best[(cur, ck)][1]
+                ck -= cur - prev - 1
+                cur = prev
+                chain.append(cur)
+            comp = set(chain)
+            plan = {b: max(c for c in comp if c < b) for b in range(1, L) if b not in comp}
+            out[kk] = (total, plan)
+    return out
+
+
 def branch_and_bound(damage: np.ndarray, keep: int = 1, max_nodes: int = MAX_NODES) -> tuple[dict, int, bool]:
     """Least-damage plans per reuse count k (``keep`` best each); see module doc, step 3.
 
-    Returns ({k: [(damage, plan), ...]}, nodes visited, completed).
+    Incumbents come from :func:`nearest_source_dp`; the bound for a node at block j uses, for
+    every later block b, the least damage over the sources it could still have (the blocks
+    computing so far and any block in [j, b)). Returns ({k: [(damage, plan), ...]}, nodes
+    visited, completed).
     """
     L = damage.shape[0]
-    opt = [0.0] + [float(np.min(damage[:j, j])) for j in range(1, L)]
-    # prefix sums of the sorted optimistic damages of blocks j.. (for the lower bound)
-    suffix = []
-    for j in range(L + 1):
-        vals = sorted(v for v in opt[max(j, 1):] if math.isfinite(v))
-        suffix.append(np.concatenate([[0.0], np.cumsum(vals)]))
+    d = np.where(np.isfinite(damage), damage, np.inf)
+    # m2[j, b] = min_{j <= i < b} d[i, b]
+    m2 = np.full((L + 1, L), np.inf)
+    for b in range(L):
+        for j in range(b - 1, -1, -1):
+            m2[j, b] = min(m2[j + 1, b], d[j, b])
     best: dict[int, list] = {k: [] for k in range(L)}
+    for k, (dmg, plan) in nearest_source_dp(damage).items():
+        plan2, dmg2 = best_sources(tuple(plan), damage)
+        best[k].append((dmg2, plan2))
     nodes = 0
 
     def worst(k):
         lst = best[k]
         return lst[-1][0] if len(lst) >= keep else math.inf
 
-    def visit(j: int, computing: list[int], plan: dict[int, int], dmg: float) -> bool:
+    def visit(j: int, computing: list[int], from_comp: np.ndarray, plan: dict[int, int], dmg: float) -> bool:
         nonlocal nodes
         nodes += 1
         if nodes > max_nodes:
@@ -144,28 +203,31 @@ def branch_and_bound(damage: np.ndarray, keep: int = 1, max_nodes: int = MAX_NOD
         k0 = len(plan)
         if j == L:
             lst = best[k0]
-            lst.append((dmg, dict(plan)))
-            lst.sort(key=lambda x: x[0])
-            del lst[keep:]
+            if all(p != plan for _, p in lst):
+                lst.append((dmg, dict(plan)))
+                lst.sort(key=lambda x: x[0])
+                del lst[keep:]
             return True
-        pre = suffix[j]
-        if all(dmg + pre[k - k0] >= worst(k) for k in range(k0, min(L - 1, k0 + len(pre) - 1) + 1)):
+        lb = np.minimum(from_comp[j:], m2[j, j:])
+        lb = np.sort(lb[np.isfinite(lb)])
+        pre = np.concatenate([[0.0], np.cumsum(lb)])
+        if all(dmg + pre[k - k0] >= worst(k) - 1e-15 for k in range(k0, min(L - 1, k0 + len(pre) - 1) + 1)):
             return True
         if j >= 1:
-            i = min(computing, key=lambda i: (damage[i, j], j - i))
-            if math.isfinite(damage[i, j]):
+            i = min(computing, key=lambda i: (d[i, j], j - i))
+            if math.isfinite(d[i, j]):
                 plan[j] = i
-                ok = visit(j + 1, computing, plan, dmg + float(damage[i, j]))
+                ok = visit(j + 1, computing, from_comp, plan, dmg + float(d[i, j]))
                 del plan[j]
                 if not ok:
                     return False
         computing.append(j)
-        ok = visit(j + 1, computing, plan, dmg)
+        ok = visit(j + 1, computing, np.minimum(from_comp, d[j]), plan, dmg)
         computing.pop()
         return ok
 
-    completed = visit(0, [], {}, 0.0)
-    return best, nodes, completed
+    completed = visit(0, [], np.full(L, np.inf), {}, 0.0)
+    return {k: v for k, v in best.items() if v}, nodes, completed
 
 
 def beam_search(damage: np.ndarray, width: int = 64) -> tuple[dict, int]:
@@ -293,12 +355,13 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
     metric = choose_metric(data, ref)
     base_lat = an0.totals["latency_ns"]
     limit = parse_latency(cfg["max_latency"], base_lat)
-    rows = []
-    for e in frontier:
+
+    def verify(e: dict) -> dict:
         plan = e["plan"]
         row = {"k": e["k"], "plan": plan_text(plan), "reusing": sorted(plan), "damage": e["damage"],
                "surrogate_edap": e["cost"].edap, "surrogate_latency_ns": e["cost"].latency_ns,
-               "min_tb_cosine": float(min((pairs.cosine[s, t] for t, s in plan.items()), default=1.0))}
+               "min_tb_cosine": float(min((pairs.cosine[s, t] for t, s in plan.items()), default=1.0)),
+               "verified": True}
         if plan:
             tr = working_copy(cm)
             apply_plan(tr, plan, {t: pairs.tbs[(s, t)] for t, s in plan.items()})
@@ -310,21 +373,65 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
             row.update(edap=w["edap_j_s_mm2"], latency_ns=w["latency_ns"], area_mm2=w["area_mm2"],
                        edap_reduction=acc["ratios"]["edap_reduction"],
                        tops_per_mm2_gain=acc["ratios"]["tops_per_mm2_gain"])
-        else:
-            row.update(end_to_end(baseline_model, data, ref))
+        else:   # the original model: nothing to run
+            row.update(_self_metrics(ref, data))
             row.update(edap=an0.totals["edap_j_s_mm2"], latency_ns=base_lat, area_mm2=an0.totals["area_mm2"],
                        edap_reduction=1.0, tops_per_mm2_gain=1.0)
         row["drop"] = drop_of(row, metric)
-        ok = True
-        if max_drop is not None and row["drop"] > max_drop + 1e-9:
-            ok = False
-        if cos_floor is not None and row["min_tb_cosine"] < cos_floor:
-            ok = False
-        if limit is not None and row["latency_ns"] > limit * (1 + 1e-12):
-            ok = False
+        ok = not (max_drop is not None and row["drop"] > max_drop + 1e-9)
+        ok = ok and not (cos_floor is not None and row["min_tb_cosine"] < cos_floor)
+        ok = ok and not (limit is not None and row["latency_ns"] > limit * (1 + 1e-12))
         row["meets_budget"] = ok
-        rows.append(row)
-    feasible = [r for r in rows if r["meets_budget"]]
+        return row
+
+    # frontier in order of increasing surrogate EDAP (most reuse first); plans whose surrogate
+    # latency is clearly over the limit are not verified
+    results: dict[int, dict] = {}
+    n_front = len(frontier)
+    mode = cfg.get("verify", "auto")
+    t_v = time.perf_counter()
+
+    def check(idx: int) -> bool:
+        if idx not in results:
+            e = frontier[idx]
+            if limit is not None and e["cost"].latency_ns > limit * (1 + LATENCY_MARGIN):
+                results[idx] = _unverified(e, plan_text, pairs, "surrogate latency over the limit")
+            else:
+                results[idx] = verify(e)
+        return results[idx]["meets_budget"]
+
+    # plans the latency limit leaves (by the surrogate, with a margin): the aggressive end of the frontier
+    cand = [idx for idx in range(n_front)
+            if limit is None or frontier[idx]["cost"].latency_ns <= limit * (1 + LATENCY_MARGIN)]
+    if mode == "all":
+        for idx in range(n_front):
+            check(idx)
+    elif cand:
+        # bisection over the candidates for the most aggressive plan within the fidelity budget,
+        # assuming fidelity falls with reuse along the frontier; "auto" verifies every candidate
+        # when that is cheap (from the time the first checks took)
+        lo, hi = 0, len(cand) - 1
+        t_first = time.perf_counter()
+        if check(cand[hi]):
+            if mode == "auto" and len(cand) > 1:
+                mid = (lo + hi) // 2
+                t_mid = time.perf_counter()
+                check(cand[mid])
+                per = max(time.perf_counter() - t_mid, (t_mid - t_first) if frontier[cand[hi]]["plan"] else 0.0)
+                if per * len(cand) < AUTO_VERIFY_ALL_SECONDS:
+                    for idx in cand:
+                        check(idx)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if check(cand[mid]):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            if hi > 0:    # a neighbour on the aggressive side, in case fidelity is not monotone there
+                check(cand[hi - 1])
+    rows = [results[idx] if idx in results else _unverified(frontier[idx], plan_text, pairs, "not needed (bisection)")
+            for idx in range(n_front)]
+    feasible = [r for r in rows if r.get("verified") and r["meets_budget"]]
     chosen = min(feasible, key=lambda r: r["edap"]) if feasible else None
     notes = []
     if chosen is None:
@@ -345,6 +452,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
         "frontier": [_json_row(r) for r in rows],
         "chosen": plan_text(plan), "surrogate": {"fidelity": "teacher-forced pair TBs, damage = ‖TB(A_i) − A_j‖²/‖x_j + A_j‖²",
                                                  "cost": "baseline + all-reuse backend runs, per-block deltas"},
+        "verification": {"mode": mode, "verified": sum(1 for r in rows if r.get("verified"))},
         "seconds": {"pair_fits": round(t_fit, 2), "cost_model": round(t_cost, 2), "search": round(t_search, 4),
                     "verification": round(elapsed - t_fit - t_cost - t_search, 2), "total": round(elapsed, 2)},
         "pair_damage": [[None if not math.isfinite(v) else round(float(v), 6) for v in row] for row in pairs.damage],
@@ -356,6 +464,26 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
                        "reuse_frontier.svg": frontier_svg(record).encode()}
     record["_teacher_tbs"] = {t: pairs.tbs[(s, t)] for t, s in plan.items()}
     return plan, record
+
+
+def _self_metrics(ref: list, data) -> dict:
+    """end_to_end() of the original model against itself (no run needed)."""
+    out = ref[0]
+    res = {"output_cosine": 1.0}
+    if out.ndim == 2 and out.shape[1] > 1:
+        res["agreement"] = 100.0
+        if data.labels is not None:
+            acc = round(100.0 * float((out.argmax(1) == data.labels).mean()), 3)
+            res["accuracy_original"] = res["accuracy"] = acc
+    return res
+
+
+def _unverified(e: dict, plan_text, pairs, why: str) -> dict:
+    plan = e["plan"]
+    return {"k": e["k"], "plan": plan_text(plan), "reusing": sorted(plan), "damage": e["damage"],
+            "surrogate_edap": e["cost"].edap, "surrogate_latency_ns": e["cost"].latency_ns,
+            "min_tb_cosine": float(min((pairs.cosine[s, t] for t, s in plan.items()), default=1.0)),
+            "verified": False, "meets_budget": None, "why_not_verified": why}
 
 
 def _dummy_tb(kind: str, rank: int | None, c: int) -> TB:
@@ -379,26 +507,35 @@ def _json_row(r: dict) -> dict:
 def frontier_markdown(rec: dict) -> str:
     b = rec["budget"]
     metric = b["metric"]
+    has_acc = any("accuracy" in r for r in rec["frontier"])
+    v = rec.get("verification", {})
     lines = ["# Reuse plan search: EDAP vs fidelity frontier", "",
              f"search: {rec['method']}, {rec['nodes']} nodes visited for {rec['reuse_sets']} reuse sets "
-             f"({rec['plans_in_space']} plans with source choices); {rec['frontier_size']} frontier plans verified "
-             "in onnxruntime (calibration data) and costed by the backend.", "",
+             f"({rec['plans_in_space']} plans with source choices); {rec['frontier_size']} frontier plans, "
+             f"{v.get('verified', '?')} verified ({v.get('mode', '?')}) in onnxruntime on the calibration data "
+             "and costed by the backend.", "",
              f"budget: max drop {b['max_drop']} pp ({metric})"
              + (f", cos floor {b['cos_floor']}" if b["cos_floor"] is not None else "")
              + (f", max latency {b['max_latency_ns']:.4g} ns" if b["max_latency_ns"] else ""), "",
-             "| k | plan (target:source) | surrogate damage | EDAP (J·s·mm²) | EDAP reduction | latency (ns) "
-             f"| TOPS/mm² gain | agreement % | {'accuracy % | ' if any('accuracy' in r for r in rec['frontier']) else ''}"
-             "output cos | drop (pp) | ok |",
-             "|---|---|---|---|---|---|---|---|" + ("---|" if any("accuracy" in r for r in rec["frontier"]) else "")
-             + "---|---|---|"]
-    has_acc = any("accuracy" in r for r in rec["frontier"])
+             "| k | plan (target:source) | surrogate damage | surrogate EDAP | EDAP (J·s·mm²) | EDAP reduction "
+             f"| latency (ns) | TOPS/mm² gain | agreement % | {'accuracy % | ' if has_acc else ''}output cos "
+             "| drop (pp) | ok |",
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if has_acc else "") + "---|---|---|"]
+
+    def f(r, key, fmt):
+        v = r.get(key)
+        return "—" if v is None else format(v, fmt)
+
     for r in rec["frontier"]:
         mark = " **chosen**" if r.get("chosen") else ""
-        cells = [str(r["k"]), r["plan"] + mark, f"{r['damage']:.4g}", f"{r['edap']:.4g}", f"{r['edap_reduction']:.3f}×",
-                 f"{r['latency_ns']:.4g}", f"{r['tops_per_mm2_gain']:.3f}×", f"{r.get('agreement', float('nan')):.2f}"]
+        ok = "—" if not r.get("verified") else ("yes" if r["meets_budget"] else "no")
+        cells = [str(r["k"]), r["plan"] + mark, f(r, "damage", ".4g"), f(r, "surrogate_edap", ".4g"),
+                 f(r, "edap", ".4g"), (f(r, "edap_reduction", ".3f") + "×") if r.get("edap_reduction") else "—",
+                 f(r, "latency_ns", ".4g"), (f(r, "tops_per_mm2_gain", ".3f") + "×") if r.get("tops_per_mm2_gain") else "—",
+                 f(r, "agreement", ".2f")]
         if has_acc:
-            cells.append(f"{r.get('accuracy', float('nan')):.2f}")
-        cells += [f"{r['output_cosine']:.4f}", f"{r['drop']:.2f}", "yes" if r["meets_budget"] else "no"]
+            cells.append(f(r, "accuracy", ".2f"))
+        cells += [f(r, "output_cosine", ".4f"), f(r, "drop", ".2f"), ok]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"chosen plan: {rec['chosen']}", ""]
     return "\n".join(lines)
@@ -406,7 +543,7 @@ def frontier_markdown(rec: dict) -> str:
 
 def frontier_svg(rec: dict, width: int = 640, height: int = 400) -> str:
     """EDAP (relative to baseline) vs measured drop of the verified frontier, as a standalone SVG."""
-    rows = rec["frontier"]
+    rows = [r for r in rec["frontier"] if r.get("verified")]
     base = rec["baseline"]["edap_j_s_mm2"] or 1.0
     pts = [(r["drop"], r["edap"] / base, r) for r in rows]
     ml, mr, mt, mb = 70, 20, 40, 55

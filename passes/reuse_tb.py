@@ -127,17 +127,18 @@ class TB:
         return None if self.w2 is None else int(self.w2.shape[0])
 
     def pre_activation(self, a: np.ndarray) -> np.ndarray:
+        """LN(a)·W1[·W2] + b in float32 (the precision of the emitted graph)."""
         x = layer_norm(a) if self.has_ln else a
-        z = x @ self.w1
+        z = x @ np.asarray(self.w1, np.float32)
         if self.w2 is not None:
-            z = z @ self.w2
-        return z + self.b
+            z = z @ np.asarray(self.w2, np.float32)
+        return z + np.asarray(self.b, np.float32)
 
     def __call__(self, a: np.ndarray) -> np.ndarray:
-        """numpy forward: ``a`` [.., C] → [.., C] (float64 math, float32 result)."""
+        """numpy forward: ``a`` [.., C] → [.., C] (float32, like the emitted graph)."""
         if self.kind == "identity":
             return np.asarray(a)
-        a = np.asarray(a, np.float64)
+        a = np.asarray(a, np.float32)
         z = self.pre_activation(a)
         return (gelu(z) if self.has_gelu else z).astype(np.float32)
 
@@ -206,11 +207,12 @@ def _predict(solver: SourceSolver, w1, w2, b) -> np.ndarray:
 
 
 def fit_tb(kind: str, solver: SourceSolver | None, a_src: np.ndarray, a_dst: np.ndarray,
-           rank: int | None = None, gn_steps: int = GN_STEPS) -> TB:
+           rank: int | None = None, gn_steps: int = GN_STEPS, z_init: np.ndarray | None = None) -> TB:
     """Fit a TB of ``kind`` mapping ``a_src`` → ``a_dst`` (both [M, C]) on calibration rows.
 
     ``solver`` (from :class:`SourceSolver` on ``a_src`` with the kind's LN flag) may be shared
-    between targets of one source; ``None`` builds one. ``stats`` records the fit's cosine,
+    between targets of one source; ``None`` builds one. ``z_init``: precomputed
+    ``gelu_inverse(a_dst)`` (shared when one target is fitted from many sources). ``stats`` records the fit's cosine,
     the identity TB's cosine and the relative squared error, all on the fitting rows.
     """
     if kind not in TB_KINDS:
@@ -230,7 +232,7 @@ def fit_tb(kind: str, solver: SourceSolver | None, a_src: np.ndarray, a_dst: np.
         stats.update(cos=_row_cos(pred, y), rel_err=float(((pred - y) ** 2).sum(dtype=np.float64)) / ynorm)
         return TB(kind, w1, w2, b, stats)
     # GELU: fit on inverse-GELU targets, then re-targeted least-squares steps with backtracking
-    w1, w2, b = _linear_fit(solver, gelu_inverse(y), rank)
+    w1, w2, b = _linear_fit(solver, gelu_inverse(y) if z_init is None else z_init, rank)
     z = _predict(solver, w1, w2, b)
     loss = float(((gelu(z) - y) ** 2).sum(dtype=np.float64))
     steps = 0

@@ -35,7 +35,7 @@ from vitc.compiler import opcount
 from vitc.passes.registry import register
 from vitc.runtime.taylor_ops import CENTERINGS, DEFAULT_CENTERING, OP_TYPE, VARIANTS, taylor_attention_np
 
-RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # λ relative to the mean eigenvalue of XᵀX (trace / C)
+RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # λ relative to the mean eigenvalue of XᵀX (trace / C)
 HOLDOUT_FRACTION = 0.2      # calibration samples held out to report the refit's cosine
 
 
