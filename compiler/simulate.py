@@ -66,6 +66,7 @@ class SimResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     calibration: str = "none"
     seconds: float = 0.0
+    programmed: dict = field(default_factory=dict)   # node name -> ProgrammedMatrix (for the numpy twin)
 
     def summary(self) -> str:
         lines = [f"non-ideal simulation ({self.config.source or 'custom'}): {self.config.describe()}",
@@ -152,7 +153,8 @@ def _find_mvms(model: onnx.ModelProto, seq_len: int | None):
     """(top-level MVM nodes by name with their work items, skipped (name, reason) list)."""
     from vitc.backends.graph import prepare_graph
     from vitc.backends.partition import LSTM, MVM, partition
-    pg = prepare_graph(model, batch=1, seq_len=seq_len)
+    # shapes only decide the classification here: any sequence length will do for symbolic dims
+    pg = prepare_graph(model, batch=1, seq_len=seq_len or 16)
     items, _ = partition(pg)
     found, skipped = {}, []
     for it in items:
@@ -300,6 +302,8 @@ def _calibration_inputs(model: onnx.ModelProto, calib, seed: int, samples: int, 
     from vitc.runtime.inputs import synthetic_inputs
     if isinstance(calib, Dataset):
         data = calib
+    elif isinstance(calib, dict):
+        data = Dataset({k: np.asarray(v) for k, v in calib.items()}, None, "given arrays")
     elif calib is not None:
         data = load_dataset(calib, model)
     else:
@@ -382,7 +386,7 @@ def simulate_model(model: onnx.ModelProto | str | os.PathLike, cfg: SimConfig | 
         layers.append(SimLayer(name, mvms[name].op.op_type, pm.K, pm.N, pm.groups, int(pm.stats["crossbars"]),
                                pm.groups * cfg.conversions_per_output * pm.n_cols, pm.x_scale, pm.fullscale,
                                pm.stats.get("adc_clip_fraction")))
-    res = SimResult(m, cfg, layers, skipped, source)
+    res = SimResult(m, cfg, layers, skipped, source, programmed=dict(rw.programmed))
     meta = {p.key: p for p in m.metadata_props}
     for key, value in (("vitc.sim", json.dumps(res.to_dict()["config"], sort_keys=True)),
                        ("vitc.sim.layers", str(len(layers)))):
