@@ -57,6 +57,12 @@ class Analysis:
     totals: dict
     warnings: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)
+    unit_counts: dict = field(default_factory=dict)
+    unit_lanes: dict = field(default_factory=dict)
+
+    def param(self, dotted: str, default=None):
+        """A hardware parameter, or ``default`` when this kind of description lacks it."""
+        return self.spec.get(dotted, default)
 
 
 # --------------------------------------------------------------------------- targets
@@ -122,7 +128,11 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
         floor = xbar.floorplan()
     else:
         floor = {"crossbars": 0, "crossbars_with_replicas": 0, "crossbars_dynamic": 0, "tiles": 0}
-    counts = {u: int(spec[f"units.{u}.count"]) for u in ("mac", "sfu", "vector")}
+    counts: dict[str, int] = {}
+    lanes: dict[str, int] = {}
+    for m in models:
+        counts.update(getattr(m, "unit_counts", dict)())
+        lanes.update(getattr(m, "unit_lanes", dict)())
     sched = list_schedule(pg.dag, {c.index: c for c in costs}, counts)
     area: dict[str, float] = {k: 0.0 for k in AREA_COMPONENTS}
     leak = 0.0
@@ -132,15 +142,16 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
         leak += m.leakage_uw()
     totals = _totals(spec, costs, sched, area, leak, floor)
     return Analysis(model_name, target, spec, pg, items, costs, sched, floor, xbar, digital, area, leak, totals,
-                    warnings, options)
+                    warnings, options, counts, lanes)
 
 
 def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict, leak_uw: float, floor: dict) -> dict:
     f = spec.freq_ghz
-    zeta = spec["calibration.post_layout_energy_factor"]
+    zeta = spec.get("calibration.post_layout_energy_factor", 1.0)
+    pipelined = spec.get("pipeline.enabled", True)
     latency_ns = sched.makespan / f
-    interval_ns = (sched.interval / f) if spec["pipeline.enabled"] else latency_ns
-    window = interval_ns if spec["pipeline.leakage_window"] == "interval" else latency_ns
+    interval_ns = (sched.interval / f) if pipelined else latency_ns
+    window = interval_ns if spec.get("pipeline.leakage_window", "interval") == "interval" else latency_ns
     energy = {k: 0.0 for k in COMPONENTS}
     for c in costs:
         for k, v in c.energy.items():
@@ -159,7 +170,7 @@ def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict
         "latency_ns": latency_ns,
         "latency_cycles": sched.makespan,
         "pipeline_interval_ns": interval_ns,
-        "pipeline_interval_cycles": sched.interval if spec["pipeline.enabled"] else sched.makespan,
+        "pipeline_interval_cycles": sched.interval if pipelined else sched.makespan,
         "pipeline_bottleneck": sched.bottleneck,
         "throughput_ips": thr,
         "energy_pj": e_pj,

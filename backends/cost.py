@@ -85,6 +85,9 @@ class CostModel(Protocol):
         """Static power (µW) of everything this model instantiated."""
         ...
 
+    # optional: ``unit_counts() -> {resource: instances}`` and ``unit_lanes() -> {resource: lanes}``
+    # for shared resources (anything not listed is a dedicated resource with one instance)
+
 
 # target name -> factory(spec, options) -> list of CostModel (first match per kind wins)
 TARGETS: dict[str, Callable] = {}

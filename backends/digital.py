@@ -84,6 +84,13 @@ class DigitalModel:
         lat = math.ceil(per_step / u["lanes"]) / self.f
         return lat, item.elements * elem_energy_pj(self.spec, item.elem_ops)
 
+    def unit_counts(self) -> dict[str, int]:
+        """Instances per shared unit kind (schedulable resources)."""
+        return {u: int(self.spec[f"units.{u}.count"]) for u in ("mac", "sfu", "vector")}
+
+    def unit_lanes(self) -> dict[str, int]:
+        return {u: int(self.spec[f"units.{u}.lanes"]) for u in ("mac", "sfu", "vector")}
+
     def area(self) -> dict[str, float]:
         a = 0.0
         for unit in ("mac", "sfu", "vector"):

@@ -222,7 +222,7 @@ class HardwareSpec:
 
     @property
     def description(self) -> str:
-        return self.data["meta"]["description"]
+        return str(self.data.get("meta", {}).get("description", ""))
 
     @property
     def surrogates(self) -> list[str]:

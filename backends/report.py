@@ -98,6 +98,10 @@ def _si(x: float, unit: str) -> str:
 # --------------------------------------------------------------------------- builders
 def _mapping(an) -> dict:
     spec = an.spec
+    if an.xbar is None:  # a target without crossbars (e.g. systolic): an empty mapping
+        return {"schema": MAPPING_SCHEMA[0], "schema_version": MAPPING_SCHEMA[1], "model": an.model_name,
+                "hardware": spec.name, "crossbar": {}, "block_fields": BLOCK_FIELDS, "totals": an.floorplan,
+                "matrices": []}
     cpw = spec.columns_per_weight if spec.kind == "xbar" else 1
     R, C = spec["crossbar.rows"], spec["crossbar.cols"]
     mp = spec.section("mapping")
@@ -141,7 +145,7 @@ def _mapping(an) -> dict:
 
 
 def _layers(an) -> list[dict]:
-    zeta = an.spec["calibration.post_layout_energy_factor"]
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
     by_index = {it.op.index: it for it in an.items}
     slot = {s.index: s for s in an.schedule.slots}
     layers: dict[str, dict] = {}
@@ -174,7 +178,7 @@ def _layers(an) -> list[dict]:
             L["start_cycle"] = s.start if L["start_cycle"] is None else min(L["start_cycle"], s.start)
             L["end_cycle"] = max(L["end_cycle"], s.end)
         for mm in c.extra.get("maps", []):
-            L["_util"].append(mm.utilisation(an.spec["crossbar.rows"], an.spec["crossbar.cols"]))
+            L["_util"].append(mm.utilisation(an.param("crossbar.rows"), an.param("crossbar.cols")))
     out = []
     for L in layers.values():
         if L["ops"] == 0:
@@ -192,7 +196,7 @@ def _layers(an) -> list[dict]:
 
 
 def _ops(an) -> list[dict]:
-    zeta = an.spec["calibration.post_layout_energy_factor"]
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
     by_index = {it.op.index: it for it in an.items}
     slot = {s.index: s for s in an.schedule.slots}
     out = []
@@ -211,7 +215,7 @@ def _ops(an) -> list[dict]:
 def _schedule(an) -> dict:
     sched, spec = an.schedule, an.spec
     costs = {c.index: c for c in an.costs}
-    counts = {u: int(spec[f"units.{u}.count"]) for u in ("mac", "sfu", "vector")}
+    counts = an.unit_counts
     res = {}
     for r, b in sorted(sched.resource_busy.items()):
         n = counts.get(r, 1)
@@ -222,7 +226,7 @@ def _schedule(an) -> dict:
            for s in sched.slots if s.index in costs]
     return {
         "schema": SCHEDULE_SCHEMA[0], "schema_version": SCHEDULE_SCHEMA[1], "model": an.model_name,
-        "hardware": spec.name, "clock_mhz": spec["clock.freq_mhz"], "makespan_cycles": sched.makespan,
+        "hardware": spec.name, "clock_mhz": spec.freq_ghz * 1000.0, "makespan_cycles": sched.makespan,
         "interval_cycles": an.totals["pipeline_interval_cycles"], "bottleneck": sched.bottleneck,
         "resources": res, "ops": ops,
         "critical_path": [{"op": s.name, "layer": s.layer, "resource": s.resource, "start": s.start, "end": s.end}
@@ -263,10 +267,10 @@ def _surrogate_section(an, pass_records: list[dict]) -> dict:
 
 def build_report(an, pass_records: list[dict], mapping: dict) -> dict:
     t = an.totals
-    util = np.concatenate([mm.utilisation(an.spec["crossbar.rows"], an.spec["crossbar.cols"])
+    util = np.concatenate([mm.utilisation(an.param("crossbar.rows"), an.param("crossbar.cols"))
                            for mm in (an.xbar.maps if an.xbar else []) if not mm.dynamic] or [np.zeros(0)])
     counts, edges = np.histogram(util, bins=np.linspace(0, 1, 11))
-    zeta = an.spec["calibration.post_layout_energy_factor"]
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
     return {
         "schema": REPORT_SCHEMA[0], "schema_version": REPORT_SCHEMA[1],
         "model": {"name": an.model_name, "fingerprint": an.graph.fingerprint, "batch": an.graph.batch,
@@ -282,9 +286,8 @@ def build_report(an, pass_records: list[dict], mapping: dict) -> dict:
                                                 if t["dynamic_energy_pj"] else 0.0) for k in DYNAMIC_COMPONENTS}},
         "layers": _layers(an),
         "ops": _ops(an),
-        "units": {u: {"count": int(an.spec[f"units.{u}.count"]), "lanes": int(an.spec[f"units.{u}.lanes"])}
-                  for u in ("mac", "sfu", "vector")},
-        "attention_products": an.spec["attention_products.mode"],
+        "units": {u: {"count": n, "lanes": an.unit_lanes.get(u)} for u, n in sorted(an.unit_counts.items())},
+        "attention_products": an.param("attention_products.mode"),
         "utilisation": {"mean": float(util.mean()) if util.size else None, "histogram_edges": edges.tolist(),
                         "histogram_counts": counts.tolist()},
         "critical_path": [{"op": s.name, "layer": s.layer, "resource": s.resource, "start": s.start, "end": s.end}
@@ -298,7 +301,7 @@ def build_report(an, pass_records: list[dict], mapping: dict) -> dict:
 
 
 def _lifetime(an) -> dict | None:
-    if an.spec["attention_products.mode"] != "xbar-write" or not an.floorplan.get("crossbars_dynamic"):
+    if an.param("attention_products.mode") != "xbar-write" or not an.floorplan.get("crossbars_dynamic"):
         return None
     endurance = an.spec["attention_products.endurance_cycles"]
     thr = an.totals["throughput_ips"]
