@@ -230,3 +230,38 @@ def test_sweep_parses_the_graph_once(monkeypatch):
     assert len(calls) == 1 and set(out) == {"rram-128", "isaac-128", "rram-64"}
     xb = {k: r.report["totals"]["crossbars"] for k, r in out.items()}
     assert xb["rram-64"] > xb["rram-128"] == xb["isaac-128"]  # 16-bit on 2-bit cells = 8 slices, like 8-bit on 1-bit
+
+
+def test_second_cost_model_plugs_in():
+    """A target = a list of cost models; a systolic-like model for MVMs shares the flow."""
+    from vitc.backends.cost import TARGETS, OpCost, register_target
+    from vitc.backends.digital import DigitalModel
+
+    class FakeSystolic:
+        kinds = ("mvm", "act_product")
+
+        def cost(self, item):
+            cyc = -(-item.macs // 4096)
+            return OpCost(item.op.index, item.op.name, item.layer, item.kind, "sa", "sa",
+                          latency={"digital": cyc / 0.5}, energy={"digital": item.macs * 0.5}, cycles=cyc,
+                          macs=item.macs)
+
+        def unit_counts(self):
+            return {"sa": 2}
+
+        def area(self):
+            return {"digital": 3.6}
+
+        def leakage_uw(self):
+            return 0.0
+
+    register_target("fake-systolic", lambda spec, opts: [FakeSystolic(), DigitalModel(spec, act_products=False)])
+    try:
+        an = analyse(_attn_model(), "fake-systolic", "rram-128", model_name="attn")
+        assert {c.unit for c in an.costs if c.kind in ("mvm", "act_product")} == {"sa"}
+        assert an.totals["crossbars"] == 0 and an.totals["macs"] == 4 * 16 * 32 * 32 + 2 * 16 * 16 * 32
+        assert {s.instance for s in an.schedule.slots if s.resource == "sa"} <= {0, 1}
+        res = evaluate(_attn_model(), "fake-systolic", "rram-128", model_name="attn", options={"plots": False})
+        assert json.loads(res.files["mapping.json"])["matrices"] == []
+    finally:
+        TARGETS.pop("fake-systolic", None)
