@@ -38,7 +38,7 @@ def _cmd_compile(args) -> int:
         print(result.summary.rstrip())
     if result.sim_summary:
         print(result.sim_summary.rstrip())
-    print(f"wrote {len(result.written)} files to {out}/")
+    print(f"wrote {len(result.written)} files to {Path(out)}/")
     return 0
 
 
