@@ -15,11 +15,12 @@ Plans (``--reuse-plan``):
   and/or ``--cos-floor``) and an optional latency limit (``--max-latency``); see
   :mod:`vitc.passes.reuse_search`.
 
-TB weights: ``identity`` needs none; otherwise fitted in closed form on calibration activations
-(``--tb-fit sequential``, default: the TB input is the *rewritten* model's own A_i, refitted
-source by source; ``teacher``: the original model's A_i) against the original block-j attention
-output, or loaded from ``--tb-weights FILE.npz`` (the pass writes ``reuse_tb.npz`` in that format
-to OUTDIR). The record says ``fitted`` / ``loaded`` / ``identity``.
+TB weights: ``identity`` needs none; otherwise fitted in closed form on calibration activations,
+block by block in order (:func:`fit_plan`): ``--tb-fit corrected`` (default) feeds the TB the
+*rewritten* model's own A_i and targets the original A_j plus the drift of the residual stream
+that earlier rewrites caused (x_j − x̃_j); ``sequential`` targets the original A_j; ``teacher``
+feeds the original A_i. Or loaded from ``--tb-weights FILE.npz`` (the pass writes
+``reuse_tb.npz`` in that format to OUTDIR). The record says ``fitted`` / ``loaded`` / ``identity``.
 
 With a cost target (``--target xbar``) the record's ``details.cost`` holds the accounting:
 crossbars and area removed, per-inference K/V writes and QKᵀ/S·V/softmax work removed, TB cost
@@ -38,10 +39,10 @@ import numpy as np
 from vitc.compiler.errors import VitcInputError
 from vitc.compiler.model import CompiledModel, PassRecord
 from vitc.passes.registry import register
-from vitc.passes.reuse_tb import (DEFAULT_KIND, DEFAULT_RIDGE, GN_STEPS, TB, TB_KINDS, SourceSolver, cosine_rows,
-                                  emit_tb, fit_tb, identity_tb, load_tbs, tbs_to_bytes)
+from vitc.passes.reuse_tb import (DEFAULT_KIND, DEFAULT_RIDGE, GN_STEPS, TB, TB_KINDS, SourceSolver, blas_threads,
+                                  cosine_rows, emit_tb, fit_tb, identity_tb, load_tbs, tbs_to_bytes)
 
-FIT_MODES = ("sequential", "teacher")
+FIT_MODES = ("sequential", "corrected", "teacher")
 MAX_FIT_ROWS = 65536          # calibration tokens used to fit one TB (deterministic subsample beyond)
 TB_ROLE = "reuse_tb"
 
@@ -203,48 +204,68 @@ def run_current(cm: CompiledModel, ctx, names: list[str]) -> dict[str, np.ndarra
     return dict(zip(names, run_batched(sess, feeds, names)))
 
 
-def fit_plan(cm: CompiledModel, ctx, plan: dict[int, int], kind: str, rank: int | None = None,
-             ridge: float = DEFAULT_RIDGE, mode: str = "sequential", apply: bool = True,
-             gn_steps: int = GN_STEPS) -> tuple[dict[int, TB], dict[int, dict]]:
-    """Fit the TBs of ``plan`` (and, with ``apply``, rewire ``cm`` block by block).
+def fit_plan(*args, **kwargs) -> tuple[dict[int, TB], dict[int, dict]]:
+    """:func:`_fit_plan` with BLAS on one thread (see :func:`vitc.passes.reuse_tb.blas_threads`)."""
+    with blas_threads(1):
+        return _fit_plan(*args, **kwargs)
 
-    Targets: the original model's attention output of each reusing block. Inputs: the source's
-    attention output — from the original model (``teacher``) or from the graph rewritten so
-    far (``sequential``: sources in increasing order, one onnxruntime run per source that sits
-    after an already rewritten block). Returns (TBs, per-block fit statistics).
+
+def _fit_plan(cm: CompiledModel, ctx, plan: dict[int, int], kind: str, rank: int | None = None,
+             ridge: float = DEFAULT_RIDGE, mode: str = "corrected", apply: bool = True,
+             gn_steps: int = GN_STEPS) -> tuple[dict[int, TB], dict[int, dict]]:
+    """Fit the TBs of ``plan`` (and, with ``apply``, rewire ``cm`` block by block, in block order).
+
+    ``teacher``: input = the original model's A_i, target = the original A_j.
+    ``sequential``: input = A_i of the graph rewritten so far, target = the original A_j.
+    ``corrected``: as sequential, but the target also undoes the drift of the residual stream
+    the earlier rewrites caused: y = A_j + x_j − x̃_j (x̃_j the rewritten block input), so that
+    x̃_j + TB(Ã_i) ≈ x_j + A_j, the original post-attention stream. One onnxruntime run per
+    reusing block that follows a rewrite. Returns (TBs, per-block fit statistics).
     """
     blocks = cm.blocks
+    if mode != "teacher" and not apply:
+        mode = "teacher"
     names = sorted({blocks[b].attn_output for b in set(plan) | set(plan.values())})
+    if mode == "corrected":
+        names += sorted({blocks[t].block_input for t in plan if blocks[t].block_input})
     orig = ctx.activations(cm, names)
     tbs: dict[int, TB] = {}
     stats: dict[int, dict] = {}
-    by_source: dict[int, list[int]] = {}
-    for t, s in sorted(plan.items()):
-        by_source.setdefault(s, []).append(t)
+    sources: dict[int, tuple[np.ndarray, str, SourceSolver | None]] = {}
     applied: list[int] = []
-    for s in sorted(by_source):
-        a_src = orig[blocks[s].attn_output]
-        fed = "original"
-        if mode == "sequential" and apply and any(t < s for t in applied):
-            a_src = run_current(cm, ctx, [blocks[s].attn_output])[blocks[s].attn_output]
-            fed = "rewritten"
-        solver = None
-        if kind not in ("identity",):
-            solver = SourceSolver(_rows(a_src), ln=kind in ("ln-linear", "ln-linear-gelu"), ridge=ridge)
-        for t in by_source[s]:
-            y = orig[blocks[t].attn_output]
-            tb = fit_tb(kind, solver, _rows(a_src), _rows(y), rank=rank, gn_steps=gn_steps) \
-                if kind != "identity" else identity_tb()
-            tb.stats["weights"] = "identity" if kind == "identity" else "fitted"
-            tbs[t] = tb
-            stats[t] = {"source": s, "input": fed, "cos_identity": round(cosine_rows(a_src, y), 6),
-                        "cos_tb": round(cosine_rows(tb(a_src), y), 6),
-                        "token_cos_tb": _r(tb.stats.get("cos")), "rel_err": _r(tb.stats.get("rel_err"))}
-            if "gn_steps" in tb.stats:
-                stats[t]["gauss_newton_steps"] = tb.stats["gn_steps"]
-            if apply:
-                rewire_block(cm, t, s, tb)
-                applied.append(t)
+    for t, s in sorted(plan.items()):
+        a_name, x_name = blocks[s].attn_output, blocks[t].block_input
+        want = []
+        if s not in sources and mode != "teacher" and any(r < s for r in applied):
+            want.append(a_name)
+        if mode == "corrected" and x_name and applied:
+            want.append(x_name)
+        cur = run_current(cm, ctx, want) if want else {}
+        if s not in sources:
+            a_src = cur.get(a_name, orig[a_name])
+            solver = None if kind == "identity" else SourceSolver(
+                _rows(a_src), ln=kind in ("ln-linear", "ln-linear-gelu"), ridge=ridge)
+            sources[s] = (a_src, "rewritten" if a_name in cur else "original", solver)
+        a_src, fed, solver = sources[s]
+        y_orig = orig[blocks[t].attn_output]
+        y = y_orig
+        if mode == "corrected" and x_name in cur:
+            y = (y_orig.astype(np.float64) + orig[x_name] - cur[x_name]).astype(np.float32)
+        tb = fit_tb(kind, solver, _rows(a_src), _rows(y), rank=rank, gn_steps=gn_steps) \
+            if kind != "identity" else identity_tb()
+        tb.stats["weights"] = "identity" if kind == "identity" else "fitted"
+        tbs[t] = tb
+        stats[t] = {"source": s, "input": fed, "cos_identity": round(cosine_rows(a_src, y_orig), 6),
+                    "cos_tb": round(cosine_rows(tb(a_src), y_orig), 6),
+                    "token_cos_tb": _r(tb.stats.get("cos")), "rel_err": _r(tb.stats.get("rel_err"))}
+        if y is not y_orig:
+            stats[t]["target"] = "corrected"
+            stats[t]["cos_tb_corrected_target"] = round(cosine_rows(tb(a_src), y), 6)
+        if "gn_steps" in tb.stats:
+            stats[t]["gauss_newton_steps"] = tb.stats["gn_steps"]
+        if apply:
+            rewire_block(cm, t, s, tb)
+            applied.append(t)
     if apply:
         cm.graph.cleanup(remove_unused_graph_inputs=False).toposort()
     return tbs, stats
@@ -316,8 +337,8 @@ class ReusePass:
         _add(group, "--tb-weights", dest="p_tb_weights", metavar="FILE.npz",
              help="load TB weights (format of the reuse_tb.npz the pass writes) instead of fitting")
         _add(group, "--tb-fit", dest="p_tb_fit", choices=FIT_MODES,
-             help="TB inputs while fitting: the rewritten model's own A_i (sequential, default) or the "
-                  "original model's (teacher)")
+             help="corrected (default): rewritten model's own A_i in, original A_j plus the residual-stream "
+                  "drift out; sequential: rewritten A_i in, original A_j out; teacher: original A_i in")
         _add(group, "--tb-ridge", dest="p_tb_ridge", type=float, metavar="LAMBDA",
              help=f"ridge strength relative to trace(XᵀX)/C (default {DEFAULT_RIDGE:g})")
         _add(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
@@ -347,7 +368,7 @@ class ReusePass:
                 raise VitcInputError("--tb-rank needs a TB with a linear layer (--tb linear|ln-linear|ln-linear-gelu)")
             if rank == c:
                 rank = None
-        mode = _opt(ctx, "tb_fit", default="sequential")
+        mode = _opt(ctx, "tb_fit", default="corrected")
         if mode not in FIT_MODES:
             raise VitcInputError(f"--tb-fit: unknown mode '{mode}' (choose from {', '.join(FIT_MODES)})")
         max_drop, cos_floor = _opt(ctx, "reuse_max_drop", "max_drop"), _opt(ctx, "reuse_cos_floor", "cos_floor")
@@ -390,7 +411,7 @@ class ReusePass:
             fit_stats = {}
             if any(tb.kind == "identity" for tb in tbs.values()) and all(tb.kind == "identity" for tb in tbs.values()):
                 weights = "identity"
-        elif search is not None and plan and cfg["kind"] != "identity" and cfg["mode"] == "sequential":
+        elif search is not None and plan and cfg["kind"] != "identity" and cfg["mode"] != "teacher":
             tbs, fit_stats = self._refit_searched(cm, ctx, cfg, plan, teacher_tbs, search)
             weights = "fitted"
         else:
@@ -433,9 +454,9 @@ class ReusePass:
 
     @staticmethod
     def _refit_searched(cm, ctx, cfg, plan, teacher_tbs, search) -> tuple[dict, dict]:
-        """Sequential refit of the searched plan; keep the verified teacher-forced TBs if it measures worse."""
+        """Refit the searched plan in ``cfg["mode"]``; keep the verified teacher-forced TBs if it measures worse."""
         trial = working_copy(cm)
-        tbs, stats = fit_plan(trial, ctx, plan, cfg["kind"], cfg["rank"], cfg["ridge"], "sequential")
+        tbs, stats = fit_plan(trial, ctx, plan, cfg["kind"], cfg["rank"], cfg["ridge"], cfg["mode"])
         data = ctx.calibration(cm)
         ref = ctx.model_outputs(cm)
         metric = choose_metric(data, ref)
@@ -443,11 +464,11 @@ class ReusePass:
         chosen = next((r for r in search["frontier"] if r.get("chosen")), None)
         teacher = chosen["drop"] if chosen else math.inf
         if seq <= teacher + 1e-9:
-            search["final_fit"] = {"mode": "sequential", "drop": round(seq, 4), "verified_teacher_drop": teacher}
+            search["final_fit"] = {"mode": cfg["mode"], "drop": round(seq, 4), "verified_teacher_drop": teacher}
             apply_plan(cm, plan, tbs)
             return tbs, stats
-        search["final_fit"] = {"mode": "teacher", "drop": teacher, "sequential_drop": round(seq, 4),
-                               "note": "the sequential refit measured worse; the verified teacher-forced TBs are kept"}
+        search["final_fit"] = {"mode": "teacher", "drop": teacher, f"{cfg['mode']}_drop": round(seq, 4),
+                               "note": f"the {cfg['mode']} refit measured worse; the verified teacher-forced TBs are kept"}
         stats = tb_stats(cm, ctx, plan, teacher_tbs)
         apply_plan(cm, plan, teacher_tbs)
         return teacher_tbs, stats

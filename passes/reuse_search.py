@@ -69,6 +69,16 @@ def _sample_subset(n_samples: int, tokens: int, max_rows: int) -> np.ndarray:
 
 def pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: int = SURROGATE_ROWS,
                gn_steps: int = SURROGATE_GN_STEPS) -> PairTable:
+    """:func:`_pair_table` with BLAS on one thread."""
+    from vitc.passes.reuse_tb import blas_threads
+    acts_names = [b.attn_output for b in cm.blocks]
+    ctx.activations(cm, acts_names)          # onnxruntime keeps its own threads
+    with blas_threads(1):
+        return _pair_table(cm, ctx, kind, rank, ridge, max_rows, gn_steps)
+
+
+def _pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: int = SURROGATE_ROWS,
+                gn_steps: int = SURROGATE_GN_STEPS) -> PairTable:
     """Teacher-forced TB fits and damages for all pairs on a subset of calibration samples.
 
     The subset (``max_rows`` tokens) keeps the 66 fits of a 12-block model to seconds; damage

@@ -33,6 +33,7 @@ source layer), which keeps the all-pairs fits of the ``auto`` search cheap.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -50,6 +51,20 @@ _GELU_MIN = -0.16997120747990037    # GELU(_GELU_ZMIN)
 
 
 # ----------------------------------------------------------------------------- numerics
+def blas_threads(n: int = 1):
+    """Limit BLAS threads while fitting (a no-op without threadpoolctl).
+
+    The fits multiply tall-skinny matrices (tokens × C, C ≤ ~1k): one thread is fast enough,
+    and multi-threaded OpenBLAS on XᵀY products stalls badly on a busy machine (measured
+    10–200× slower on 2 shared cores).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(n)
+
+
 def erf(x: np.ndarray) -> np.ndarray:
     """Error function (Abramowitz & Stegun 7.1.26 refined: |error| < 1.2e-7), vectorised numpy."""
     z = np.abs(x)

@@ -171,9 +171,11 @@ def test_teacher_and_sequential_fits(small_vit):
                                                          "tb_rank": 16, "reuse_cost": False}))
     tea = ReusePass().run(working_copy(cm), PassContext({"reuse_plan": "1,2,3", "tb": "ln-linear-gelu",
                                                          "tb_rank": 16, "tb_fit": "teacher", "reuse_cost": False}))
-    assert seq.details["tb_fit"]["mode"] == "sequential" and tea.details["tb_fit"]["mode"] == "teacher"
+    assert seq.details["tb_fit"]["mode"] == "corrected" and tea.details["tb_fit"]["mode"] == "teacher"
     assert {s["input"] for s in tea.fidelity["per_layer"].values()} == {"original"}
+    assert "target" not in tea.fidelity["per_layer"]["2"]
     assert seq.fidelity["per_layer"]["2"]["input"] == "original"  # source 0 precedes every rewrite
+    assert seq.fidelity["per_layer"]["2"]["target"] == "corrected"  # block 1 was rewritten before block 2
     for r in (seq, tea):
         assert 0.0 < r.fidelity["end_to_end"]["output_cosine"] <= 1.0
 
