@@ -163,8 +163,6 @@ def _find_mvms(model: onnx.ModelProto, seq_len: int | None):
         op = it.op
         if op.name != op.origin:
             skipped.append((op.origin, f"{op.op_type} inside the function body of {op.origin_type}"))
-        elif it.kind == LSTM:
-            skipped.append((op.name, f"{op.op_type} W/R matrices are simulated ideal (recurrence not unrolled)"))
         else:
             found[op.name] = it
     return found, skipped
@@ -253,6 +251,30 @@ class _Rewriter:
             nodes.append(helper.make_node("Add", [y, c], [out], name=f"{node.name}/xbar_bias"))
         return nodes, node.input[0]
 
+    def rnn(self, node, it):
+        """LSTM/GRU/RNN: the input projection X·Wᵀ runs on crossbars, hoisted out of the
+        recurrence: X' = XbarMatMul(X, [W_0ᵀ | W_1ᵀ]) and W' selects each direction's block of
+        X' (identity blocks: the op's own X'·W'ᵀ is then exact). The recurrent R matrices stay
+        ideal: simulating them needs the recurrence unrolled."""
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if int(attrs.get("layout", 0)) != 0:
+            return f"{node.op_type} with layout=1 not simulated"
+        W = self.consts.value(node.input[1])
+        if W is None or W.ndim != 3:
+            return "weight is not a compile-time constant"
+        D, G, _ = W.shape
+        Wcat = np.concatenate([W[d].T for d in range(D)], axis=1).astype(np.float32)       # [I, D·G]
+        sel = np.zeros((D, G, D * G), np.float32)
+        for d in range(D):
+            sel[d, :, d * G:(d + 1) * G] = np.eye(G, dtype=np.float32)
+        xp = f"{node.name}/xbar_x"
+        xn, _ = self.xbar_node(node.name, node.input[0], xp, Wcat)
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.input[0] = xp
+        new.input[1] = self._init(f"{node.name}/xbar.W_select", sel)
+        return [xn, new], node.input[0]
+
     def conv(self, node, it):
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         Wc = self.consts.value(node.input[1])
@@ -339,7 +361,8 @@ def simulate_model(model: onnx.ModelProto | str | os.PathLike, cfg: SimConfig | 
         if it is None:
             new_nodes.append(node)
             continue
-        handler = {"MatMul": rw.matmul, "Gemm": rw.gemm, "Conv": rw.conv}.get(node.op_type)
+        handler = {"MatMul": rw.matmul, "Gemm": rw.gemm, "Conv": rw.conv, "LSTM": rw.rnn, "GRU": rw.rnn,
+                   "RNN": rw.rnn}.get(node.op_type)
         out = handler(node, it) if handler else f"{node.op_type} not simulated"
         if isinstance(out, str):
             skipped.append((node.name, out))
@@ -381,6 +404,10 @@ def simulate_model(model: onnx.ModelProto | str | os.PathLike, cfg: SimConfig | 
                 m.functions.append(fn)
         from vitc.runtime.session import max_ir_version
         m.ir_version = max(m.ir_version, max_ir_version())
+    for name, pm in rw.programmed.items():
+        if mvms[name].op.op_type in ("LSTM", "GRU", "RNN"):
+            skipped.append((name, f"recurrent matrix R of {mvms[name].op.op_type} kept ideal (input projection W "
+                                  "simulated)"))
     layers = []
     for name, pm in rw.programmed.items():
         layers.append(SimLayer(name, mvms[name].op.op_type, pm.K, pm.N, pm.groups, int(pm.stats["crossbars"]),

@@ -247,3 +247,27 @@ def test_cli_simulate_sweep_and_compile_emit_sim(tiny_zoo, tmp_path):
     assert (cout / "tiny.sim.onnx").is_file()
     assert "Non-ideal accuracy vs ADC bits" in (cout / "report.md").read_text()
     assert main(["simulate", str(tiny_zoo), "--hw", "vitality", "-o", str(tmp_path / "bad")]) == 2
+
+
+def test_lstm_input_projection_simulated():
+    """BiLSTM (the FAR rewrite's op): X·Wᵀ hoisted onto crossbars, R kept ideal and reported."""
+    rng = np.random.default_rng(0)
+    I, H, D = 12, 5, 2
+    W = rng.standard_normal((D, 4 * H, I)).astype(np.float32)
+    R = (0.3 * rng.standard_normal((D, 4 * H, H))).astype(np.float32)
+    B = (0.1 * rng.standard_normal((D, 8 * H))).astype(np.float32)
+    node = helper.make_node("LSTM", ["x", "W", "R", "B"], ["y"], name="lstm", hidden_size=H, direction="bidirectional")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [7, 3, I])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (B, "B"))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = rng.standard_normal((7, 3, I)).astype(np.float32)
+    ref = _run(model, {"x": x})
+    ideal = SimConfig.from_hw("rram-64", adc_bits=0, input_bits=20, dac_bits=8, weight_bits=20, cell_bits=8)
+    res = simulate_model(model, ideal)
+    assert [n.op_type for n in res.model.graph.node] == ["XbarMatMul", "LSTM"]
+    assert res.skipped and "kept ideal" in res.skipped[0][1]
+    assert np.abs(_run(res.model, {"x": x}) - ref).max() < 1e-4
+    noisy = simulate_model(model, SimConfig.from_hw("rram-64", adc_bits=4))
+    assert np.abs(_run(noisy.model, {"x": x}) - ref).max() > 1e-2
