@@ -351,6 +351,9 @@ class ReusePass:
         _add(group, "--reuse-verify", dest="p_reuse_verify", choices=("auto", "all", "bisect"),
              help="reuse auto: check every frontier plan in onnxruntime (all), bisect for the budget "
                   "boundary, or all when cheap (auto, default)")
+        _add(group, "--reuse-verify-fit", dest="p_reuse_verify_fit", choices=("auto", "teacher", "final"),
+             help="reuse auto: TBs used to verify frontier plans — teacher-forced pair fits (fast) or the final "
+                  "--tb-fit refit (exact); auto: final when the onnxruntime work is small")
         _add(group, "--reuse-beam", dest="p_reuse_beam", type=int, metavar="B",
              help="reuse auto: beam width per reuse count when the plan space is too large to enumerate")
 
@@ -380,6 +383,7 @@ class ReusePass:
                 "max_latency": _opt(ctx, "reuse_max_latency", "max_latency"),
                 "beam": int(_opt(ctx, "reuse_beam", default=64)),
                 "verify": _opt(ctx, "reuse_verify", default="auto"),
+                "verify_fit": _opt(ctx, "reuse_verify_fit", default="auto"),
                 "measure": bool(_opt(ctx, "reuse_measure", default=True)),
                 "cost": bool(_opt(ctx, "reuse_cost", default=True))}
 
@@ -400,6 +404,7 @@ class ReusePass:
             plan, search = auto_plan(cm, ctx, cfg, baseline)
             files.update(search.pop("files", {}))
             teacher_tbs = search.pop("_teacher_tbs", {})
+            verified_fit = search.pop("_verified_fit", (None, None))
         else:
             plan = parse_plan(spec, n)
         check_plan(cm, plan)
@@ -411,6 +416,12 @@ class ReusePass:
             fit_stats = {}
             if any(tb.kind == "identity" for tb in tbs.values()) and all(tb.kind == "identity" for tb in tbs.values()):
                 weights = "identity"
+        elif search is not None and plan and verified_fit[0] == cfg["mode"] and verified_fit[1] is not None:
+            tbs, fit_stats = verified_fit[1]     # verified with the final fit: ship exactly what was measured
+            if fit_stats is None:
+                fit_stats = tb_stats(cm, ctx, plan, tbs)
+            apply_plan(cm, plan, tbs)
+            weights = "identity" if cfg["kind"] == "identity" else "fitted"
         elif search is not None and plan and cfg["kind"] != "identity" and cfg["mode"] != "teacher":
             tbs, fit_stats = self._refit_searched(cm, ctx, cfg, plan, teacher_tbs, search)
             weights = "fitted"

@@ -48,7 +48,7 @@ SURROGATE_ROWS = 3072
 SURROGATE_GN_STEPS = 3
 DEFAULT_MAX_DROP = 1.0
 LATENCY_MARGIN = 0.05            # surrogate latency this far over the limit: not verified
-AUTO_VERIFY_ALL_SECONDS = 20.0   # "auto" verification checks the whole frontier when it costs less
+VERIFY_MACS_BUDGET = 2e12        # "auto" choices: onnxruntime work (MACs) we spend on verification freely
 
 
 # ----------------------------------------------------------------------------- fidelity surrogate
@@ -311,7 +311,8 @@ def parse_latency(value, baseline_ns: float) -> float | None:
 # ----------------------------------------------------------------------------- driver
 def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]:
     """Search (see module doc); returns (plan, search record with ``files``)."""
-    from vitc.passes.reuse import apply_plan, choose_metric, drop_of, emit_copy, end_to_end, plan_text, working_copy
+    from vitc.passes.reuse import (apply_plan, choose_metric, drop_of, emit_copy, end_to_end, fit_plan, plan_text,
+                                   working_copy)
     from vitc.passes.reuse_cost import PlanCostModel, _tokens_dim, account, analyse, cost_target
     from vitc.passes.reuse_tb import TB as _TB
     t0 = time.perf_counter()
@@ -374,7 +375,11 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
                "verified": True}
         if plan:
             tr = working_copy(cm)
-            apply_plan(tr, plan, {t: pairs.tbs[(s, t)] for t, s in plan.items()})
+            if verify_fit == "teacher":
+                fitted[row["plan"]] = ({t: pairs.tbs[(s, t)] for t, s in plan.items()}, None)
+                apply_plan(tr, plan, fitted[row["plan"]][0])
+            else:
+                fitted[row["plan"]] = fit_plan(tr, ctx, plan, kind, rank, cfg["ridge"], cfg["mode"])
             model = emit_copy(tr)
             row.update(end_to_end(model, data, ref))
             an1 = analyse(model, hw, target, opts, cm.name)
@@ -394,12 +399,20 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
         row["meets_budget"] = ok
         return row
 
-    # frontier in order of increasing surrogate EDAP (most reuse first); plans whose surrogate
-    # latency is clearly over the limit are not verified
+    # What verification costs, deterministically, in MACs of onnxruntime work: one calibration
+    # pass per teacher-forced plan, about one per reusing block for a sequential/corrected refit.
+    pass_macs = float(an0.totals["macs"]) / max(1, int(opts.get("batch", 1))) * data.size
+    final_runs = sum(len(e["plan"]) for e in frontier)
+    verify_fit = cfg.get("verify_fit") or "auto"
+    if verify_fit == "auto":
+        verify_fit = "final" if cfg["mode"] == "teacher" or pass_macs * final_runs <= VERIFY_MACS_BUDGET else "teacher"
+    if verify_fit == "final":
+        verify_fit = cfg["mode"]
+    runs_per_plan = (lambda e: 1) if verify_fit == "teacher" else (lambda e: max(1, len(e["plan"])))
+    fitted: dict[str, tuple] = {}
     results: dict[int, dict] = {}
     n_front = len(frontier)
     mode = cfg.get("verify", "auto")
-    t_v = time.perf_counter()
 
     def check(idx: int) -> bool:
         if idx not in results:
@@ -413,24 +426,16 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
     # plans the latency limit leaves (by the surrogate, with a margin): the aggressive end of the frontier
     cand = [idx for idx in range(n_front)
             if limit is None or frontier[idx]["cost"].latency_ns <= limit * (1 + LATENCY_MARGIN)]
+    if mode == "auto":
+        mode = "all" if pass_macs * sum(runs_per_plan(frontier[i]) for i in cand) <= VERIFY_MACS_BUDGET else "bisect"
     if mode == "all":
         for idx in range(n_front):
             check(idx)
     elif cand:
         # bisection over the candidates for the most aggressive plan within the fidelity budget,
-        # assuming fidelity falls with reuse along the frontier; "auto" verifies every candidate
-        # when that is cheap (from the time the first checks took)
+        # assuming fidelity falls with reuse along the frontier
         lo, hi = 0, len(cand) - 1
-        t_first = time.perf_counter()
         if check(cand[hi]):
-            if mode == "auto" and len(cand) > 1:
-                mid = (lo + hi) // 2
-                t_mid = time.perf_counter()
-                check(cand[mid])
-                per = max(time.perf_counter() - t_mid, (t_mid - t_first) if frontier[cand[hi]]["plan"] else 0.0)
-                if per * len(cand) < AUTO_VERIFY_ALL_SECONDS:
-                    for idx in cand:
-                        check(idx)
             while lo < hi:
                 mid = (lo + hi) // 2
                 if check(cand[mid]):
@@ -462,7 +467,8 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
         "frontier": [_json_row(r) for r in rows],
         "chosen": plan_text(plan), "surrogate": {"fidelity": "teacher-forced pair TBs, damage = ‖TB(A_i) − A_j‖²/‖x_j + A_j‖²",
                                                  "cost": "baseline + all-reuse backend runs, per-block deltas"},
-        "verification": {"mode": mode, "verified": sum(1 for r in rows if r.get("verified"))},
+        "verification": {"mode": mode, "fit": verify_fit, "verified": sum(1 for r in rows if r.get("verified")),
+                         "calibration_pass_macs": pass_macs},
         "seconds": {"pair_fits": round(t_fit, 2), "cost_model": round(t_cost, 2), "search": round(t_search, 4),
                     "verification": round(elapsed - t_fit - t_cost - t_search, 2), "total": round(elapsed, 2)},
         "pair_damage": [[None if not math.isfinite(v) else round(float(v), 6) for v in row] for row in pairs.damage],
@@ -473,6 +479,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
     record["files"] = {"reuse_frontier.md": frontier_markdown(record).encode(),
                        "reuse_frontier.svg": frontier_svg(record).encode()}
     record["_teacher_tbs"] = {t: pairs.tbs[(s, t)] for t, s in plan.items()}
+    record["_verified_fit"] = (verify_fit, fitted.get(plan_text(plan)) if plan else None)
     return plan, record
 
 

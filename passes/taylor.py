@@ -144,17 +144,48 @@ def _projection(cm: CompiledModel, proj) -> tuple[np.ndarray, np.ndarray | None]
 # ---------------------------------------------------------------------------------------------
 # numerics
 
+def _linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """x[..., K] @ w[K, N] (+ b) through one 2-D BLAS call, float64."""
+    y = x.reshape(-1, x.shape[-1]) @ w
+    if b is not None:
+        y += b
+    return y.reshape(x.shape[:-1] + (w.shape[1],))
+
+
+@dataclasses.dataclass
+class LsqStats:
+    """Sufficient statistics of a least-squares problem rows X → Y (float64)."""
+    n: int
+    sx: np.ndarray
+    sy: np.ndarray
+    xtx: np.ndarray
+    xty: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> "LsqStats":
+        x = x.reshape(-1, x.shape[-1]).astype(np.float64, copy=False)
+        y = y.reshape(-1, y.shape[-1]).astype(np.float64, copy=False)
+        return cls(len(x), x.sum(0), y.sum(0), x.T @ x, x.T @ y)
+
+    def __sub__(self, o: "LsqStats") -> "LsqStats":
+        return LsqStats(self.n - o.n, self.sx - o.sx, self.sy - o.sy, self.xtx - o.xtx, self.xty - o.xty)
+
+    def solve(self, lam: float, intercept: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """argmin ‖XW + b − Y‖² + λ'‖W‖², λ' = lam·trace(XcᵀXc)/C (b unpenalised)."""
+        if intercept:
+            xm, ym = self.sx / self.n, self.sy / self.n
+            gram = self.xtx - self.n * np.outer(xm, xm)
+            cross = self.xty - self.n * np.outer(xm, ym)
+        else:
+            gram, cross = self.xtx, self.xty
+        reg = lam * max(np.trace(gram) / len(gram), 1e-12)
+        w = np.linalg.solve(gram + reg * np.eye(len(gram)), cross)
+        return w, (ym - xm @ w) if intercept else None
+
+
 def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float, intercept: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """argmin ‖XW + b − Y‖² + λ'‖W‖², λ' = lam·trace(XcᵀXc)/C; closed form, float64."""
-    x = x.reshape(-1, x.shape[-1]).astype(np.float64)
-    y = y.reshape(-1, y.shape[-1]).astype(np.float64)
-    xm = x.mean(0) if intercept else np.zeros(x.shape[1])
-    ym = y.mean(0) if intercept else np.zeros(y.shape[1])
-    xc, yc = x - xm, y - ym
-    gram = xc.T @ xc
-    reg = lam * max(np.trace(gram) / len(gram), 1e-12)
-    w = np.linalg.solve(gram + reg * np.eye(len(gram)), xc.T @ yc)
-    return w, (ym - xm @ w) if intercept else None
+    return LsqStats.of(x, y).solve(lam, intercept)
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -399,8 +430,7 @@ def _block_values(cm: CompiledModel, ctx, block: EncoderBlock) -> dict[str, np.n
     x = acts[block.x_in].astype(np.float64)
     out = {"attn_output": acts[block.attn_output], "block_input": acts.get(block.block_input)}
     for role, proj in (("q", block.q_proj), ("k", block.k_proj), ("v", block.v_proj)):
-        w, b = _projection(cm, proj)
-        out[role] = x @ w + (0 if b is None else b)
+        out[role] = _linear(x, *_projection(cm, proj))
     out["mask"] = None
     if block.has_mask:
         out["mask"] = mask_values(cm, ctx, block)
@@ -438,7 +468,7 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     z = taylor_attention_np(vals["q"], vals["k"], vals["v"], heads, scale, variant, centering, vals["mask"])
     y = vals["attn_output"].astype(np.float64)
     w, b = _out_projection(cm, block)
-    before = z @ w + (0 if b is None else b)
+    before = _linear(z, w, b)
     fit = BlockFit(block.index, mean_cosine(before, y))
     resid = vals["block_input"]
     if resid is not None and resid.shape == y.shape:
@@ -448,20 +478,20 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     intercept = b is not None
     n = len(z)
     n_hold = int(round(HOLDOUT_FRACTION * n)) if n >= 5 else 0
+    total = LsqStats.of(z, y)
     lam = ridge if ridge is not None else RIDGE_GRID[len(RIDGE_GRID) // 2]
     if n_hold:
-        perm = np.random.default_rng(0).permutation(n)
-        hold, train = perm[:n_hold], perm[n_hold:]
+        hold = np.sort(np.random.default_rng(0).permutation(n)[:n_hold])
+        train_stats = total - LsqStats.of(z[hold], y[hold])
         scores = {}
         for cand in ([ridge] if ridge is not None else RIDGE_GRID):
-            wh, bh = ridge_fit(z[train], y[train], cand, intercept)
-            scores[cand] = mean_cosine(z[hold] @ wh + (0 if bh is None else bh), y[hold])
+            scores[cand] = mean_cosine(_linear(z[hold], *train_stats.solve(cand, intercept)), y[hold])
         lam = max(scores, key=scores.get)
         fit.cos_after = scores[lam]
         fit.cos_before_holdout = mean_cosine(before[hold], y[hold])
     fit.ridge = lam
-    fit.weight, fit.bias = ridge_fit(z, y, lam, intercept)
-    after = z @ fit.weight + (0 if fit.bias is None else fit.bias)
+    fit.weight, fit.bias = total.solve(lam, intercept)
+    after = _linear(z, fit.weight, fit.bias)
     fit.cos_after_fit = mean_cosine(after, y)
     if fit.cos_after is None:
         fit.cos_after = fit.cos_after_fit
