@@ -59,6 +59,7 @@ class Analysis:
     options: dict = field(default_factory=dict)
     unit_counts: dict = field(default_factory=dict)
     unit_lanes: dict = field(default_factory=dict)
+    sections: dict = field(default_factory=dict)  #: extra report.json sections from the cost models
 
     def param(self, dotted: str, default=None):
         """A hardware parameter, or ``default`` when this kind of description lacks it."""
@@ -72,6 +73,8 @@ def _xbar_target(spec: HardwareSpec, options: dict):
 
 
 register_target("xbar", _xbar_target)
+# the systolic and hybrid targets register themselves on import
+from vitc.backends import hybrid as _hybrid, systolic as _systolic  # noqa: E402,F401
 
 # --------------------------------------------------------------------------- graph cache
 _CACHE: "OrderedDict[tuple, tuple[PreparedGraph, list[WorkItem], list[str]]]" = OrderedDict()
@@ -103,12 +106,20 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
         avail = ", ".join(sorted(TARGETS))
         raise VitcInputError(f"target '{target}' is not available in this build (available: {avail})")
     if target == "xbar" and spec.kind != "xbar":
-        raise VitcInputError(f"hardware '{spec.name}' is a {spec.kind} description; target xbar needs an xbar preset")
+        hint = " (use --target hybrid)" if spec.kind == "hybrid" else ""
+        raise VitcInputError(f"hardware '{spec.name}' is a {spec.kind} description; target xbar needs an xbar preset"
+                             + hint)
     batch = int(options.get("batch", 1))
     seq_len = options.get("seq_len")
+    models = TARGETS[target](spec, options)
     pg, items, warnings = prepared(model, batch, int(seq_len) if seq_len is not None else None)
     warnings = list(warnings)
-    models = TARGETS[target](spec, options)
+    for m in models:
+        # optional hook: a cost model may regroup the work items (e.g. cost an attention
+        # core as one unit); it gets a copy-on-write view (the cached items stay as they are)
+        hook = getattr(m, "prepare_items", None)
+        if hook is not None:
+            items = hook(pg, items, model)
     by_kind = {}
     for m in models:
         for k in m.kinds:
@@ -141,8 +152,14 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
             area[k] = area.get(k, 0.0) + v
         leak += m.leakage_uw()
     totals = _totals(spec, costs, sched, area, leak, floor)
+    sections = {}
+    for m in models:
+        warnings.extend(getattr(m, "warnings", []))
+        sec = getattr(m, "report_section", None)
+        if sec is not None:
+            sections["systolic"] = sec()
     return Analysis(model_name, target, spec, pg, items, costs, sched, floor, xbar, digital, area, leak, totals,
-                    warnings, options, counts, lanes)
+                    warnings, options, counts, lanes, sections)
 
 
 def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict, leak_uw: float, floor: dict) -> dict:

@@ -419,9 +419,21 @@ def _load_raw(name_or_path: str | os.PathLike, seen: tuple = ()) -> tuple[dict, 
 
 
 def load_hw(name_or_path) -> HardwareSpec:
-    """A :class:`HardwareSpec` from a preset name, a TOML path, or a spec (returned as is)."""
+    """A :class:`HardwareSpec` from a preset name, a TOML path, or a spec (returned as is).
+
+    ``"A+B"`` (one crossbar and one systolic description, e.g. ``rram-128+vitality``) gives
+    the combined description of the hybrid target (:func:`vitc.backends.hybrid.combine_specs`).
+    """
     if isinstance(name_or_path, HardwareSpec):
         return name_or_path
+    s = os.fspath(name_or_path)
+    if "+" in s and not Path(s).is_file():
+        # "XBAR+SYSTOLIC": the hybrid target's two descriptions (backends/hybrid.py)
+        from vitc.backends.hybrid import combine_specs
+        parts = [p.strip() for p in s.split("+")]
+        if any(not p for p in parts):
+            raise VitcInputError(f"hardware '{s}': empty name in a '+'-joined hardware value")
+        return combine_specs([load_hw(p) for p in parts], s)
     data, sources, label = _load_raw(name_or_path)
     meta = data.get("meta")
     if isinstance(meta, dict) and meta.get("kind") not in (None, "xbar") and isinstance(meta.get("kind"), str):

@@ -20,7 +20,8 @@ COLORS = {
     "buffer": "#8c564b", "interconnect": "#7f7f7f", "digital": "#2ca02c", "write": "#e377c2",
     "leakage": "#bcbd22",
 }
-UNIT_COLORS = {"xbar": "#1f77b4", "xbar-write": "#e377c2", "mac": "#2ca02c", "sfu": "#ff7f0e", "vector": "#9467bd"}
+UNIT_COLORS = {"xbar": "#1f77b4", "xbar-write": "#e377c2", "mac": "#2ca02c", "sfu": "#ff7f0e", "vector": "#9467bd",
+               "sa": "#17becf", "pp": "#8c564b"}
 
 _RC = {"svg.hashsalt": "vitc", "svg.fonttype": "none", "font.size": 8, "axes.titlesize": 10,
        "font.family": "DejaVu Sans"}
@@ -152,4 +153,54 @@ def gantt(slots: list[dict], makespan: int, freq_mhz: float, max_rows: int = 120
         return _svg(fig)
 
 
-__all__ = ["stacked_layers", "component_breakdown", "utilisation_histogram", "gantt", "COLORS"]
+def systolic_units(sy: dict) -> str:
+    """Systolic target: busy time (µs) and energy (µJ) per unit, plus SRAM and DRAM energy."""
+    f = sy["clock_mhz"]
+    units = [(u, v) for u, v in sy["units"].items() if v["instantiated"]]
+    with matplotlib.rc_context(_RC):
+        fig = _figure(10.0, 3.2)
+        fig.subplots_adjust(left=0.14, right=0.97, bottom=0.16, top=0.88, wspace=0.55)
+        ax = fig.add_subplot(1, 2, 1)
+        y = np.arange(len(units))
+        ax.barh(y, [v["busy_cycles"] / f for _, v in units], color="#17becf")
+        ax.set_yticks(y)
+        ax.set_yticklabels([u for u, _ in units])
+        ax.invert_yaxis()
+        ax.set_xlabel("busy time (µs)")
+        ax.set_title("Busy time per unit")
+        ax = fig.add_subplot(1, 2, 2)
+        rows = [(u, v["energy_pj"] / 1e6) for u, v in units] + [("SRAM", sy["sram"]["energy_pj"] / 1e6),
+                                                                ("DRAM", sy["dram"]["energy_pj"] / 1e6)]
+        y = np.arange(len(rows))
+        ax.barh(y, [v for _, v in rows], color=["#17becf"] * len(units) + ["#8c564b", "#7f7f7f"])
+        ax.set_yticks(y)
+        ax.set_yticklabels([u for u, _ in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("energy (µJ)")
+        ax.set_title("Energy per unit")
+        return _svg(fig)
+
+
+def step_shares(tab: dict) -> str:
+    """Per-step busy time of the attention cores (ViTALiTy Table II analogue), one bar per step."""
+    steps = tab["steps"]
+    with matplotlib.rc_context(_RC):
+        fig = _figure(8.0, 0.9 + 0.28 * len(steps))
+        fig.subplots_adjust(left=0.36, right=0.9, bottom=0.5 / (0.9 + 0.28 * len(steps)), top=0.85)
+        ax = fig.add_subplot(1, 1, 1)
+        y = np.arange(len(steps))
+        vals = [s["latency_ns"] / 1e3 for s in steps]
+        ax.barh(y, vals, color="#17becf")
+        for yi, s in zip(y, steps):
+            ax.text(s["latency_ns"] / 1e3, yi, f" {100 * s['share']:.0f}%", va="center", fontsize=7)
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{s['step']} [{s['unit']}]" for s in steps], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(vals or [1]) * 1.2)
+        ax.set_xlabel(f"busy time, all {tab['instances']} heads (µs)")
+        ax.set_title("Attention core: per-step busy time")
+        return _svg(fig)
+
+
+__all__ = ["stacked_layers", "component_breakdown", "utilisation_histogram", "gantt", "systolic_units",
+           "step_shares", "COLORS"]

@@ -102,7 +102,7 @@ def _mapping(an) -> dict:
         return {"schema": MAPPING_SCHEMA[0], "schema_version": MAPPING_SCHEMA[1], "model": an.model_name,
                 "hardware": spec.name, "crossbar": {}, "block_fields": BLOCK_FIELDS, "totals": an.floorplan,
                 "matrices": []}
-    cpw = spec.columns_per_weight if spec.kind == "xbar" else 1
+    cpw = spec.columns_per_weight if "crossbar" in spec.data else 1
     R, C = spec["crossbar.rows"], spec["crossbar.cols"]
     mp = spec.section("mapping")
     per_pe = mp["crossbars_per_pe"]
@@ -287,7 +287,8 @@ def build_report(an, pass_records: list[dict], mapping: dict) -> dict:
         "layers": _layers(an),
         "ops": _ops(an),
         "units": {u: {"count": n, "lanes": an.unit_lanes.get(u)} for u, n in sorted(an.unit_counts.items())},
-        "attention_products": an.param("attention_products.mode"),
+        "attention_products": ("systolic" if an.target in ("systolic", "hybrid")
+                               else an.param("attention_products.mode")),
         "utilisation": {"mean": float(util.mean()) if util.size else None, "histogram_edges": edges.tolist(),
                         "histogram_counts": counts.tolist()},
         "critical_path": [{"op": s.name, "layer": s.layer, "resource": s.resource, "start": s.start, "end": s.end}
@@ -297,6 +298,7 @@ def build_report(an, pass_records: list[dict], mapping: dict) -> dict:
         "lifetime": _lifetime(an),
         "warnings": sorted(set(an.warnings)),
         "notes": NOTES,
+        **({"systolic": an.sections["systolic"]} if "systolic" in an.sections else {}),
     }
 
 
@@ -330,6 +332,15 @@ def summary(an) -> str:
         f"  TOPS/mm²      {t['tops_per_mm2']:.4g}",
         f"  crossbars     {xb}",
     ]
+    sy = an.sections.get("systolic")
+    if sy is not None:
+        if an.xbar is None:
+            lines.pop()
+        a = sy["array"]
+        att = ", ".join(f"{v['cores']} {k}" for k, v in sorted(sy["attention_totals"].items())) or "none"
+        lines.append(f"  systolic      {sy['preset']}: {a['rows']}x{a['cols']} SA-General + {a['diag_rows']}x"
+                     f"{a['diag_cols']} SA-Diag, GEMMs {sy['options']['dataflow']}, attention cores: {att}"
+                     f" ({sy['options']['attention_dataflow']})")
     return "\n".join(lines)
 
 
@@ -382,6 +393,80 @@ def _layer_rows(rep: dict) -> list[list]:
 _LAYER_HEADER = ["layer", "unit", "crossbars", "repl.", "util.", "MACs", "start", "end", "latency µs", "energy µJ"]
 
 
+def _systolic_tables(sy: dict) -> list[tuple[str, list[str], list[list], str]]:
+    """(title, header, rows, note) of the systolic section, shared by report.md and report.html."""
+    f_mhz = sy["clock_mhz"]
+    out = []
+    o = sy["options"]
+    out.append(("Systolic unit: settings", ["setting", "value"],
+                [["preset", sy["preset"]],
+                 ["array", f"{sy['array']['rows']}x{sy['array']['cols']} SA-General + "
+                           f"{sy['array']['diag_rows']}x{sy['array']['diag_cols']} SA-Diag"],
+                 ["clock", f"{_g(f_mhz)} MHz"]] + [[k, str(v)] for k, v in sorted(o.items())]
+                + [["report components", ", ".join(f"{k} → {v}" for k, v in sorted(sy["component_map"].items()))]],
+                "Energy model: each unit's power × its busy cycles (idle units clock gated) + SRAM and DRAM "
+                "words × energy per word."))
+    rows = []
+    for u, v in sy["units"].items():
+        if not v["instantiated"]:
+            continue
+        rows.append([u, _g(v["lanes"]), _g(v["power_mw"]), _g(v["busy_cycles"]), _g(v["busy_cycles"] / f_mhz),
+                     _g(v["energy_pj"] / 1e6), _g(v["area_mm2"])])
+    rows.append(["SRAM", "–", "–", f"{sy['sram']['words']:,} words", "–", _g(sy["sram"]["energy_pj"] / 1e6), "–"])
+    rows.append(["DRAM", "–", "–", f"{sy['dram']['words']:,} words", _g(sy["dram"]["stall_cycles"] / f_mhz)
+                 + " stall", _g(sy["dram"]["energy_pj"] / 1e6), "–"])
+    if sy.get("link"):
+        rows.append(["on-chip link (activations)", "–", "–", f"{sy['link']['words']:,} words", "–",
+                     _g(sy["link"]["energy_pj"] / 1e6), "–"])
+    out.append(("Systolic unit: busy time and energy per unit",
+                ["unit", "lanes", "power mW", "busy cycles", "busy µs", "energy µJ", "area mm²"], rows, ""))
+    out.append(("Systolic unit: work by kind", ["kind", "ops", "cycles", "µs", "energy µJ", "MACs"],
+                [[k, _g(v["ops"]), _g(v["cycles"]), _g(v["cycles"] / f_mhz), _g(v["energy_pj"] / 1e6),
+                  _g(v["macs"])] for k, v in sy["by_kind"].items()],
+                "Energies here exclude the crossbar post-layout factor; in the hybrid target, crossbar ops "
+                "are not listed."))
+    if sy["attention_totals"]:
+        rows = []
+        for k, v in sorted(sy["attention_totals"].items()):
+            e = v["energy_uj"]
+            rows.append([k, _g(v["cores"]), _g(v["latency_ns"] / 1e3), _g(e.get("systolic")), _g(e.get("other")),
+                         _g(e.get("data_access")), _g(e.get("overall")), _g(e.get("dram")), _g(v["macs"])])
+        out.append(("Attention cores (ViTALiTy Table V cells)",
+                    ["kind", "cores", "latency µs", "systolic µJ", "other µJ", "data access µJ", "overall µJ",
+                     "DRAM µJ", "MACs"], rows,
+                    "Each ai.vitc attention core is costed as a unit (backends/vitality_model.py); 'overall' is "
+                    "on-chip energy as in Table V, DRAM is reported beside it."))
+    for tab in sy["steps"]:
+        desc = ", ".join(f"{k}={tab[k]}" for k in ("kind", "variant", "centering", "simplified", "masked",
+                                                     "dataflow", "n", "d") if k in tab)
+        rows = [[s["step"], s["unit"], _g(s["ops_per_head"]), _g(s["cycles_per_head"]), _g(s["latency_ns"] / 1e3),
+                 f"{100 * s['share']:.1f}%"] for s in tab["steps"]]
+        rows.append(["overall, steps in sequence", "", "", _g(sum(s["cycles_per_head"] for s in tab["steps"])),
+                     _g(tab["sequential_ns"] / 1e3), "100%"])
+        rows.append(["overall, intra-layer pipeline", "", "", "", _g(tab["pipelined_ns"] / 1e3), ""])
+        out.append((f"Per-step latency (Table II analogue): {desc}",
+                    ["step", "unit", "ops / head", "cycles / head", f"µs ({tab['instances']} heads)", "share"],
+                    rows, "Busy time of each step; the accelerator overlaps the steps (Fig. 7), so the pipelined "
+                          "total is below the sequential sum."))
+    dfc = sy["dataflow_comparison"]
+    if dfc["attention"]:
+        rows = []
+        for df, e in sorted(dfc["attention"].items()):
+            rows.append([df, _g(e.get("systolic")), _g(e.get("other")), _g(e.get("data_access")),
+                         _g(e.get("overall")), _g(e.get("latency_cycles", 0) / f_mhz)])
+        out.append(("Dataflow comparison: Taylor attention cores",
+                    ["dataflow", "systolic µJ", "other µJ", "data access µJ", "overall µJ", "latency µs"], rows,
+                    f"Selected: {o['attention_dataflow']}."))
+    g = dfc["gemm"]
+    if g["gemms"]:
+        rows = [[df, _g(g[df]["sa_busy_cycles"]), _g(g[df]["latency_ns"] / 1e3), f"{g[df]['sram_words']:,}",
+                 _g(g[df]["energy_pj"] / 1e6)] for df in ("ws", "is", "os", "auto")]
+        out.append(("Dataflow comparison: GEMMs outside the attention cores",
+                    ["dataflow", "SA busy cycles", "µs", "SRAM words", "SA + SRAM µJ"], rows,
+                    f"{g['gemms']} GEMMs; selected: {g['selected']}; cycle mode {o['gemm_mode']}."))
+    return out
+
+
 def render_md(rep: dict, summary_text: str) -> str:
     t = rep["totals"]
     parts = [f"# vitc report — {rep['model']['name']} on {rep['hardware']['name']} ({rep['target']})", "",
@@ -398,6 +483,9 @@ def render_md(rep: dict, summary_text: str) -> str:
              _md_table(["op", "layer", "resource", "start", "end"],
                        [[c["op"], c["layer"], c["resource"], _g(c["start"]), _g(c["end"])]
                         for c in rep["critical_path"]]), ""]
+    if rep.get("systolic"):
+        for title, header, rows, note in _systolic_tables(rep["systolic"]):
+            parts += [f"## {title}", "", _md_table(header, rows), ""] + ([note, ""] if note else [])
     parts += ["## Pass records", ""]
     if rep["pass_records"]:
         parts.append("```json\n" + json.dumps(_r(rep["pass_records"]), sort_keys=True, indent=1, ensure_ascii=False)
@@ -457,7 +545,13 @@ def render_html(rep: dict, an, mapping: dict, sched: dict, with_plots: bool = Tr
                                                                        t["area_by_component_mm2"])))
         util = np.concatenate([np.array([b[-1] for b in m["blocks"]], dtype=float)
                                for m in mapping["matrices"] if not m["dynamic"]] or [np.zeros(0)])
-        figs.append(("Crossbar utilisation", plots.utilisation_histogram(util)))
+        if an.xbar is not None:
+            figs.append(("Crossbar utilisation", plots.utilisation_histogram(util)))
+        if rep.get("systolic"):
+            figs.append(("Systolic unit: busy time and energy per unit", plots.systolic_units(rep["systolic"])))
+            for tab in rep["systolic"]["steps"]:
+                figs.append((f"Per-step latency, {tab['kind']} attention (n={tab['n']}, d={tab['d']})",
+                             plots.step_shares(tab)))
         figs.append(("Schedule timeline", plots.gantt(
             [{"unit": o["unit"], "resource": o["resource"], "instance": o["instance"], "start": o["start"],
               "end": o["end"]} for o in sched["ops"]], sched["makespan_cycles"], sched["clock_mhz"])))
@@ -482,6 +576,11 @@ def render_html(rep: dict, an, mapping: dict, sched: dict, with_plots: bool = Tr
               _html_table(["op", "layer", "resource", "start", "end"],
                           [[c["op"], c["layer"], c["resource"], _g(c["start"]), _g(c["end"])]
                            for c in rep["critical_path"]])]
+    if rep.get("systolic"):
+        for title, header, rows, note in _systolic_tables(rep["systolic"]):
+            parts += [f"<h2>{html.escape(title)}</h2>", _html_table(header, rows)]
+            if note:
+                parts.append(f"<p class='note'>{html.escape(note)}</p>")
     parts.append("<h2>Pass records</h2>")
     if rep["pass_records"]:
         parts.append("<pre>" + html.escape(json.dumps(_r(rep["pass_records"]), sort_keys=True, indent=1,

@@ -94,6 +94,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 HW_DIR = Path(__file__).resolve().parent / "hw"
 DATAFLOWS = ("down-forward", "g-stationary")
+TAYLOR_VARIANTS = ("paper", "code")
+CENTERINGS = ("tokens", "features", "none")
 SCHEDULES = ("pipelined", "scalesim", "double-buffered")
 ENERGIES = ("busy", "activity")
 
@@ -295,11 +297,34 @@ class Step:
 
 
 def taylor_head_steps(n: int, d: int, hw: VitalityHW,
-                      dataflow: str = "down-forward") -> list[Step]:
-    """Algorithm 1 for one head (n tokens, head dim d) as a list of :class:`Step`."""
+                      dataflow: str = "down-forward", *, variant: str = "paper",
+                      centering: str | None = None, simplified: bool = False,
+                      masked: bool = False) -> list[Step]:
+    """Algorithm 1 for one head (n tokens, head dim d) as a list of :class:`Step`.
+
+    The default (``variant="paper"``, centring over tokens) is the paper's Algorithm 1.
+    The other forms of ``ai.vitc::TaylorAttention`` (``runtime/taylor_ops.py``):
+
+    * ``centering="features"``: K_bar per key (row means): the divider makes ``n``
+      means instead of ``d``; ``"none"``: no K_bar / K_hat steps.
+    * ``simplified`` (paper/tokens, k_hat_sum = 0): Z = v_sum/n + Q (s/n G): only
+      v_sum is accumulated, G is scaled on SA-Diag (d x d), v_sum/n on the divider
+      (d), one add per output on the adder; no t_D, no Z division.
+    * ``variant="code"``: Z = s Q (K_hat^T V): K_bar/K_hat, G, s G (SA-Diag), Q G.
+    * ``masked``: key weights w applied to K_hat rows on SA-Diag (n*d) and n_w
+      accumulated (n).
+    Element-wise multiplications run on SA-Diag (64 MAC PEs; a diagonal-matrix
+    product is what it computes).
+    """
     R, C = hw.rows, hw.cols
     w = hw.width
     rows = lambda unit, r, width: _rows64(r, width, w[unit])  # noqa: E731
+    diag_lanes = hw.diag_rows * hw.diag_cols
+    if variant not in TAYLOR_VARIANTS:
+        raise ValueError(f"variant must be one of {TAYLOR_VARIANTS}")
+    centering = centering or ("tokens" if variant == "paper" else "features")
+    if centering not in CENTERINGS:
+        raise ValueError(f"centering must be one of {CENTERINGS}")
     if dataflow == "down-forward":
         g = gemm_cost(d, d, n, R, C, "ws")                    # V stationary
     else:
@@ -307,20 +332,65 @@ def taylor_head_steps(n: int, d: int, hw: VitalityHW,
     qg = gemm_cost(n, d, d, R, C, "ws")                       # G stationary
     qk = gemm_cost(n, 1, d, hw.diag_rows, hw.diag_cols, "ws")  # k_hat_sum stationary
     qg_cycles = qg.cycles + 1 - (R if dataflow == "g-stationary" else 0)
-    return [
-        Step("1 K_bar = sum_t K", "accumulator_array", n * d, rows("accumulator_array", n, d)),
-        Step("1 K_bar /= n", "divider_array", d, math.ceil(d / w["divider_array"])),
-        Step("1 K_hat = K - K_bar", "adder_array", n * d, rows("adder_array", n, d)),
-        Step("2 G = K_hat^T V", "sa_general", g.macs, g.cycles + 1, g),
+    pre = []
+    if centering == "tokens":
+        pre = [Step("1 K_bar = sum_t K", "accumulator_array", n * d, rows("accumulator_array", n, d)),
+               Step("1 K_bar /= n", "divider_array", d, math.ceil(d / w["divider_array"])),
+               Step("1 K_hat = K - K_bar", "adder_array", n * d, rows("adder_array", n, d))]
+    elif centering == "features":
+        pre = [Step("1 K_bar = row sums of K", "accumulator_array", n * d,
+                    rows("accumulator_array", n, d)),
+               Step("1 K_bar /= d", "divider_array", n, math.ceil(n / w["divider_array"])),
+               Step("1 K_hat = K - K_bar", "adder_array", n * d, rows("adder_array", n, d))]
+    if masked:
+        pre += [Step("1 K_hat *= w", "sa_diag", n * d, _rows64(n, d, diag_lanes)),
+                Step("1 n_w = sum w", "accumulator_array", n, math.ceil(n / w["accumulator_array"]))]
+    gstep = Step("2 G = K_hat^T V", "sa_general", g.macs, g.cycles + 1, g)
+    qgstep = Step("5 Q G", "sa_general", qg.macs, qg_cycles, qg)
+    if variant == "code":
+        return pre + [gstep, Step("5 G *= s", "sa_diag", d * d, _rows64(d, d, diag_lanes)), qgstep]
+    if simplified:
+        return pre + [
+            gstep,
+            Step("3 v_sum", "accumulator_array", n * d, rows("accumulator_array", n, d)),
+            Step("5 G *= s/n", "sa_diag", d * d, _rows64(d, d, diag_lanes)),
+            Step("5 v_sum /= n", "divider_array", d, math.ceil(d / w["divider_array"])),
+            qgstep,
+            Step("6 Z = v_sum/n + QG", "adder_array", n * d, rows("adder_array", n, d)),
+        ]
+    return pre + [
+        gstep,
         Step("3 k_hat_sum, v_sum", "accumulator_array", 2 * n * d,
              2 * rows("accumulator_array", n, d)),
         Step("4 Q k_hat_sum^T", "sa_diag", qk.macs, qk.cycles + 1, qk),
         Step("4 t_D = n sqrt(d) + Qk", "adder_array", n, math.ceil(n / w["adder_array"])),
-        Step("5 Q G", "sa_general", qg.macs, qg_cycles, qg),
+        qgstep,
         Step("5 T_N = sqrt(d) v_sum + QG", "adder_array", n * d, rows("adder_array", n, d)),
         Step("6 Z = T_N / t_D", "divider_array", n * d, rows("divider_array", n, d)),
     ]
 
+
+def softmax_head_steps(n: int, d: int, hw: VitalityHW, masked: bool = False) -> list[Step]:
+    """Softmax attention for one head on the same array (Table II "BASELINE" steps).
+
+    S = Q K^T (K^T stationary), softmax on the 64-lane units (row max-subtract on the
+    adder, exp on the exp array, row sums on the accumulator, division on the divider;
+    a mask is one more add per score), Z = P V (V stationary).
+    """
+    R, C = hw.rows, hw.cols
+    w = hw.width
+    s = gemm_cost(n, n, d, R, C, "ws")
+    z = gemm_cost(n, d, n, R, C, "ws")
+    add = (2 if masked else 1) * n * n
+    return [
+        Step("1 S = Q K^T", "sa_general", s.macs, s.cycles + 1, s),
+        Step("2 S - rowmax" + (" + mask" if masked else ""), "adder_array", add,
+             (2 if masked else 1) * _rows64(n, n, w["adder_array"])),
+        Step("2 exp", "exp_array", n * n, _rows64(n, n, w["exp_array"])),
+        Step("2 row sums", "accumulator_array", n * n, _rows64(n, n, w["accumulator_array"])),
+        Step("2 P = exp / sum", "divider_array", n * n, _rows64(n, n, w["divider_array"])),
+        Step("3 Z = P V", "sa_general", z.macs, z.cycles + 1, z),
+    ]
 
 
 def _rows64(n_rows: int, width_elems: int, lanes: int) -> int:
@@ -365,8 +435,9 @@ def _finish(cost: AttentionCost, hw: VitalityHW, energy: str, mac_units: tuple) 
 
 def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: int = 1, *,
                           dataflow: str = "down-forward", schedule: str = "pipelined",
-                          energy: str = "busy", hw: VitalityHW | str | None = None
-                          ) -> AttentionCost:
+                          energy: str = "busy", hw: VitalityHW | str | None = None,
+                          variant: str = "paper", centering: str | None = None,
+                          simplified: bool = False, masked: bool = False) -> AttentionCost:
     """ViTALiTy Taylor attention (Algorithm 1) on the ViTALiTy accelerator.
 
     Args:
@@ -377,6 +448,8 @@ def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: in
             ``"double-buffered"`` (products in isolation).
         energy: ``"busy"`` (power x busy cycles, default) or ``"activity"``.
         hw: :class:`VitalityHW`, a preset name / path, or None for ``vitality``.
+        variant, centering, simplified, masked: the ``ai.vitc::TaylorAttention`` form
+            (see :func:`taylor_head_steps`); the defaults are the paper's Algorithm 1.
     Returns:
         :class:`AttentionCost` for all ``layers`` x ``heads`` x ``batch`` head instances.
     """
@@ -384,9 +457,12 @@ def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: in
     R, C = hw.rows, hw.cols
     hb = heads * batch                     # independent head instances per layer
     inst = hb * layers
+    centering = centering or ("tokens" if variant == "paper" else "features")
+    with_td = variant == "paper" and not simplified   # t_D = n + Q k_hat_sum on SA-Diag
 
-    steps = taylor_head_steps(n, d, hw, dataflow)
-    per_head = {}
+    steps = taylor_head_steps(n, d, hw, dataflow, variant=variant, centering=centering,
+                              simplified=simplified, masked=masked)
+    per_head = {u: 0 for u in ("accumulator_array", "adder_array", "divider_array", "sa_diag")}
     ops = {}
     for st in steps:
         per_head[st.unit] = per_head.get(st.unit, 0) + st.cycles
@@ -395,8 +471,12 @@ def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: in
                            ("accumulator_array", "adder_array", "divider_array"))
 
     sa = sa_layer_cycles_taylor(n, d, hb, R, C, dataflow, schedule) * layers
-    diag = sa_layer_cycles_stream([(n, 1, d)], hb, hw.diag_rows, hw.diag_cols,
-                                  schedule) * layers
+    if with_td:
+        diag = sa_layer_cycles_stream([(n, 1, d)], hb, hw.diag_rows, hw.diag_cols,
+                                      schedule) * layers
+        diag += (per_head["sa_diag"] - next(s.cycles for s in steps if s.step.startswith("4 Q"))) * inst
+    else:                                  # only element-wise scaling on SA-Diag
+        diag = per_head["sa_diag"] * inst
     busy = {"sa_general": sa, "sa_diag": diag, "accumulator_array": acc_c * inst,
             "adder_array": add_c * inst, "divider_array": div_c * inst}
 
@@ -406,8 +486,12 @@ def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: in
     else:  # G stays in the PEs: no G write, no G read for QG
         gemm_w = (_gemm_words(d, d, n, R, C, "os", skip_c_write=True)
                   + _gemm_words(n, d, d, R, C, "ws", skip_b_read=True))
-    diag_w = _gemm_words(n, 1, d, hw.diag_rows, hw.diag_cols, "ws") - n * d  # Q is broadcast
-    pre_w = 5 * n * d   # K for K_bar; K in + K_hat out; K_hat + V for the sums
+    diag_w = (_gemm_words(n, 1, d, hw.diag_rows, hw.diag_cols, "ws") - n * d  # Q is broadcast
+              if with_td else 0)
+    # K for K_bar; K in + K_hat out; then the sums read K_hat and V (paper), V (simplified)
+    centre_w = 3 * n * d if centering != "none" else 0
+    sums_w = 0 if variant == "code" else (n * d if simplified else 2 * n * d)
+    pre_w = centre_w + sums_w
     cost = AttentionCost(kind="taylor", dataflow=dataflow, schedule=schedule,
                          energy_model=energy, n=n, d=d, heads=heads, layers=layers,
                          batch=batch, busy_cycles=busy, ops=ops, steps=steps,
@@ -423,7 +507,8 @@ def taylor_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: in
 
 def softmax_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: int = 1, *,
                            schedule: str = "pipelined", energy: str = "busy",
-                           hw: VitalityHW | str | None = None) -> AttentionCost:
+                           hw: VitalityHW | str | None = None,
+                           masked: bool = False) -> AttentionCost:
     """Baseline softmax attention on the same array (down-forward/ws) with an exp unit.
 
     Per head: S = Q K^T (n x d)(d x n), K^T stationary; P = softmax(S / sqrt d) on the
@@ -431,7 +516,8 @@ def softmax_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: i
     sums, divider: n^2 divisions); Z = P V (n x n)(n x d), V stationary.  S rows
     stream into P V as they are normalised, so there is no dependency bubble.
     SRAM: both GEMMs' traffic plus S read and P written once by the softmax chain.
-    The exp unit is a SURROGATE (see ``vitality.toml``).
+    The exp unit is a SURROGATE (see ``vitality.toml``).  ``masked``: one more add
+    per score (additive mask) on the adder.
     """
     hw = hw if isinstance(hw, VitalityHW) else vitality_hw(hw or "vitality")
     R, C = hw.rows, hw.cols
@@ -440,9 +526,11 @@ def softmax_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: i
     lanes = hw.width
     sm = {u: _rows64(n, n, lanes[u]) for u in
           ("adder_array", "exp_array", "accumulator_array", "divider_array")}
+    if masked:
+        sm["adder_array"] *= 2
     sa = sa_layer_cycles_stream([(n, n, d), (n, d, n)], hb, R, C, schedule) * layers
     busy = {"sa_general": sa, **{u: c * inst for u, c in sm.items()}}
-    ops = {"sa_general": 2 * n * n * d * inst, "adder_array": n * n * inst,
+    ops = {"sa_general": 2 * n * n * d * inst, "adder_array": (2 if masked else 1) * n * n * inst,
            "exp_array": n * n * inst, "accumulator_array": n * n * inst,
            "divider_array": n * n * inst}
     words = (_gemm_words(n, n, d, R, C, "ws") + _gemm_words(n, d, n, R, C, "ws")
@@ -450,7 +538,8 @@ def softmax_attention_cost(n: int, d: int, heads: int, layers: int = 1, batch: i
     cost = AttentionCost(kind="softmax", dataflow="down-forward", schedule=schedule,
                          energy_model=energy, n=n, d=d, heads=heads, layers=layers,
                          batch=batch, busy_cycles=busy, ops=ops, sram_words=words * inst,
-                         dram_words=4 * n * d * inst)
+                         dram_words=4 * n * d * inst,
+                         steps=softmax_head_steps(n, d, hw, masked))
     per_layer = max([sa // layers] + [c * hb for c in sm.values()])
     cost.latency_cycles = layers * (per_layer + R + C)
     return _finish(cost, hw, energy, ("sa_general",))

@@ -1,0 +1,98 @@
+"""``--target hybrid``: static-weight products on crossbars, everything else on a systolic unit.
+
+Naming the two presets: ``--hw XBAR+SYSTOLIC`` (either order), e.g.
+``vitc compile m.onnx --target hybrid --hw rram-128+vitality``. Each part may be a preset
+name or a TOML file (``my_xbar.toml+vitality``). :func:`vitc.backends.hardware.load_hw`
+returns the combined description (:func:`combine_specs`): ``kind = "hybrid"``, the
+crossbar description's sections at the top level (so every crossbar field keeps its
+dotted name, and the schedule runs at the crossbar preset's clock), and the systolic
+description under ``parts.systolic``.
+
+Mapping
+-------
+* ``mvm`` (MatMul/Gemm with a constant operand, Conv: projections, MLP, patch embedding,
+  head) and ``lstm`` → crossbars (:class:`~vitc.backends.xbar.XbarModel`, weights stay
+  programmed; ``attention_products.mode`` of the crossbar preset is ignored: activation
+  products never go to crossbars here);
+* ``act_product`` (QKᵀ, S·V, K̂ᵀV, Q·G outside recognised cores), the attention cores
+  (``ai.vitc::Attention`` / ``ai.vitc::TaylorAttention``, costed as units) and all
+  element-wise / special-function work → the systolic unit
+  (:class:`~vitc.backends.systolic.SystolicModel`).
+
+Energy: the crossbar preset's ``post_layout_energy_factor`` applies to the crossbar part
+only (the systolic model hands the flow its energies divided by the factor). Activations
+move between the crossbar tiles and the systolic unit over the crossbar chip's on-chip
+interconnect (its ``interconnect.energy_pj_per_bit`` × the systolic precision per word),
+not through DRAM; nothing static is left for DRAM unless an op outside the crossbars has
+a constant operand. Report
+components: crossbar energies as in the xbar target; the systolic unit's arrays and
+processors under ``digital``, its SRAM under ``buffer``, its DRAM under ``interconnect``.
+Area: crossbar tiles + the systolic unit (SA and processors under ``digital``). LSTM gates
+(rare in ViTs) keep the crossbar preset's special-function energies.
+"""
+from __future__ import annotations
+
+import copy
+
+from vitc.backends.cost import register_target
+from vitc.backends.digital import DigitalModel
+from vitc.backends.hardware import HardwareSpec
+from vitc.backends.partition import LSTM, MVM
+from vitc.backends.systolic import HYBRID_COMPONENTS, SystolicModel, systolic_hw
+from vitc.backends.xbar import XbarModel
+from vitc.compiler.errors import VitcInputError
+
+PREFIX = "parts.systolic."
+
+
+def combine_specs(specs: list[HardwareSpec], label: str) -> HardwareSpec:
+    """One crossbar and one systolic description → the hybrid description."""
+    kinds = sorted(s.kind for s in specs)
+    if len(specs) != 2 or kinds != ["systolic", "xbar"]:
+        got = ", ".join(f"{s.name} ({s.kind})" for s in specs)
+        raise VitcInputError(f"hardware '{label}': a '+'-joined hardware value needs one crossbar and one systolic "
+                             f"description, e.g. rram-128+vitality (got {got})")
+    xb = next(s for s in specs if s.kind == "xbar")
+    sa = next(s for s in specs if s.kind == "systolic")
+    data = copy.deepcopy(xb.data)
+    data["meta"] = {
+        "name": f"{xb.name}+{sa.name}", "kind": "hybrid",
+        "description": f"hybrid: {xb.name} crossbars for static MVMs + {sa.name} systolic unit for the rest "
+                       f"({xb.description} | {sa.description})",
+        "sources": list(xb.data.get("meta", {}).get("sources", [])) + list(sa.data.get("meta", {}).get("sources", [])),
+        "surrogates": sorted(xb.surrogates) + sorted(PREFIX + k for k in sa.surrogates),
+        "parts": [xb.name, sa.name],
+    }
+    data["parts"] = {"systolic": copy.deepcopy(sa.data)}
+    sources = dict(xb.sources)
+    sources.update({PREFIX + k: v for k, v in sa.sources.items()})
+    return HardwareSpec(name=data["meta"]["name"], data=data, sources=sources, origin=label)
+
+
+def systolic_part(spec: HardwareSpec) -> dict:
+    """The systolic description inside a hybrid one."""
+    return spec.data["parts"]["systolic"]
+
+
+def _hybrid_target(spec: HardwareSpec, options: dict):
+    if spec.kind != "hybrid":
+        raise VitcInputError(f"target hybrid needs two hardware descriptions joined by '+', crossbar and systolic "
+                             f"(e.g. --hw {spec.name if spec.kind == 'xbar' else 'rram-128'}+"
+                             f"{spec.name if spec.kind == 'systolic' else 'vitality'}); '{spec.name}' is a "
+                             f"{spec.kind} description")
+    sys_data = systolic_part(spec)
+    shw = systolic_hw(sys_data, sys_data.get("meta", {}).get("name", "systolic part"))
+    zeta = spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0
+    digital = DigitalModel(spec, act_products=False)   # LSTM gate costs only
+    xbar = XbarModel(spec, digital)
+    xbar.kinds = (MVM, LSTM)
+    link = spec.get("interconnect.energy_pj_per_bit")
+    sysm = SystolicModel(shw, options, sched_freq_ghz=spec.freq_ghz, kinds=("act_product", "sfu", "vector"),
+                         components=HYBRID_COMPONENTS, energy_scale=1.0 / zeta,
+                         link_pj_per_word=None if link is None else link * shw.hw.bits)
+    return [xbar, sysm]
+
+
+register_target("hybrid", _hybrid_target)
+
+__all__ = ["combine_specs", "systolic_part", "PREFIX"]
