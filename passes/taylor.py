@@ -165,7 +165,8 @@ class LsqStats:
     def of(cls, x: np.ndarray, y: np.ndarray) -> "LsqStats":
         x = x.reshape(-1, x.shape[-1]).astype(np.float64, copy=False)
         y = y.reshape(-1, y.shape[-1]).astype(np.float64, copy=False)
-        return cls(len(x), x.sum(0), y.sum(0), x.T @ x, x.T @ y)
+        xt = np.ascontiguousarray(x.T)       # (x.T @ x takes OpenBLAS's much slower syrk path)
+        return cls(len(x), x.sum(0), y.sum(0), xt @ x, xt @ y)
 
     def __sub__(self, o: "LsqStats") -> "LsqStats":
         return LsqStats(self.n - o.n, self.sx - o.sx, self.sy - o.sy, self.xtx - o.xtx, self.xty - o.xty)
