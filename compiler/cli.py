@@ -50,6 +50,10 @@ def _cmd_validate(args) -> int:
                              labels=labels if labels != "" else True, rtol=args.rtol, atol=args.atol,
                              seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape))
     print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.format())
+    from vitc.compiler.simulate import nonideal_note
+    note = "" if args.json else nonideal_note(args.candidate, result)
+    if note:
+        print(note)
     if not result.passed:
         raise VitcCheckFailed("validation failed: outputs differ beyond tolerance")
     return 0

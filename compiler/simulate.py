@@ -761,6 +761,25 @@ def add_simulate_parser(sub) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
-__all__ = ["simulate_model", "SimResult", "SimLayer", "sim_config_of", "adc_sweep", "SweepResult", "parse_bits",
+def nonideal_note(candidate, result) -> str:
+    """For ``vitc validate``: a line naming the non-ideal accuracy when ``candidate`` is a
+    simulated model (empty string otherwise)."""
+    try:
+        model = candidate if isinstance(candidate, onnx.ModelProto) else onnx.load(str(candidate),
+                                                                                    load_external_data=False)
+    except Exception:  # noqa: BLE001 - the validation itself reports unreadable models
+        return ""
+    cfg = sim_config_of(model)
+    if cfg is None:
+        return ""
+    accs = [o.cand_accuracy for o in result.outputs if o.cand_accuracy is not None]
+    what = (f"non-ideal accuracy {100 * accs[0]:.2f} %" if accs else
+            "non-ideal outputs (pass --labels for the non-ideal accuracy)")
+    adc = f"{cfg['adc_bits']}-bit ADC" if cfg.get("adc_bits") else "ideal ADC"
+    return (f"{what}: candidate simulates crossbars ({cfg.get('source') or 'custom'}, {cfg.get('mode')}, {adc}); "
+            "differences from the reference are the modelled non-idealities")
+
+
+__all__ = ["nonideal_note", "simulate_model", "SimResult", "SimLayer", "sim_config_of", "adc_sweep", "SweepResult", "parse_bits",
            "add_sim_arguments", "options_from_args", "config_from_options", "emit_sim_files", "cmd_simulate",
            "add_simulate_parser", "simulate_files"]
