@@ -2,8 +2,12 @@
 """onnxruntime CPU latency: original ViT vs ``--passes taylor`` (and taylor,reorder --reorder-simplify).
 
 Zoo DeiT-Tiny (seeded random weights; latency does not depend on the values) at
-224/16 (197 tokens) and 448/8 (3137 tokens), batch 1, fixed thread count, warm-up runs, then the
-median of timed runs. Prints a table and the speed-up ratios original/compiled.
+224/16 (197 tokens) and 448/8 (3137 tokens), batch 1, fixed intra-op thread count, sequential
+execution, warm-up runs, then the median of timed runs; the variants' runs are interleaved so
+that all see the same machine load. Prints the speed-up ratios original/compiled.
+
+Variants: original (the exported graph), canonical (vitc with no pass: ai.vitc::Attention
+softmax function), taylor, taylor+reorder (--reorder-simplify: constant denominator).
 
     python benchmarks/taylor_latency.py                       # both sizes, 2 threads
     python benchmarks/taylor_latency.py --sizes 224/16 --runs 20 --json out.json
@@ -34,17 +38,6 @@ def session(model, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def median_latency(sess: ort.InferenceSession, feeds: dict, warmup: int, runs: int) -> tuple[float, list[float]]:
-    for _ in range(warmup):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
 def bench_size(name: str, img: int, patch: int, threads: int, warmup: int, runs: int, depth: int | None) -> dict:
     original = build_vit(name, img_size=img, patch=patch, depth=depth)
     tokens = (img // patch) ** 2 + 1
@@ -54,23 +47,28 @@ def bench_size(name: str, img: int, patch: int, threads: int, warmup: int, runs:
     variants["taylor"] = compile_model(original, passes="taylor", target="none", name=name,
                                        options={"taylor_measure": False}).model
     variants["taylor+reorder"] = compile_model(original, passes="taylor,reorder", target="none", name=name,
-                                               options={"taylor_measure": False, "reorder_simplify": True}).model
+                                               options={"taylor_measure": False, "reorder_simplify": True,
+                                                        "reorder_measure": False}).model
     compile_s = time.perf_counter() - t0
     feeds = {"input": np.random.default_rng(0).standard_normal((1, 3, img, img)).astype(np.float32)}
-    ref = None
     row = {"model": name, "img": img, "patch": patch, "tokens": tokens, "threads": threads, "runs": runs,
            "compile_s": round(compile_s, 2), "latency_ms": {}, "all_ms": {}}
-    for key, model in variants.items():
-        sess = session(model, threads)
-        med, times = median_latency(sess, feeds, warmup, runs)
-        row["latency_ms"][key] = round(1e3 * med, 2)
-        row["all_ms"][key] = [round(1e3 * t, 2) for t in times]
-        out = sess.run(None, feeds)[0]
-        if key == "original":
-            ref = out
-        elif key == "canonical":
-            row["canonical_max_rel"] = float(np.abs(out - ref).max() / np.abs(ref).max())
-        del sess
+    sessions = {key: session(model, threads) for key, model in variants.items()}
+    outs = {key: sess.run(None, feeds)[0] for key, sess in sessions.items()}
+    ref = outs["original"]
+    row["canonical_max_rel"] = float(np.abs(outs["canonical"] - ref).max() / np.abs(ref).max())
+    for sess in sessions.values():
+        for _ in range(warmup):
+            sess.run(None, feeds)
+    times = {key: [] for key in sessions}
+    for _ in range(runs):          # interleaved, so every variant sees the same machine load
+        for key, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            times[key].append(time.perf_counter() - t0)
+    for key, ts in times.items():
+        row["latency_ms"][key] = round(1e3 * statistics.median(ts), 2)
+        row["all_ms"][key] = [round(1e3 * t, 2) for t in ts]
     lat = row["latency_ms"]
     row["speedup"] = {k: round(lat["original"] / lat[k], 3) for k in ("canonical", "taylor", "taylor+reorder")}
     return row

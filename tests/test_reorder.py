@@ -56,6 +56,7 @@ def test_reorder_alone_is_exact_on_fixtures(path):
     feeds = synthetic_inputs(original, batch=2, seed=0, shapes=shapes)
     assert _max_rel(_run(original, feeds), _run(res.model, feeds)) <= 1e-5
     assert res.compiled.records[0].name == "reorder"
+    assert res.compiled.records[0].fidelity["measured"] == "graph unchanged"
 
 
 @pytest.mark.parametrize("img,patch,depth", [(64, 16, 2), (224, 16, 1)])
@@ -128,6 +129,7 @@ def test_simplify_taylor_constant_denominator(tiny_zoo):
                          options={"taylor_measure": False, "reorder_simplify": True})
     rec = simp.compiled.records[1]
     assert rec.details["taylor_constant_denominator_blocks"] == [0, 1]
+    assert rec.fidelity["max_rel"] <= 1e-5 and rec.fidelity["measured_on"].startswith("8 calibration samples")
     overloads = {n.overload for n in simp.model.graph.node if n.op_type == "TaylorAttention"}
     assert overloads == {"paper-tokens-const"}
     feeds = synthetic_inputs(base.model, batch=2, seed=3)
