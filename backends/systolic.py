@@ -233,6 +233,7 @@ def find_cores(pg, items: list[WorkItem], model, warnings: list[str]) -> dict[st
     if model is None:
         return {}
     nodes = {n.name: n for n in model.graph.node if n.name}
+    by_output = {n.output[0]: n for n in model.graph.node if n.output and n.domain == "ai.vitc"}
     shape: dict[str, list] = {}
     for op in pg.ops:
         for t, s in zip(op.inputs, op.in_shapes):
@@ -248,6 +249,10 @@ def find_cores(pg, items: list[WorkItem], model, warnings: list[str]) -> dict[st
         if kind is None or op.origin in cores:
             continue
         node = nodes.get(op.origin)
+        if node is None or f"{node.domain}::{node.op_type}" != op.origin_type:
+            # an unnamed node (renamed by the expansion): find it by the output its body produces
+            node = next((by_output[t] for o in pg.ops if o.origin == op.origin for t in o.outputs
+                         if t in by_output), None)
         why = None
         if node is None or len(node.input) < 3 or not node.output:
             why = "node not found"
