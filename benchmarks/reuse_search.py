@@ -59,7 +59,7 @@ def main() -> None:
     print(f"  branch and bound visited {s['nodes']} nodes for {s['reuse_sets']} reuse sets "
           f"({s['plans_in_space']} plans with source choices); frontier {s['frontier_size']}; chosen {s['chosen']}")
     # surrogate accuracy on the verified frontier
-    errs = [abs(r["surrogate_edap"] / r["edap"] - 1) for r in s["frontier"] if r["k"] > 0]
+    errs = [abs(r["surrogate_edap"] / r["edap"] - 1) for r in s["frontier"] if r["k"] > 0 and r.get("verified")]
     out["surrogate_edap_rel_error_max"] = max(errs) if errs else 0.0
     print(f"  surrogate EDAP vs backend on the frontier: max relative error {100 * out['surrogate_edap_rel_error_max']:.2f} %")
 

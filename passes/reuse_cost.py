@@ -80,6 +80,7 @@ class OpRec:
     crossbars: int            # logical static crossbars
     crossbars_total: int      # with replicas
     crossbars_dynamic: int
+    crossbars_physical: int   # static with replicas + reprogrammed ones: what takes area
     tiles: int
     cells_written: int
     elements: int
@@ -98,7 +99,8 @@ def op_records(an) -> list[OpRec]:
             resource=c.resource, energy_pj=z * c.energy_pj, energy={k: z * v for k, v in c.energy.items()},
             cycles=int(c.cycles), latency_ns=float(c.latency_ns), macs=int(c.macs), crossbars=int(c.crossbars),
             crossbars_total=int(sum(m.crossbars_total for m in static)),
-            crossbars_dynamic=int(c.crossbars_dynamic), tiles=int(sum(m.tiles for m in static)),
+            crossbars_dynamic=int(c.crossbars_dynamic), crossbars_physical=int(sum(m.crossbars_total for m in maps)),
+            tiles=int(sum(m.tiles for m in maps)),
             cells_written=int(c.extra.get("cells_written", 0)) if isinstance(c.extra, dict) else 0,
             elements=int(it.elements)))
     return out
@@ -106,7 +108,8 @@ def op_records(an) -> list[OpRec]:
 
 def _sum(recs: list[OpRec], spec) -> dict:
     """Work and cost sums over ``recs``."""
-    area = sum(r.crossbars_total for r in recs) * per_crossbar_area_mm2(spec) + sum(r.tiles for r in recs) * tile_area_mm2(spec)
+    area = (sum(r.crossbars_physical for r in recs) * per_crossbar_area_mm2(spec)
+            + sum(r.tiles for r in recs) * tile_area_mm2(spec))
     act = [r for r in recs if r.kind == "act_product"]
     soft = [r for r in recs if r.op_type == "Softmax"]
     return {
@@ -207,10 +210,16 @@ def account(an0, an1, plan: dict[int, int], tokens: int, embed_dim: int) -> dict
             if t1["pipeline_interval_ns"] else None,
             "tops_per_mm2_gain": (t1["tops"] / a1) / t0["tops_per_mm2"] if t0["tops_per_mm2"] and a1 else None,
             "tops_per_mm2_equivalent_gain": (tops_equiv / a1) / t0["tops_per_mm2"] if t0["tops_per_mm2"] and a1 else None,
+            # one image at a time (no layer pipeline): original ops / single-image latency / area
+            "tops_per_mm2_latency_equivalent_gain": (t0["latency_ns"] * t0["area_mm2"]) / (t1["latency_ns"] * a1)
+            if t1["latency_ns"] and a1 else None,
         },
+        "pipeline_bottleneck": {"baseline": an0.totals.get("pipeline_bottleneck"),
+                                "rewritten": an1.totals.get("pipeline_bottleneck")},
         "per_block": per_block,
         "notes": ["tops_per_mm2 counts the operations the rewritten model executes; tops_per_mm2_equivalent "
-                  "counts the original model's operations at the rewritten model's throughput (same task per image)",
+                  "counts the original model's operations at the rewritten model's throughput (same task per image); "
+                  "tops_per_mm2_latency_equivalent: original operations per single-image latency (no layer pipeline)",
                   "buffer: one write + one read per reuse at the preset buffer energy; area = peak live bits x "
                   f"{sram_um2_per_bit(spec):.3g} um2/bit (our SRAM assumption); no latency (overlapped)"],
     }
@@ -325,13 +334,15 @@ class PlanCostModel:
                 busy[r.resource] = busy.get(r.resource, 0) + r.cycles
         return {"energy_pj": sum(r.energy_pj for r in recs), "macs": sum(r.macs for r in recs),
                 "crossbars_total": sum(r.crossbars_total for r in recs), "tiles": sum(r.tiles for r in recs),
+                "crossbars_physical": sum(r.crossbars_physical for r in recs),
                 "crossbars_dynamic": sum(r.crossbars_dynamic for r in recs), "busy": busy}
 
     def cost(self, plan: dict[int, int]) -> PlanCost:
         spec, b = self.spec, self.baseline
         zeta = _zeta_spec(spec)
         blocks = list(plan)
-        d_xbar = sum(self.tb[j]["crossbars_total"] - self.removed[j]["crossbars_total"] for j in blocks)
+        d_xbar = sum(self.tb[j]["crossbars_physical"] - self.removed[j]["crossbars_physical"] for j in blocks)
+        d_static = sum(self.tb[j]["crossbars_total"] - self.removed[j]["crossbars_total"] for j in blocks)
         d_tiles = sum(self.tb[j]["tiles"] - self.removed[j]["tiles"] for j in blocks)
         buf = buffer_cost(plan, self.tokens, self.embed_dim, spec, self.batch)
         area = (b["area_mm2"] + d_xbar * per_crossbar_area_mm2(spec) + d_tiles * tile_area_mm2(spec)
@@ -359,7 +370,7 @@ class PlanCostModel:
         thr = 1e9 / interval_ns if interval_ns > 0 else 0.0
         return PlanCost(energy, latency_ns, interval_ns, area, ops, edap(energy, latency_ns, area),
                         ops * thr / 1e12 / area, b["ops"] * thr / 1e12 / area,
-                        int(b["crossbars_with_replicas"] + d_xbar))
+                        int(b["crossbars_with_replicas"] + d_static))
 
 
 def _critical_by_block(an) -> dict[int, int]:
