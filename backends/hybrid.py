@@ -78,8 +78,8 @@ def _hybrid_target(spec: HardwareSpec, options: dict):
     if spec.kind != "hybrid":
         raise VitcInputError(f"target hybrid needs two hardware descriptions joined by '+', crossbar and systolic "
                              f"(e.g. --hw {spec.name if spec.kind == 'xbar' else 'rram-128'}+"
-                             f"{spec.name if spec.kind == 'systolic' else 'vitality'}); '{spec.name}' is a "
-                             f"{spec.kind} description")
+                             f"{spec.name if spec.kind == 'systolic' else 'vitality'}); '{spec.name}' is of kind "
+                             f"{spec.kind}")
     sys_data = systolic_part(spec)
     shw = systolic_hw(sys_data, sys_data.get("meta", {}).get("name", "systolic part"))
     zeta = spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0

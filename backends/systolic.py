@@ -698,7 +698,7 @@ def _attention_dataflows(cores: list[dict]) -> dict:
 def _systolic_target(spec: HardwareSpec, options: dict):
     if spec.kind != "systolic":
         raise VitcInputError(f"target systolic needs a systolic hardware description (e.g. --hw vitality); "
-                             f"'{spec.name}' is a {spec.kind} description")
+                             f"'{spec.name}' is of kind {spec.kind}")
     shw = systolic_hw(spec.data, spec.origin or spec.name)
     return [SystolicModel(shw, options)]
 

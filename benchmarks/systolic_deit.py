@@ -13,7 +13,9 @@ shapes matter):
 2. the energy split (systolic arrays / pre-post-processors / SRAM / DRAM) and the
    GEMM dataflow comparison (ws / is / os / auto) of the Taylor model;
 3. DeiT-Small on the hybrid target (rram-128 crossbars + vitality), next to the
-   crossbar-only and systolic-only targets.
+   crossbar-only and systolic-only targets;
+4. DeiT-Base (12 layers, Taylor): the attention cores as costed through the compiled
+   graph next to ``vitality_model.table5_deit_base`` and the paper's Table V.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depth", type=int, default=12)
     ap.add_argument("--no-hybrid", action="store_true")
+    ap.add_argument("--no-table5", action="store_true", help="skip the DeiT-Base Table V check (~10 s)")
     args = ap.parse_args()
 
     soft, tay = models("deit-tiny", args.depth)
@@ -109,6 +112,23 @@ def main() -> int:
                 print(f"{lab + ' ' + target + ' (' + hw + ')':34s}{t['latency_ns'] / 1e3:11.1f}"
                       f"{t['pipeline_interval_ns'] / 1e3:12.1f}{t['energy_pj'] / 1e6:11.2f}{t['area_mm2']:10.2f}"
                       f"{t['tops_per_w']:8.2f}")
+
+    if not args.no_table5:
+        from vitc.backends.vitality_model import TABLE5_UJ, table5_deit_base
+        _, tay_b = models("deit-base", 12)
+        print("\nDeiT-Base (12 layers) Taylor attention cores through the compiled graph vs vitality_model "
+              "vs paper Table V (uJ):")
+        for df in ("down-forward", "g-stationary"):
+            an = analyse(tay_b, "systolic", "vitality", model_name="deit-base-taylor",
+                         options={"attention_dataflow": df})
+            got = an.sections["systolic"]["attention_totals"]["taylor"]
+            ref = table5_deit_base(df)
+            same = got["busy_cycles"] == ref.busy_cycles and got["latency_cycles"] == ref.latency_cycles and all(
+                abs(got["energy_uj"][k] - v) <= 1e-9 * abs(v) for k, v in ref.energy_uj.items())
+            cells = ", ".join(f"{k} {got['energy_uj'][k]:.2f} (paper {TABLE5_UJ['deit-base'][df][k]:g}, "
+                              f"{100 * (got['energy_uj'][k] / TABLE5_UJ['deit-base'][df][k] - 1):+.1f} %)"
+                              for k in ("data_access", "other", "systolic", "overall"))
+            print(f"  {df:13s} {got['cores']} cores: {cells}; identical to vitality_model: {same}")
     return 0
 
 
