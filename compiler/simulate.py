@@ -158,9 +158,11 @@ def _find_mvms(model: onnx.ModelProto, seq_len: int | None):
     items, _ = partition(pg)
     found, skipped = {}, []
     for it in items:
-        if it.kind not in (MVM, LSTM):
-            continue
         op = it.op
+        unknown = (it.note == "unknown shape" and op.op_type in ("MatMul", "Gemm") and len(op.static_in) > 1
+                   and op.static_in[1] and not op.static_in[0])
+        if it.kind not in (MVM, LSTM) and not unknown:     # unknown shapes: still a static-weight product
+            continue
         if op.name != op.origin:
             skipped.append((op.origin, f"{op.op_type} inside the function body of {op.origin_type}"))
         else:
