@@ -84,10 +84,9 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
         result.summary, result.report = backend.summary, backend.report
     if sim is not None:
         from vitc.compiler.simulate import emit_sim_files
-        sim_files, result.sim_summary = emit_sim_files(cm, result_model, hw_spec or hw, sim, seed, calib, calib_samples)
+        sim_files, result.sim_summary = emit_sim_files(cm, result_model, hw_spec or hw, sim, seed, calib, calib_samples,
+                                                       reports=files)
         files.update(sim_files)
-        if "report.md" in files and "nonideal.md" in files:
-            files["report.md"] = files["report.md"].rstrip(b"\n") + b"\n\n" + files["nonideal.md"]
     if out is not None:
         result.written = write_outputs(out, files)
     return result

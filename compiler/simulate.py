@@ -553,6 +553,26 @@ class SweepResult:
         plt.close(fig)
         return buf.getvalue()
 
+    def html_section(self) -> str:
+        """A self-contained HTML section (table + the plot as a data URI) for report.html."""
+        import base64
+        import html
+        esc = html.escape
+        rows = [["float"] + [self._pct(self.float_accuracy[v]) for v in self.variants]]
+        rows += [["ideal ADC" if b == 0 else str(b)] + [self._pct(self.accuracy[v][b]) for v in self.variants]
+                 for b in self.bits]
+        table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in ["ADC bits"] + self.variants) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+        c = self.config
+        parts = ["<h2>Non-ideal accuracy vs ADC bits</h2>",
+                 f"<p class='note'>Crossbar preset {esc(c.source or 'custom')} simulated as the chip computes "
+                 f"({esc(c.describe().replace(f'{c.adc_bits}-bit ADC', 'b-bit ADC'))}); top-1 accuracy on "
+                 f"{self.samples} labelled samples from {esc(self.data)}. See docs/nonideal.md.</p>", table]
+        if any(a is not None for d in self.accuracy.values() for a in d.values()):
+            parts.append("<p><img alt='accuracy vs ADC bits' src='data:image/png;base64,"
+                         + base64.b64encode(self.plot_png()).decode() + "'></p>")
+        return "\n".join(parts) + "\n"
+
     def files(self, prefix: str = "nonideal") -> dict[str, bytes]:
         out = {f"{prefix}.json": (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode()}
         has_acc = any(a is not None for d in self.accuracy.values() for a in d.values())
@@ -699,9 +719,10 @@ def simulate_files(variants: dict[str, onnx.ModelProto], stems: dict[str, str], 
 
 
 def emit_sim_files(cm, result_model: onnx.ModelProto, hw, opts: dict, seed: int = 0, calib: Any = None,
-                   calib_samples: int | None = None) -> tuple[dict[str, bytes], str]:
+                   calib_samples: int | None = None, reports: dict | None = None) -> tuple[dict[str, bytes], str]:
     """For ``vitc compile --emit-sim``: the simulated rewritten graph(s) and, with labelled
-    ``--sim-inputs``, the accuracy table for the original and the rewritten model."""
+    ``--sim-inputs``, the accuracy table for the original and the rewritten model — also
+    appended to ``report.md`` / ``report.html`` when ``reports`` (the OUTDIR files so far) has them."""
     cfg, bits = config_from_options(hw, opts, seed)
     lines: list[str] = []
     variants = {"compiled": result_model}
@@ -714,6 +735,13 @@ def emit_sim_files(cm, result_model: onnx.ModelProto, hw, opts: dict, seed: int 
                                   calib_samples=calib_samples or CALIB_SAMPLES, log=lines.append)
     if sweep is not None:
         lines.append(sweep.markdown(plot=None).strip())
+        reports = reports or {}
+        if "report.md" in reports:
+            files["report.md"] = reports["report.md"].rstrip(b"\n") + b"\n\n" + files["nonideal.md"]
+        html_doc = reports.get("report.html", b"")
+        if b"</body>" in html_doc:
+            head, _, tail = html_doc.rpartition(b"</body>")
+            files["report.html"] = head + sweep.html_section().encode() + b"</body>" + tail
     return files, "\n".join(lines)
 
 

@@ -246,6 +246,7 @@ def test_cli_simulate_sweep_and_compile_emit_sim(tiny_zoo, tmp_path):
                  "--sim-inputs", str(data), "-o", str(cout)]) == 0
     assert (cout / "tiny.sim.onnx").is_file()
     assert "Non-ideal accuracy vs ADC bits" in (cout / "report.md").read_text()
+    assert "data:image/png;base64" in (cout / "report.html").read_text()
     assert main(["simulate", str(tiny_zoo), "--hw", "vitality", "-o", str(tmp_path / "bad")]) == 2
 
 
