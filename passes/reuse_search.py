@@ -44,11 +44,11 @@ from vitc.compiler.errors import VitcInputError
 from vitc.passes.reuse_tb import TB, SourceSolver, fit_tb, identity_tb
 
 MAX_NODES = 200_000
-SURROGATE_ROWS = 3072
+SURROGATE_ROWS = 2048
 SURROGATE_GN_STEPS = 3
 DEFAULT_MAX_DROP = 1.0
 LATENCY_MARGIN = 0.05            # surrogate latency this far over the limit: not verified
-VERIFY_MACS_BUDGET = 2e12        # "auto" choices: onnxruntime work (MACs) we spend on verification freely
+VERIFY_MACS_BUDGET = 5e11         # "auto" choices: onnxruntime work (MACs) we spend on verification freely
 
 
 # ----------------------------------------------------------------------------- fidelity surrogate
