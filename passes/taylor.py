@@ -33,10 +33,12 @@ from vitc.compiler.graph_utils import const_value
 from vitc.compiler.model import CompiledModel, PassRecord
 from vitc.compiler import opcount
 from vitc.passes.registry import register
-from vitc.runtime.taylor_ops import CENTERINGS, DEFAULT_CENTERING, OP_TYPE, VARIANTS, taylor_attention_np
+from vitc.runtime.taylor_ops import (CENTERINGS, DEFAULT_CENTERING, MASK_THRESHOLD, OP_TYPE, VARIANTS,
+                                    taylor_attention_np)
 
 RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # λ relative to the mean eigenvalue of XᵀX (trace / C)
-HOLDOUT_FRACTION = 0.2      # calibration samples held out to report the refit's cosine
+HOLDOUT_FRACTION = 0.2      # calibration samples held out to choose λ and report the refit's cosine
+MIN_REFIT_SAMPLES = 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,6 +98,10 @@ def linearise_block(cm: CompiledModel, block: EncoderBlock, variant: str, center
     node = cm.node(block.attention)
     if node.op not in ("Attention", OP_TYPE):
         raise VitcInputError(f"block {block.index}: core '{node.name}' is {node.op}, not ai.vitc::Attention")
+    if len(node.inputs) == 4:
+        mask = const_value(node.inputs[3])
+        if mask is not None and bool(np.all(mask > MASK_THRESHOLD)):
+            node.inputs.pop()                       # a constant mask that excludes nothing (dynamo exports)
     node.op = OP_TYPE
     node.attrs = {"num_heads": int(node.attrs["num_heads"]), "scale": float(node.attrs["scale"]),
                   "variant": variant, "centering": centering, "simplified": int(simplified)}
@@ -211,6 +217,7 @@ class BlockFit:
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     rejected: bool = False                  # refit worse than the original projection on held-out data
+    note: str | None = None
 
     @property
     def fitted(self) -> bool:
@@ -227,7 +234,7 @@ class BlockFit:
             if v is not None:
                 d[k] = round(v, 6)
         if self.rejected:
-            d["refit"] = "rejected (held-out cosine below the original projection's)"
+            d["refit"] = self.note or "rejected (held-out cosine below the original projection's)"
         return d
 
 
@@ -440,7 +447,10 @@ def _block_values(cm: CompiledModel, ctx, block: EncoderBlock) -> dict[str, np.n
 
 def mask_values(cm: CompiledModel, ctx, block: EncoderBlock) -> np.ndarray:
     """The additive mask fed to the block's core on the calibration data."""
-    mask_name = cm.node(block.attention).inputs[3].name
+    mask_t = cm.node(block.attention).inputs[3]
+    if const_value(mask_t) is not None:
+        return const_value(mask_t)
+    mask_name = mask_t.name
     original_names = {o for n in cm.original.graph.node for o in n.output} | {i.name for i in cm.original.graph.input}
     if mask_name in original_names:
         return ctx.activations(cm, [mask_name])[mask_name]
@@ -478,26 +488,25 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
         return fit
     intercept = b is not None
     n = len(z)
-    n_hold = int(round(HOLDOUT_FRACTION * n)) if n >= 5 else 0
+    if n < MIN_REFIT_SAMPLES:
+        fit.rejected = True
+        fit.note = f"refit skipped: {n} calibration sample(s), needs ≥ {MIN_REFIT_SAMPLES} to hold some out"
+        return fit
+    n_hold = max(1, int(round(HOLDOUT_FRACTION * n)))
     total = LsqStats.of(z, y)
-    lam = ridge if ridge is not None else RIDGE_GRID[len(RIDGE_GRID) // 2]
-    if n_hold:
-        hold = np.sort(np.random.default_rng(0).permutation(n)[:n_hold])
-        train_stats = total - LsqStats.of(z[hold], y[hold])
-        scores = {}
-        for cand in ([ridge] if ridge is not None else RIDGE_GRID):
-            scores[cand] = mean_cosine(_linear(z[hold], *train_stats.solve(cand, intercept)), y[hold])
-        lam = max(scores, key=scores.get)
-        fit.cos_after = scores[lam]
-        fit.cos_before_holdout = mean_cosine(before[hold], y[hold])
+    hold = np.sort(np.random.default_rng(0).permutation(n)[:n_hold])
+    train_stats = total - LsqStats.of(z[hold], y[hold])
+    scores = {}
+    for cand in ([ridge] if ridge is not None else RIDGE_GRID):
+        scores[cand] = mean_cosine(_linear(z[hold], *train_stats.solve(cand, intercept)), y[hold])
+    lam = max(scores, key=scores.get)
+    fit.cos_after = scores[lam]
+    fit.cos_before_holdout = mean_cosine(before[hold], y[hold])
     fit.ridge = lam
     fit.weight, fit.bias = total.solve(lam, intercept)
     after = _linear(z, fit.weight, fit.bias)
     fit.cos_after_fit = mean_cosine(after, y)
-    if fit.cos_after is None:
-        fit.cos_after = fit.cos_after_fit
-    reference = fit.cos_before_holdout if fit.cos_before_holdout is not None else fit.cos_before
-    if fit.cos_after < reference:           # the refit does not generalise: keep the original projection
+    if fit.cos_after < fit.cos_before_holdout:           # the refit does not generalise: keep the original projection
         fit.rejected = True
         fit.weight = fit.bias = None
     if resid is not None and resid.shape == y.shape:
