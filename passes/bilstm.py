@@ -736,13 +736,13 @@ class BiLstmPass:
                   "'untrained' = random init (costing only)")
         _add(g, "--bilstm-save", dest="p_bilstm_save", metavar="PATH.npz", help="bilstm: save the weights used")
         _add(g, "--bilstm-blocks", dest="p_bilstm_blocks", metavar="0,1,4-7", help="bilstm: blocks to replace (default all)")
-        _add(g, "--epochs", "--bilstm-epochs", dest="p_epochs", type=int, help="training epochs per block (bilstm default 60)")
-        _add(g, "--lr", "--bilstm-lr", dest="p_lr", type=float, help="learning rate (bilstm default 3e-3, AdamW)")
+        _add(g, "--epochs", "--bilstm-epochs", dest="p_epochs", type=int, help="training epochs per block (bilstm default: enough for ~2400 optimizer steps, 20–300)")
+        _add(g, "--lr", "--bilstm-lr", dest="p_lr", type=float, help="learning rate (bilstm default 1e-2, AdamW)")
         _add(g, "--bilstm-batch", dest="p_bilstm_batch", type=int, help="bilstm: distillation batch size (default 32)")
         _add(g, "--time-budget", "--bilstm-time-budget", dest="p_time_budget", type=float, metavar="SECONDS",
              help="bilstm: wall-clock budget for all distillation (split evenly over blocks)")
         _add(g, "--bilstm-loss", dest="p_bilstm_loss", choices=["cosine", "cosine+mse"],
-             help="bilstm: distillation loss, 1 − cosine (default) or + normalised MSE")
+             help="bilstm: distillation loss: 1 − cosine + MSE/var(target) (default), or 1 − cosine only")
         _add(g, "--bilstm-init", dest="p_bilstm_init", choices=["v", "random"],
              help="bilstm: pre_proj initialised from the v projection (default) or random (FAR)")
         _add(g, "--bilstm-device", dest="p_bilstm_device", choices=["auto", "cpu", "cuda"],
@@ -894,8 +894,9 @@ class BiLstmPass:
                 bias = np.asarray(cm.tensor(vp.bias).values, np.float32) if vp.bias else np.zeros(w.shape[0], np.float32)
                 inits[i] = (w, bias)
         cfg = bilstm_distill.DistillConfig(
-            epochs=int(ctx.option("epochs", 60)), lr=float(ctx.option("lr", 3e-3)),
-            batch=int(ctx.option("bilstm_batch", 32)), loss=ctx.option("bilstm_loss", "cosine"),
+            epochs=None if ctx.option("epochs") is None else int(ctx.option("epochs")),
+            lr=float(ctx.option("lr", 1e-2)),
+            batch=int(ctx.option("bilstm_batch", 32)), loss=ctx.option("bilstm_loss", "cosine+mse"),
             time_budget=ctx.option("time_budget"), device=ctx.option("bilstm_device", "auto"),
             seed=int(ctx.seed), prune_threshold=threshold, prune_ratio=ratio,
             hoyer=float(ctx.option("bilstm_hoyer", 2e-3)),

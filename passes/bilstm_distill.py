@@ -40,12 +40,15 @@ def require_torch():
     return torch
 
 
+AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 2400, 20, 300
+
+
 @dataclass
 class DistillConfig:
-    epochs: int = 60
-    lr: float = 3e-3
+    epochs: int | None = None        # None: auto_epochs() — about AUTO_STEPS optimizer steps
+    lr: float = 1e-2
     batch: int = 32
-    loss: str = "cosine"             # cosine | cosine+mse
+    loss: str = "cosine+mse"         # cosine+mse | cosine
     time_budget: float | None = None  # seconds for all blocks (wall clock)
     device: str = "auto"
     seed: int = 0
@@ -56,11 +59,20 @@ class DistillConfig:
     weight_decay: float = 0.0
     warmup_fraction: float = 0.05
     clip: float = 1.0
+    threads: int | None = None       # torch CPU threads while training; None: 1 for C ≤ 256 (see below)
     progress: bool | None = None     # None: tqdm decides (a bar on terminals only)
 
     @property
     def prune(self) -> bool:
         return self.prune_threshold is not None or self.prune_ratio is not None
+
+    def epochs_for(self, samples: int) -> int:
+        """``epochs``, or (None) enough epochs for about AUTO_STEPS optimizer steps, within
+        [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS]."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        steps = max(1, math.ceil(samples / self.batch))
+        return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_STEPS / steps))))
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -313,8 +325,9 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
     T = torch.from_numpy(np.ascontiguousarray(task.target, np.float32)).to(dev)
     info: dict = {"device": str(dev), "init": "v_proj" if task.init is not None else "random"}
     hoyer = cfg.hoyer if cfg.prune else 0.0
-    r = _train(torch, module, X, T, cfg, cfg.epochs, cfg.lr, hoyer, gen, deadline, f"bilstm block {task.index}")
-    info.update(epochs_run=r["epochs_run"], final_loss=r["final_loss"])
+    epochs = cfg.epochs_for(S)
+    r = _train(torch, module, X, T, cfg, epochs, cfg.lr, hoyer, gen, deadline, f"bilstm block {task.index}")
+    info.update(epochs=epochs, epochs_run=r["epochs_run"], final_loss=r["final_loss"])
     ev = _evaluate(torch, module, X, T)
     if cfg.prune:
         info["before_pruning"] = ev
@@ -328,7 +341,7 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
                 mask[di, hd * h + torch.as_tensor(keep[hd][di], dtype=torch.long)] = 1
         module.set_unit_mask(mask)
         info["after_pruning_before_finetune"] = _evaluate(torch, module, X, T)
-        ft = cfg.finetune_epochs if cfg.finetune_epochs is not None else max(1, cfg.epochs // 2)
+        ft = cfg.finetune_epochs if cfg.finetune_epochs is not None else max(1, epochs // 2)
         r = _train(torch, module, X, T, cfg, ft, cfg.lr / 3, 0.0, gen, deadline, f"bilstm block {task.index} finetune")
         info["finetune_epochs_run"] = r["epochs_run"]
         ev = _evaluate(torch, module, X, T)
@@ -339,17 +352,36 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
     return BlockResult(task.index, block, info)
 
 
+def _threads(cfg: DistillConfig, tasks: list[BlockTask]) -> int | None:
+    """CPU threads for training. The recurrence runs 2·N tiny matrix products per step, where
+    thread hand-offs cost more than they save: for C ≤ 256 one thread is several times faster
+    per step than two (and far faster on a loaded machine), so that is the default."""
+    if cfg.threads:
+        return int(cfg.threads)
+    return 1 if max(t.x.shape[-1] for t in tasks) <= 256 else None
+
+
 def distill_blocks(tasks: list[BlockTask], cfg: DistillConfig) -> list[BlockResult]:
     """Distil every block independently; a time budget is shared out evenly over the blocks
     not yet trained (a block that finishes early leaves its time to the rest)."""
+    torch = require_torch()
     out = []
     start = time.time()
-    for k, task in enumerate(tasks):
-        deadline = None
-        if cfg.time_budget:
-            left = cfg.time_budget - (time.time() - start)
-            deadline = time.time() + max(0.0, left) / (len(tasks) - k)
-        out.append(distill_block(task, cfg, deadline))
+    old = torch.get_num_threads()
+    threads = _threads(cfg, tasks)
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for k, task in enumerate(tasks):
+            deadline = None
+            if cfg.time_budget:
+                left = cfg.time_budget - (time.time() - start)
+                deadline = time.time() + max(0.0, left) / (len(tasks) - k)
+            r = distill_block(task, cfg, deadline)
+            r.info["threads"] = torch.get_num_threads()
+            out.append(r)
+    finally:
+        torch.set_num_threads(old)
     return out
 
 
