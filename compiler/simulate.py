@@ -75,6 +75,10 @@ class SimResult:
                  f"{sum(l.conversions_per_vector for l in self.layers)} ADC conversions per input vector)"]
         if self.calibration != "none":
             lines.append(f"  calibration data: {self.calibration}")
+        c = self.config
+        if c.mode == "tile" and c.adc_range == "fixed" and c.adc_bits:
+            lines.append("  note: tile mode with a fixed full scale spans the worst case of the whole multi-bit "
+                         "product; consider --adc-range calibrated (docs/nonideal.md)")
         for name, why in self.skipped:
             lines.append(f"  kept ideal: {name} ({why})")
         return "\n".join(lines)
