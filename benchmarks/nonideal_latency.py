@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     feeds = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     ref = _session(model, args.threads)
     rows = []
-    print(f"{label}, batch {args.batch}, threads {args.threads or 'default'} on {platform.processor() or platform.machine()}"
+    cpu = platform.processor() or platform.machine()
+    print(f"{label}, batch {args.batch}, threads {args.threads or 'default'} on {cpu}"
           f" ({os.cpu_count()} CPUs), onnxruntime {ort.__version__}")
     for hw in args.hw:
         for mode in args.modes:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -814,6 +813,7 @@ def nonideal_note(candidate, result) -> str:
             "differences from the reference are the modelled non-idealities")
 
 
-__all__ = ["nonideal_note", "simulate_model", "SimResult", "SimLayer", "sim_config_of", "adc_sweep", "SweepResult", "parse_bits",
+__all__ = ["nonideal_note", "simulate_model", "SimResult", "SimLayer", "sim_config_of", "adc_sweep", "SweepResult",
+           "parse_bits",
            "add_sim_arguments", "options_from_args", "config_from_options", "emit_sim_files", "cmd_simulate",
            "add_simulate_parser", "simulate_files"]

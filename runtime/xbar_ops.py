@@ -100,7 +100,8 @@ def channel_weights(cfg: SimConfig) -> np.ndarray:
 def _const64(b: FunctionBuilder, value, hint: str) -> str:
     """A float64 Constant (FunctionBuilder.const stores float64 as float32)."""
     y = b._fresh(hint)
-    b.nodes.append(helper.make_node("Constant", [], [y], value=numpy_helper.from_array(np.asarray(value, np.float64), y)))
+    tensor = numpy_helper.from_array(np.asarray(value, np.float64), y)
+    b.nodes.append(helper.make_node("Constant", [], [y], value=tensor))
     return y
 
 
@@ -147,7 +148,8 @@ def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_z
         s_vec = b.op("Max", b.op("Div", amax, b.const(np.float32((1 << (a - 1)) - 1), "qx")),
                      b.const(np.float32(TINY_SCALE), "tiny"))                 # [M]
     if a <= 8:
-        zp = b.op("Expand", b.const(np.array([half], np.uint8), "xzp"), b.op("Shape", s_vec))   # per-axis zp must be [M]
+        # onnxruntime wants a per-axis zero point of shape [M]
+        zp = b.op("Expand", b.const(np.array([half], np.uint8), "xzp"), b.op("Shape", s_vec))
         u = b.op("QuantizeLinear", x2, s_vec, zp, axis=0)
         if a < 8:
             u = b.op("Clip", u, b.const(np.uint8(0), "lo"), b.const(np.uint8((1 << a) - 1), "hi"))
@@ -235,5 +237,6 @@ def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_z
     return b.build()
 
 
-__all__ = ["OP_TYPE", "INPUTS", "build_xbar_function", "config_key", "overload_name", "shift_add_weights", "channel_weights",
+__all__ = ["OP_TYPE", "INPUTS", "build_xbar_function", "config_key", "overload_name", "shift_add_weights",
+           "channel_weights",
            "shift_vectors", "uses_qlinear"]

@@ -27,7 +27,8 @@ def _matmul_model(W: np.ndarray, opset: int = 17, gemm: dict | None = None) -> o
         Wt = np.ascontiguousarray(W.T) if gemm.get("transB") else W
         node = helper.make_node("Gemm", ["x", "W", "C"], ["y"], name="gemm", **gemm)
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", K])
-        inits = [numpy_helper.from_array(Wt, "W"), numpy_helper.from_array(np.linspace(-1, 1, N, dtype=np.float32), "C")]
+        inits = [numpy_helper.from_array(Wt, "W"),
+                 numpy_helper.from_array(np.linspace(-1, 1, N, dtype=np.float32), "C")]
     g = helper.make_graph([node], "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
