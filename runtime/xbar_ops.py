@@ -21,7 +21,8 @@ The body (one function per simulation config, the config baked in as constants):
 
 1. ``Flatten`` x to [M, K]; input scale per row (``ReduceMax(|x|)/(2^(a-1)-1)``) or the
    static one; ``QuantizeLinear`` to the offset-binary code u (uint8; a float path for a > 8).
-2. ``Gather`` the rows into groups and ``Transpose`` to [G, M, Rp] (uint8, cheap).
+2. Row groups: ``Pad`` + ``Reshape`` (Rp divides the tile height) or ``Gather`` by ``rows``,
+   then ``Transpose`` to [G, M, Rp] (uint8, cheap).
 3. Bit-planes as a batched axis: two ``BitShift``s against [J, 1] shift vectors give the
    digits D [G, M, J, Rp] → [G, M·J, Rp].
 4. One batched ``QLinearMatMul`` D·cells per row group: int32 column currents, requantised
@@ -32,7 +33,8 @@ The body (one function per simulation config, the config baked in as constants):
 5. Shift-add as a 1×1 ``ConvInteger`` over the (digit, polarity, slice) channels with
    power-of-two uint8 weights (channels whose exponents do not fit 8 bits go to further
    output channels), then a float64 weighted ``ReduceSum`` over row groups and those
-   channels — exact integer arithmetic throughout.
+   channels — exact integer arithmetic throughout. (Tile mode, one channel per polarity:
+   ``DequantizeLinear`` and a float32 sum of small integers, also exact.)
 6. Reference column / offset corrections, dequantisation, reshape back to [..., N].
 """
 from __future__ import annotations
