@@ -279,6 +279,36 @@ def _infer(nodes: list[onnx.NodeProto], model: onnx.ModelProto, input_shapes: di
     return info
 
 
+_COSTED_WITH_SHAPES = {"MatMul", "Gemm", "Conv", "LSTM", "MatMulInteger", "QLinearMatMul"}
+
+
+def _resolve_by_running(nodes: list[onnx.NodeProto], model: onnx.ModelProto, input_shapes: dict[str, list[int]],
+                        info: dict) -> list[str]:
+    """Fill dims shape inference left unknown on inputs/outputs of costed ops by one onnxruntime
+    run of the expanded graph on synthetic inputs (exports whose shapes flow through run-time
+    Shape/Expand arithmetic, e.g. BERT). Returns warnings."""
+    wanted = sorted({t for n in nodes if n.op_type in _COSTED_WITH_SHAPES for t in list(n.input) + list(n.output)
+                     if t and (t not in info or any(d is None for d in info[t][1]))})
+    if not wanted:
+        return []
+    from vitc.runtime.inputs import synthetic_inputs
+    from vitc.runtime.session import open_session
+    g = model.graph
+    graph = helper.make_graph(nodes, g.name or "g", list(g.input), [helper.make_empty_tensor_value_info(t)
+                                                                     for t in wanted], list(g.initializer))
+    m = helper.make_model(graph, opset_imports=list(model.opset_import))
+    m.ir_version = model.ir_version
+    try:
+        shapes = {k: tuple(v) for k, v in input_shapes.items()}
+        values = open_session(m).run(wanted, synthetic_inputs(m, shapes=shapes))
+    except Exception as e:  # noqa: BLE001 - best effort; costing proceeds with what is known
+        return [f"shapes of {len(wanted)} tensors unknown and the graph could not be run to find them "
+                f"({type(e).__name__})"]
+    for t, v in zip(wanted, values):
+        info[t] = (info.get(t, (onnx.helper.np_dtype_to_tensor_dtype(v.dtype), None))[0], list(v.shape))
+    return []
+
+
 # --------------------------------------------------------------------------- layers
 _BLOCK_RES = [re.compile(p) for p in (
     r"blocks?[._](\d+)", r"layers?[._](\d+)", r"encoder[._/]layer[._/](\d+)", r"/layer\.(\d+)/", r"h\.(\d+)",
@@ -329,6 +359,7 @@ def prepare_graph(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None
     input_shapes = _concrete_inputs(model, batch, seq_len)
     nodes = [n for n, _, _ in expanded]
     info = _infer(nodes, model, input_shapes)
+    warnings += _resolve_by_running(nodes, model, input_shapes, info)
 
     init_shapes = {t.name: tuple(int(d) for d in t.dims) for t in model.graph.initializer}
     init_types = {t.name: t.data_type for t in model.graph.initializer}

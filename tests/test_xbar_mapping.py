@@ -122,3 +122,16 @@ def test_replication_balances_pipeline(tmp_path):
     assert reps["/conv1/Conv"] == 8 and reps["/conv2/Conv"] == 8 and reps["/fc1/Gemm"] == 1
     assert an.totals["crossbars"] == 6344
     assert an.totals["crossbars_with_replicas"] > an.totals["crossbars"]
+
+
+def test_bert_with_runtime_shapes_maps_every_projection():
+    """HF BERT's shapes flow through run-time Shape/Expand arithmetic; costing must still see them."""
+    from conftest import EXPORTERS
+    from vitc.compiler.pipeline import compile_model
+    path = EXPORTERS / "hf_bert_eager_legacy_op17.onnx"
+    if not path.is_file():
+        pytest.skip("fixture missing")
+    res = compile_model(path, target="xbar", hw="rram-128", backend_options={"seq_len": 16})
+    totals = res.report["totals"]
+    # 2 layers × (q, k, v, out 64×64 → 4 each; fc1 64×128 → 8; fc2 128×64 → 4) + pooler 64×64 → 4 + classifier
+    assert totals["crossbars"] >= 2 * (4 * 4 + 8 + 4)
