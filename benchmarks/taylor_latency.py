@@ -3,8 +3,9 @@
 
 Zoo DeiT-Tiny (seeded random weights; latency does not depend on the values) at
 224/16 (197 tokens) and 448/8 (3137 tokens), batch 1, fixed intra-op thread count, sequential
-execution, warm-up runs, then the median of timed runs; the variants' runs are interleaved so
-that all see the same machine load. Prints the speed-up ratios original/compiled.
+execution, intra-op threads that block rather than spin (``--spin`` for onnxruntime's default),
+warm-up runs, then the median of timed runs; the variants' runs are interleaved so that all
+see the same machine load. Prints the speed-up ratios original/compiled.
 
 Variants: original (the exported graph), canonical (vitc with no pass: ai.vitc::Attention
 softmax function), taylor, taylor+reorder (--reorder-simplify: constant denominator).
@@ -28,8 +29,13 @@ from vitc.compiler.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
 
 
+SPIN = True
+
+
 def session(model, threads: int) -> ort.InferenceSession:
     so = ort.SessionOptions()
+    if not SPIN:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -96,8 +102,14 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-time", action="store_true",
                    help="time with process CPU time instead of wall clock (use with --threads 1 on a shared, "
                         "busy machine: CPU time is insensitive to other processes' load)")
+    p.add_argument("--spin", action="store_true",
+                   help="let onnxruntime's intra-op threads spin-wait (its default). Off by default here: on a "
+                        "busy shared machine spinning threads steal the CPU their partner needs and the "
+                        "timings become contention noise")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
+    global SPIN
+    SPIN = args.spin
     rows = []
     for spec in args.sizes.split(","):
         img, patch = (int(x) for x in spec.split("/"))
@@ -111,7 +123,7 @@ def main(argv=None) -> int:
               f"speed-up taylor {sp['taylor']:.2f}×, taylor+reorder {sp['taylor+reorder']:.2f}× "
               f"(min-based: {row['speedup_min']['taylor']:.2f}×, {row['speedup_min']['taylor+reorder']:.2f}×; "
               f"load avg {row.get('loadavg_1min', float('nan')):.1f})", flush=True)
-    info = {"benchmark": "taylor_latency", "onnxruntime": ort.__version__, "python": platform.python_version(),
+    info = {"benchmark": "taylor_latency", "spinning": SPIN, "onnxruntime": ort.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "results": rows}
     if args.json:
         with open(args.json, "w") as f:
