@@ -736,9 +736,9 @@ class BiLstmPass:
                   "'untrained' = random init (costing only)")
         _add(g, "--bilstm-save", dest="p_bilstm_save", metavar="PATH.npz", help="bilstm: save the weights used")
         _add(g, "--bilstm-blocks", dest="p_bilstm_blocks", metavar="0,1,4-7", help="bilstm: blocks to replace (default all)")
-        _add(g, "--epochs", "--bilstm-epochs", dest="p_epochs", type=int, help="training epochs per block (bilstm default: enough for ~2400 optimizer steps, 20–300)")
-        _add(g, "--lr", "--bilstm-lr", dest="p_lr", type=float, help="learning rate (bilstm default 1e-2, AdamW)")
-        _add(g, "--bilstm-batch", dest="p_bilstm_batch", type=int, help="bilstm: distillation batch size (default 32)")
+        _add(g, "--epochs", "--bilstm-epochs", dest="p_epochs", type=int, metavar="N", help="training epochs per block (bilstm default: enough for ~2400 optimizer steps, 20–300)")
+        _add(g, "--lr", "--bilstm-lr", dest="p_lr", type=float, metavar="LR", help="learning rate (bilstm default 1e-2, AdamW)")
+        _add(g, "--bilstm-batch", dest="p_bilstm_batch", type=int, metavar="N", help="bilstm: distillation batch size (default 32)")
         _add(g, "--time-budget", "--bilstm-time-budget", dest="p_time_budget", type=float, metavar="SECONDS",
              help="bilstm: wall-clock budget for all distillation (split evenly over blocks)")
         _add(g, "--bilstm-loss", dest="p_bilstm_loss", choices=["cosine", "cosine+mse"],
@@ -747,13 +747,13 @@ class BiLstmPass:
              help="bilstm: pre_proj initialised from the v projection (default) or random (FAR)")
         _add(g, "--bilstm-device", dest="p_bilstm_device", choices=["auto", "cpu", "cuda"],
              help="bilstm: torch device (default auto: CUDA when available)")
-        _add(g, "--prune-threshold", dest="p_prune_threshold", type=float,
+        _add(g, "--prune-threshold", dest="p_prune_threshold", type=float, metavar="T",
              help="bilstm: remove hidden units whose group norm < THRESHOLD × the block's largest")
-        _add(g, "--prune-ratio", dest="p_prune_ratio", type=float,
+        _add(g, "--prune-ratio", dest="p_prune_ratio", type=float, metavar="R",
              help="bilstm: remove this fraction of each block's hidden units (smallest group norms)")
-        _add(g, "--bilstm-hoyer", dest="p_bilstm_hoyer", type=float,
+        _add(g, "--bilstm-hoyer", dest="p_bilstm_hoyer", type=float, metavar="COEF",
              help="bilstm: DeepHoyer group Hoyer-Square coefficient while pruning (default 2e-3)")
-        _add(g, "--bilstm-finetune-epochs", dest="p_bilstm_finetune_epochs", type=int,
+        _add(g, "--bilstm-finetune-epochs", dest="p_bilstm_finetune_epochs", type=int, metavar="N",
              help="bilstm: epochs after pruning (default epochs/2)")
         _add(g, "--bilstm-ignore-mask", dest="p_bilstm_ignore_mask", action="store_true", default=None,
              help="bilstm: replace masked (padded) attention too; the LSTMs read padding tokens")
