@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from vitc.backends import plots
-from vitc.backends.cost import AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS, LATENCY_COMPONENTS
+from vitc.backends.cost import DYNAMIC_COMPONENTS, LATENCY_COMPONENTS
 from vitc.backends.partition import FREE
 
 REPORT_SCHEMA = ("vitc.report", 1)

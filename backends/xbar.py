@@ -222,7 +222,7 @@ class XbarModel:
         rows of A are applied as input vectors.
         """
         op = item.op
-        a_s, b_s, out = op.in_shapes[0], op.in_shapes[1], op.out_shapes[0]
+        b_s, out = op.in_shapes[1], op.out_shapes[0]
         K, N = (int(b_s[-2]), int(b_s[-1])) if len(b_s) > 1 else (int(b_s[-1]), 1)
         count = int(np.prod(out[:-2])) if len(out) > 2 else 1
         M = int(out[-2]) if len(out) > 1 else 1

@@ -1,8 +1,6 @@
 """Small helpers over onnx-graphsurgeon graphs: producers, constants, scalar tests."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import onnx_graphsurgeon as gs
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx_graphsurgeon as gs
 
 from vitc.compiler.graph_utils import const_value, is_scalar_like, producer, single_consumer, weight_input

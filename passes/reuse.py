@@ -38,9 +38,10 @@ import numpy as np
 
 from vitc.compiler.errors import VitcInputError
 from vitc.compiler.model import CompiledModel, PassRecord
+from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine
 from vitc.passes.registry import register
 from vitc.passes.reuse_tb import (DEFAULT_KIND, DEFAULT_RIDGE, GN_STEPS, TB, TB_KINDS, SourceSolver, blas_threads,
-                                  cosine_rows, emit_tb, fit_tb, identity_tb, load_tbs, tbs_to_bytes)
+                                  emit_tb, fit_tb, identity_tb, load_tbs, tbs_to_bytes)
 
 FIT_MODES = ("sequential", "corrected", "teacher")
 MAX_FIT_ROWS = 65536          # calibration tokens used to fit one TB (deterministic subsample beyond)
@@ -180,11 +181,6 @@ def apply_plan(cm: CompiledModel, plan: dict[int, int], tbs: dict[int, TB]) -> d
     return outs
 
 
-def emit_copy(cm: CompiledModel):
-    from vitc.compiler.emit import emit
-    return emit(dataclasses.replace(cm, graph=cm.graph.copy()))
-
-
 # ----------------------------------------------------------------------------- data
 def _rows(a: np.ndarray, max_rows: int = MAX_FIT_ROWS) -> np.ndarray:
     """[S, N, C] → [M, C] token rows (deterministic even subsample to at most ``max_rows``)."""
@@ -255,12 +251,12 @@ def _fit_plan(cm: CompiledModel, ctx, plan: dict[int, int], kind: str, rank: int
             if kind != "identity" else identity_tb()
         tb.stats["weights"] = "identity" if kind == "identity" else "fitted"
         tbs[t] = tb
-        stats[t] = {"source": s, "input": fed, "cos_identity": round(cosine_rows(a_src, y_orig), 6),
-                    "cos_tb": round(cosine_rows(tb(a_src), y_orig), 6),
+        stats[t] = {"source": s, "input": fed, "cos_identity": round(mean_cosine(a_src, y_orig), 6),
+                    "cos_tb": round(mean_cosine(tb(a_src), y_orig), 6),
                     "token_cos_tb": _r(tb.stats.get("cos")), "rel_err": _r(tb.stats.get("rel_err"))}
         if y is not y_orig:
             stats[t]["target"] = "corrected"
-            stats[t]["cos_tb_corrected_target"] = round(cosine_rows(tb(a_src), y), 6)
+            stats[t]["cos_tb_corrected_target"] = round(mean_cosine(tb(a_src), y), 6)
         if "gn_steps" in tb.stats:
             stats[t]["gauss_newton_steps"] = tb.stats["gn_steps"]
         if apply:
@@ -282,43 +278,9 @@ def tb_stats(cm: CompiledModel, ctx, plan: dict[int, int], tbs: dict[int, TB]) -
     out = {}
     for t, s in sorted(plan.items()):
         a, y = acts[cm.blocks[s].attn_output], acts[cm.blocks[t].attn_output]
-        out[t] = {"source": s, "input": "original", "cos_identity": round(cosine_rows(a, y), 6),
-                  "cos_tb": round(cosine_rows(tbs[t](a), y), 6)}
+        out[t] = {"source": s, "input": "original", "cos_identity": round(mean_cosine(a, y), 6),
+                  "cos_tb": round(mean_cosine(tbs[t](a), y), 6)}
     return out
-
-
-# ----------------------------------------------------------------------------- fidelity
-def end_to_end(model, data, ref_outputs: list[np.ndarray]) -> dict:
-    """Output cosine, top-1 agreement and (with labels) accuracy of ``model`` vs the original."""
-    from vitc.runtime.batching import run_batched
-    from vitc.runtime.session import open_session
-    sess = open_session(model)
-    names = [o.name for o in sess.get_outputs()]
-    out = run_batched(sess, {i.name: data.feeds[i.name] for i in sess.get_inputs()}, names)[0]
-    ref = ref_outputs[0]
-    res = {"output_cosine": round(cosine_rows(ref, out), 6)}
-    if ref.ndim == 2 and ref.shape[1] > 1:
-        res["agreement"] = round(100.0 * float((ref.argmax(1) == out.argmax(1)).mean()), 3)
-        if data.labels is not None:
-            res["accuracy_original"] = round(100.0 * float((ref.argmax(1) == data.labels).mean()), 3)
-            res["accuracy"] = round(100.0 * float((out.argmax(1) == data.labels).mean()), 3)
-    return res
-
-
-def drop_of(res: dict, metric: str) -> float:
-    """Percentage-point drop: accuracy, agreement (100 − agreement) or cosine (100·(1 − cos))."""
-    if metric == "accuracy":
-        return res["accuracy_original"] - res["accuracy"]
-    if metric == "agreement":
-        return 100.0 - res["agreement"]
-    return 100.0 * (1.0 - res["output_cosine"])
-
-
-def choose_metric(data, ref_outputs) -> str:
-    ref = ref_outputs[0]
-    if not (ref.ndim == 2 and ref.shape[1] > 1):
-        return "cosine"
-    return "accuracy" if data.labels is not None else "agreement"
 
 
 # ----------------------------------------------------------------------------- the pass

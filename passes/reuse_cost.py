@@ -21,10 +21,7 @@ at once × ``SRAM_UM2_PER_BIT`` (6T SRAM macro incl. periphery, 0.2 µm²/bit at
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-
-import numpy as np
 
 SRAM_UM2_PER_BIT_22NM = 0.2     # our assumption: 22 nm 6T bitcell ≈ 0.1 µm², macro efficiency ≈ 50 %
 DIGITAL_UNITS = ("mac", "sfu", "vector")

@@ -84,7 +84,8 @@ def _pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: in
     The subset (``max_rows`` tokens) keeps the 66 fits of a 12-block model to seconds; damage
     and sample-level cosine are measured on the same samples.
     """
-    from vitc.passes.reuse_tb import cosine_rows, gelu_inverse
+    from vitc.passes.fidelity import mean_cosine
+    from vitc.passes.reuse_tb import gelu_inverse
     L = len(cm.blocks)
     attn = [b.attn_output for b in cm.blocks]
     res_names = []
@@ -123,7 +124,7 @@ def _pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: in
             pred = tb(samples[i])
             y = samples[j]
             damage[i, j] = float(((pred - y).astype(np.float64) ** 2).sum()) / scale[j]
-            cosine[i, j] = cosine_rows(pred, y)
+            cosine[i, j] = mean_cosine(pred, y)
             tbs[(i, j)] = tb
     return PairTable(damage, cosine, tbs)
 
@@ -311,10 +312,9 @@ def parse_latency(value, baseline_ns: float) -> float | None:
 # ----------------------------------------------------------------------------- driver
 def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]:
     """Search (see module doc); returns (plan, search record with ``files``)."""
-    from vitc.passes.reuse import (apply_plan, choose_metric, drop_of, emit_copy, end_to_end, fit_plan, plan_text,
-                                   working_copy)
+    from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end
+    from vitc.passes.reuse import apply_plan, fit_plan, plan_text, working_copy
     from vitc.passes.reuse_cost import PlanCostModel, _tokens_dim, account, analyse, cost_target
-    from vitc.passes.reuse_tb import TB as _TB
     t0 = time.perf_counter()
     L = len(cm.blocks)
     if L < 2:

@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
 import onnx_graphsurgeon as gs
 
 TB_KINDS = ("identity", "linear", "ln-linear", "ln-linear-gelu")
@@ -108,14 +109,6 @@ def layer_norm(a: np.ndarray, eps: float = LN_EPS) -> np.ndarray:
     d = a - mu
     var = (d * d).mean(-1, keepdims=True)
     return d / np.sqrt(var + eps)
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over samples (axis 0) of the cosine between flattened samples."""
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-300), 1.0).mean())
 
 
 # ----------------------------------------------------------------------------- parameters

@@ -32,6 +32,7 @@ from vitc.compiler.errors import VitcInputError
 from vitc.compiler.graph_utils import const_value
 from vitc.compiler.model import CompiledModel, PassRecord
 from vitc.compiler import opcount
+from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine
 from vitc.passes.registry import register
 from vitc.runtime.taylor_ops import (CENTERINGS, DEFAULT_CENTERING, MASK_THRESHOLD, OP_TYPE, VARIANTS,
                                     taylor_attention_np)
@@ -195,15 +196,6 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float, intercept: bool = True) 
     return LsqStats.of(x, y).solve(lam, intercept)
 
 
-def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over samples of the cosine between flattened samples of ``a`` and ``b``."""
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.where(den > 0, (a * b).sum(1) / np.maximum(den, 1e-300), 1.0)
-    return float(cos.mean())
-
-
 @dataclasses.dataclass
 class BlockFit:
     index: int
@@ -240,38 +232,6 @@ class BlockFit:
 
 # ---------------------------------------------------------------------------------------------
 # end-to-end evaluation
-
-def _emit_copy(cm: CompiledModel):
-    from vitc.compiler.emit import emit
-    return emit(dataclasses.replace(cm, graph=cm.graph.copy()))
-
-
-def evaluate(model, data, ref_outputs: list[np.ndarray]) -> dict:
-    """Agreement / accuracy / output cosine of ``model`` vs the original outputs on ``data``."""
-    from vitc.runtime.batching import run_batched
-    from vitc.runtime.session import open_session
-    sess = open_session(model)
-    names = [o.name for o in sess.get_outputs()]
-    feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
-    out = run_batched(sess, feeds, names)[0]
-    ref = ref_outputs[0]
-    res = {"output_cosine": round(mean_cosine(ref, out), 6)}
-    if ref.ndim == 2 and ref.shape[1] > 1:
-        res["agreement"] = round(100.0 * float((ref.argmax(1) == out.argmax(1)).mean()), 3)
-        if data.labels is not None:
-            res["accuracy_original"] = round(100.0 * float((ref.argmax(1) == data.labels).mean()), 3)
-            res["accuracy"] = round(100.0 * float((out.argmax(1) == data.labels).mean()), 3)
-    return res
-
-
-def drop_of(result: dict, metric: str) -> float:
-    """Percentage-point drop under ``metric`` (accuracy / agreement / cosine)."""
-    if metric == "accuracy":
-        return result["accuracy_original"] - result["accuracy"]
-    if metric == "agreement":
-        return 100.0 - result["agreement"]
-    return 100.0 * (1.0 - result["output_cosine"])
-
 
 # ---------------------------------------------------------------------------------------------
 # the pass
@@ -369,7 +329,7 @@ class TaylorPass:
         fidelity = {"calibration": data.source, "samples": data.size,
                     "per_layer": {str(i): fits[i].to_dict() for i in candidates if i in fits}}
         if ref_outputs is not None:
-            fidelity.update({"end_to_end": evaluate(_emit_copy(cm), data, ref_outputs), "metric": metric})
+            fidelity.update({"end_to_end": end_to_end(emit_copy(cm), data, ref_outputs), "metric": metric})
         else:
             fidelity["measured"] = "no (--taylor-no-measure): fidelity not measured"
         details = {
@@ -422,7 +382,7 @@ class TaylorPass:
                 if refit and fits[j].weight is not None:
                     replace_out_projection(trial, trial.blocks[j], fits[j].weight, fits[j].bias)
             from vitc.compiler.emit import emit
-            res = evaluate(emit(trial), data, ref_outputs)
+            res = end_to_end(emit(trial), data, ref_outputs)
             drop = drop_of(res, metric)
             ok = drop <= cfg["max_drop"] + 1e-9
             trials.append({"add": i, "layers": sorted(chosen + [i]), "drop": round(drop, 3), "kept": ok, **res})
@@ -459,7 +419,7 @@ def mask_values(cm: CompiledModel, ctx, block: EncoderBlock) -> np.ndarray:
     from vitc.runtime.session import open_session, with_extra_outputs
     cache = ctx.__dict__.setdefault("_taylor_graph_values", {})
     if mask_name not in cache:
-        sess = open_session(with_extra_outputs(_emit_copy(cm), [mask_name]))
+        sess = open_session(with_extra_outputs(emit_copy(cm), [mask_name]))
         data = ctx.calibration(cm)
         feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
         cache[mask_name] = run_batched(sess, feeds, [mask_name])[0]

@@ -6,10 +6,11 @@ the model they are inserted into.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 from onnx import helper, numpy_helper
 
 
-def const_node(name: str, value) -> "onnx.NodeProto":  # noqa: F821
+def const_node(name: str, value) -> onnx.NodeProto:
     """A ``Constant`` node producing ``value`` (numpy array or python scalar/list)."""
     arr = np.asarray(value)
     if arr.dtype == np.float64:

@@ -66,7 +66,8 @@ class ValidationResult:
         return "\n".join(lines)
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def sample_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine between flattened samples (axis 0) of ``a`` and ``b``; 1 where both are zero."""
     a = a.reshape(len(a), -1).astype(np.float64)
     b = b.reshape(len(b), -1).astype(np.float64)
     num = (a * b).sum(1)
@@ -80,7 +81,7 @@ def compare_outputs(name: str, ref: np.ndarray, cand: np.ndarray, rtol: float, a
         raise VitcInputError(f"output '{name}' shapes differ: reference {ref.shape}, candidate {cand.shape}")
     diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
     scale = float(np.abs(ref).max()) if ref.size else 0.0
-    cos = _cosines(ref, cand)
+    cos = sample_cosines(ref, cand)
     m = OutputMetrics(name, float(diff.max()) if diff.size else 0.0,
                       float(diff.max() / scale) if scale > 0 else 0.0, float(diff.mean()) if diff.size else 0.0,
                       float(cos.mean()), float(cos.min()),

@@ -131,7 +131,7 @@ def build_xbar_function(cfg: SimConfig, opset: int, static: bool = False, cell_z
 
     ``cell_zero_point``: 0, or -128 when ``cells`` holds codes up to 255 stored minus 128.
     """
-    a, d, J = cfg.input_bits, cfg.eff_dac_bits, cfg.digits
+    a, J = cfg.input_bits, cfg.digits
     P, S, Rp = cfg.polarities, cfg.slices, cfg.rows_parallel
     PS = P * S
     half = 1 << (a - 1)
