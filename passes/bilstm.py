@@ -703,6 +703,17 @@ def has_live_mask(cm: CompiledModel, i: int) -> bool:
     return m is None or bool(np.any(m != 0))
 
 
+def teacher_attention(cm: CompiledModel, i: int, mod):
+    """``mod.TeacherAttention`` of block ``i`` (canonical q/k/v weights, scale, constant mask)."""
+    blk = cm.blocks[i]
+    t = cm.graph.tensors()
+    val = lambda name: None if name is None else np.asarray(t[name].values, np.float32)  # noqa: E731
+    return mod.TeacherAttention(val(blk.q_proj.weight), val(blk.q_proj.bias), val(blk.k_proj.weight),
+                                val(blk.k_proj.bias), val(blk.v_proj.weight), val(blk.v_proj.bias),
+                                float(cm.node(blk.attention).attrs["scale"]), blk.num_heads,
+                                _mask_value(cm, i) if blk.has_mask else None)
+
+
 def numpy_attention_core(cm: CompiledModel, i: int, x: np.ndarray) -> np.ndarray:
     """concat_heads(softmax(q kᵀ · scale) v) recomputed in numpy from x_in [S, N, C] with the
     canonical projection weights (cross-check of the collected target; no mask)."""
@@ -745,6 +756,9 @@ class BiLstmPass:
              help="bilstm: distillation loss: 1 − cosine + MSE/var(target) (default), or 1 − cosine only")
         _add(g, "--bilstm-init", dest="p_bilstm_init", choices=["v", "random"],
              help="bilstm: pre_proj initialised from the v projection (default) or random (FAR)")
+        _add(g, "--bilstm-augment", dest="p_bilstm_augment", choices=["mixup", "none"],
+             help="bilstm: add mixed inputs λ·x_i + (1−λ)·x_j (λ ~ U(0,1)) with targets from the block's own "
+                  "attention (default mixup; 2× training cost, generalises from small calibration sets)")
         _add(g, "--bilstm-device", dest="p_bilstm_device", choices=["auto", "cpu", "cuda"],
              help="bilstm: torch device (default auto: CUDA when available)")
         _add(g, "--prune-threshold", dest="p_prune_threshold", type=float, metavar="T",
@@ -900,8 +914,10 @@ class BiLstmPass:
             time_budget=ctx.option("time_budget"), device=ctx.option("bilstm_device", "auto"),
             seed=int(ctx.seed), prune_threshold=threshold, prune_ratio=ratio,
             hoyer=float(ctx.option("bilstm_hoyer", 2e-3)),
-            finetune_epochs=ctx.option("bilstm_finetune_epochs"))
-        tasks = [bilstm_distill.BlockTask(i, data[i][0], data[i][1], cm.blocks[i].num_heads, inits.get(i))
+            finetune_epochs=ctx.option("bilstm_finetune_epochs"), augment=ctx.option("bilstm_augment", "mixup"),
+            mix_alpha=float(ctx.option("bilstm_mix_alpha", 1.0)))
+        tasks = [bilstm_distill.BlockTask(i, data[i][0], data[i][1], cm.blocks[i].num_heads, inits.get(i),
+                                          None if has_live_mask(cm, i) else teacher_attention(cm, i, bilstm_distill))
                  for i in blocks]
         results = bilstm_distill.distill_blocks(tasks, cfg)
         weights, info, fid = {}, {}, {}

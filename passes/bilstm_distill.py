@@ -16,6 +16,12 @@ recurrent rows in all four gates, its biases, its recurrent column and its head_
 is added with coefficient ``hoyer``; then units are removed (threshold or ratio, see
 :func:`vitc.passes.bilstm.choose_units`) and the block is fine-tuned with the units masked.
 
+Augmentation (``mixup``, default): every batch also gets as many mixed inputs
+λ·x_i + (1 − λ)·x_j (λ ~ Beta(α, α), partner from the same batch) whose targets come from the
+block's own attention (:class:`TeacherAttention`, the canonical q/k/v weights) — exact
+targets for inputs the calibration set does not contain, which lets 256 calibration images
+generalise nearly as well as 1257 training images.
+
 The torch module uses FAR's ``MultiHeadLstm`` layout and names (``pre_proj``, one packed
 bidirectional ``lstm`` with per-head block-diagonal weights, ``head_proj``), so FAR state
 dicts load into it and it converts to per-head weights with
@@ -60,6 +66,8 @@ class DistillConfig:
     warmup_fraction: float = 0.05
     clip: float = 1.0
     threads: int | None = None       # torch CPU threads while training; None: 1 for C ≤ 256 (see below)
+    augment: str = "mixup"           # mixup | none (mixup needs BlockTask.teacher), see _train
+    mix_alpha: float = 1.0           # mixup: λ ~ Beta(α, α); 1 = uniform
     progress: bool | None = None     # None: tqdm decides (a bar on terminals only)
 
     @property
@@ -81,6 +89,8 @@ class DistillConfig:
         if not self.prune:
             for k in ("prune_threshold", "prune_ratio", "hoyer", "finetune_epochs"):
                 d.pop(k)
+        if self.augment == "none":
+            d.pop("mix_alpha")
         return d
 
 
@@ -91,6 +101,43 @@ class BlockTask:
     target: np.ndarray                # attention core output [S, N, C]
     num_heads: int
     init: tuple[np.ndarray, np.ndarray] | None = None   # (pre_proj weight [C, C] out×in, bias [C])
+    teacher: "TeacherAttention | None" = None          # the block's own attention, for augmentation
+
+
+@dataclass
+class TeacherAttention:
+    """The original attention of a block, computable on any input: q/k/v projections
+    ([C, C] in×out MatMul layout, biases or None), softmax scale, heads, constant additive mask."""
+    q_w: np.ndarray
+    q_b: np.ndarray | None
+    k_w: np.ndarray
+    k_b: np.ndarray | None
+    v_w: np.ndarray
+    v_b: np.ndarray | None
+    scale: float
+    num_heads: int
+    mask: np.ndarray | None = None
+
+    def torch_fn(self, torch, device):
+        """x [B, N, C] → concat_heads(softmax(q kᵀ·scale + mask) v) [B, N, C] (no grad)."""
+        t = {k: None if getattr(self, k) is None else torch.as_tensor(np.asarray(getattr(self, k), np.float32),
+                                                                      device=device)
+             for k in ("q_w", "q_b", "k_w", "k_b", "v_w", "v_b", "mask")}
+        H = self.num_heads
+
+        def proj(x, w, b):
+            y = x @ t[w]
+            y = y if t[b] is None else y + t[b]
+            return y.view(x.shape[0], x.shape[1], H, -1).transpose(1, 2)
+
+        def fn(x):
+            with torch.no_grad():
+                q, k, v = proj(x, "q_w", "q_b"), proj(x, "k_w", "k_b"), proj(x, "v_w", "v_b")
+                s = q @ k.transpose(-1, -2) * self.scale
+                if t["mask"] is not None:
+                    s = s + t["mask"]
+                return (s.softmax(-1) @ v).transpose(1, 2).reshape(x.shape)
+        return fn
 
 
 @dataclass
@@ -265,7 +312,7 @@ def _evaluate(torch, module, X, T, batch: int = 256) -> dict:
 
 
 def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoyer: float, gen, deadline,
-           desc: str) -> dict:
+           desc: str, teacher=None) -> dict:
     """AdamW with cosine schedule; returns {"epochs_run", "loss"}."""
     from tqdm.auto import tqdm
 
@@ -278,6 +325,8 @@ def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoye
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     loss_fn = _loss_fn(torch, cfg.loss, float(T.double().var()) or 1.0)
+    mix = teacher is not None and cfg.augment == "mixup"
+    beta = torch.distributions.Beta(cfg.mix_alpha, cfg.mix_alpha) if mix else None
     run, last = 0, float("nan")
     bar = tqdm(range(epochs), desc=desc, leave=False, file=sys.stderr, disable=None if cfg.progress is None else not cfg.progress, dynamic_ncols=True)
     module.train()
@@ -288,7 +337,13 @@ def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoye
         tot, cs = 0.0, 0.0
         for s in range(0, S, cfg.batch):
             idx = perm[s:s + cfg.batch]
-            loss, cos = loss_fn(module(X[idx]), T[idx])
+            xb, tb = X[idx], T[idx]
+            if mix:   # add as many mixed inputs, with targets from the block's own attention
+                partner = torch.randperm(len(idx), generator=gen).to(X.device)
+                lam = beta.sample((len(idx), 1, 1)).to(X.device)
+                xm = lam * xb + (1 - lam) * xb[partner]
+                xb, tb = torch.cat([xb, xm]), torch.cat([tb, teacher(xm)])
+            loss, cos = loss_fn(module(xb), tb)
             if hoyer:
                 loss = loss + hoyer * module.hoyer()
             opt.zero_grad(set_to_none=True)
@@ -326,7 +381,14 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
     info: dict = {"device": str(dev), "init": "v_proj" if task.init is not None else "random"}
     hoyer = cfg.hoyer if cfg.prune else 0.0
     epochs = cfg.epochs_for(S)
-    r = _train(torch, module, X, T, cfg, epochs, cfg.lr, hoyer, gen, deadline, f"bilstm block {task.index}")
+    teacher = None
+    if task.teacher is not None and cfg.augment != "none":
+        teacher = task.teacher.torch_fn(torch, dev)
+        check = teacher(X[:8])
+        info["teacher_rel_err"] = float((check - T[:8]).abs().max() / T[:8].abs().max().clamp_min(1e-30))
+        info["augment"] = f"{cfg.augment} (alpha {cfg.mix_alpha})"
+    r = _train(torch, module, X, T, cfg, epochs, cfg.lr, hoyer, gen, deadline, f"bilstm block {task.index}",
+               teacher)
     info.update(epochs=epochs, epochs_run=r["epochs_run"], final_loss=r["final_loss"])
     ev = _evaluate(torch, module, X, T)
     if cfg.prune:
@@ -342,7 +404,8 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
         module.set_unit_mask(mask)
         info["after_pruning_before_finetune"] = _evaluate(torch, module, X, T)
         ft = cfg.finetune_epochs if cfg.finetune_epochs is not None else max(1, epochs // 2)
-        r = _train(torch, module, X, T, cfg, ft, cfg.lr / 3, 0.0, gen, deadline, f"bilstm block {task.index} finetune")
+        r = _train(torch, module, X, T, cfg, ft, cfg.lr / 3, 0.0, gen, deadline,
+                   f"bilstm block {task.index} finetune", teacher)
         info["finetune_epochs_run"] = r["epochs_run"]
         ev = _evaluate(torch, module, X, T)
     info.update({f"{k}_calib": v for k, v in ev.items()})

@@ -88,5 +88,6 @@ def test_distillation_is_reproducible_and_prunes():
     assert recs[0].details["hidden_units"]["removed_fraction"] >= 0.3
     info = recs[0].details["blocks"]["1"]
     assert info["epochs_run"] == 2 and "before_pruning" in info and info["target_crosscheck_rel_err"] < 1e-4
+    assert info["augment"].startswith("mixup") and info["teacher_rel_err"] < 1e-4   # teacher attention == target
     ops = [n.op_type for n in runs[0].model.graph.node]
     assert ops.count("Attention") == 1 and ops.count("LSTM") >= 3     # block 0 kept its attention
