@@ -47,6 +47,7 @@ def parse_args():
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--loss", default=None, choices=["cosine", "cosine+mse"])
+    p.add_argument("--augment", default=None, choices=["mixup", "none"], help="default: the pass default (mixup)")
     p.add_argument("--prune-ratio", type=float, default=0.3)
     p.add_argument("--hoyer", type=float, default=None)
     p.add_argument("--finetune-epochs", type=int, default=None)
@@ -164,7 +165,7 @@ def reference_run(args, res: dict) -> None:
                         "tokens": cm_orig.blocks[0].tokens, "distillation_data": f"{args.data}: {distill_data}",
                         "distillation_samples": dd.size, "test_samples": test.size}
     base = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("bilstm_batch", args.batch),
-                              ("bilstm_loss", args.loss)) if v is not None}
+                              ("bilstm_loss", args.loss), ("bilstm_augment", args.augment)) if v is not None}
     variants = [("distilled", dict(base))]
     if not args.skip_prune:
         pr = dict(base, prune_ratio=args.prune_ratio)
