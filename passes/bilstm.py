@@ -840,6 +840,8 @@ class BiLstmPass:
             for key, c in counts.items():
                 for k in ("params", "macs", "crossbars"):
                     totals[key][k] = None if c[k] is None or totals[key][k] is None else totals[key][k] + c[k]
+        if kind != "untrained" and blocks and opt("bilstm_measure", True):
+            fidelity["end_to_end"] = self._end_to_end(cm, ctx)
         units = sum(details["blocks"][i]["hidden_units"] for i in blocks)
         units0 = sum(details["blocks"][i]["hidden_units_unpruned"] for i in blocks)
         details["totals"] = totals
@@ -865,6 +867,13 @@ class BiLstmPass:
         if hasattr(record, "files"):
             record.files[WEIGHTS_FILE] = blob      # written into OUTDIR; reload with --bilstm-weights
         return record
+
+    @staticmethod
+    def _end_to_end(cm, ctx) -> dict:
+        """Rewritten vs original model on the calibration data: output cosine, top-1 agreement
+        and (with labels) accuracy, in % (``passes/fidelity.py``)."""
+        from vitc.passes.fidelity import emit_copy, end_to_end
+        return end_to_end(emit_copy(cm), ctx.calibration(cm), ctx.model_outputs(cm))
 
     # ----------------------------------------------------------------- data
     def _collect(self, cm, ctx, blocks):
