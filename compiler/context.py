@@ -34,9 +34,13 @@ class PassContext:
         self.hw = None
         self.backend_options: dict[str, Any] = {}
 
-    def option(self, key: str, default=None):
-        value = self.options.get(key)
-        return default if value is None else value
+    def option(self, *keys: str, default=None):
+        """The first of ``keys`` that is set (aliases, e.g. ``taylor_layers``, ``layers``), else ``default``."""
+        for key in keys:
+            value = self.options.get(key)
+            if value is not None:
+                return value
+        return default
 
     def calibration(self, cm: CompiledModel) -> Dataset:
         """The calibration dataset (loaded once)."""

@@ -36,7 +36,8 @@ import onnx_graphsurgeon as gs
 
 from vitc.compiler.errors import VitcInputError
 from vitc.compiler.model import CompiledModel, PassRecord
-from vitc.passes.registry import register
+from vitc.passes.fidelity import mean_cosine
+from vitc.passes.registry import add_option, parse_block_list, register
 
 NPZ_FORMAT = "vitc.bilstm/1"
 DISTILL_EXTRA = "vitc[distill]"
@@ -632,46 +633,13 @@ def _tokens(blk, cm: CompiledModel, fallback: int) -> int:
 # --------------------------------------------------------------------------- the pass
 
 
-def _parse_blocks(spec, n: int) -> list[int]:
-    if spec in (None, "", "all"):
-        return list(range(n))
-    items = spec if isinstance(spec, (list, tuple)) else str(spec).split(",")
-    out = []
-    for it in items:
-        it = str(it).strip()
-        if "-" in it:
-            a, c = it.split("-")
-            out.extend(range(int(a), int(c) + 1))
-        elif it:
-            out.append(int(it))
-    bad = [i for i in out if not 0 <= i < n]
-    if bad:
-        raise VitcInputError(f"bilstm: block {bad[0]} out of range (model has {n} blocks)")
-    return sorted(set(out))
-
-
-def _add(group, *flags, **kw) -> None:
-    """``add_argument`` that tolerates a flag another pass already registered (shared flags
-    like ``--epochs`` keep one definition and one ``dest``)."""
-    import argparse
-    try:
-        group.add_argument(*flags, **kw)
-    except argparse.ArgumentError:
-        free = [f for f in flags if f not in group._option_string_actions]  # noqa: SLF001
-        if free:
-            group.add_argument(*free, **kw)
-
-
 def _cosines(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Token-wise cosine (mean over tokens and samples) and per-sample flattened cosine."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     num = (a64 * b64).sum(-1)
     den = np.linalg.norm(a64, axis=-1) * np.linalg.norm(b64, axis=-1)
     tok = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
-    fa, fb = a64.reshape(len(a64), -1), b64.reshape(len(b64), -1)
-    den_s = np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1)
-    smp = np.where(den_s > 0, (fa * fb).sum(1) / np.maximum(den_s, 1e-300), 1.0)
-    return {"cosine": float(tok.mean()), "cosine_min_token": float(tok.min()), "cosine_sample": float(smp.mean())}
+    return {"cosine": float(tok.mean()), "cosine_min_token": float(tok.min()), "cosine_sample": mean_cosine(a, b)}
 
 
 def core_target_names(cm: CompiledModel, blocks: list[int]) -> dict[int, str]:
@@ -742,41 +710,41 @@ class BiLstmPass:
 
     @classmethod
     def add_arguments(cls, g) -> None:
-        _add(g, "--bilstm-weights", dest="p_bilstm_weights", metavar="PATH|untrained",
+        add_option(g, "--bilstm-weights", dest="p_bilstm_weights", metavar="PATH|untrained",
              help="bilstm: load weights (our .npz or a FAR PyTorch state dict) instead of distilling; "
                   "'untrained' = random init (costing only)")
-        _add(g, "--bilstm-save", dest="p_bilstm_save", metavar="PATH.npz", help="bilstm: save the weights used")
-        _add(g, "--bilstm-blocks", dest="p_bilstm_blocks", metavar="0,1,4-7", help="bilstm: blocks to replace (default all)")
-        _add(g, "--epochs", "--bilstm-epochs", dest="p_epochs", type=int, metavar="N", help="training epochs per block (bilstm default: enough for ~2400 optimizer steps, 20–300)")
-        _add(g, "--lr", "--bilstm-lr", dest="p_lr", type=float, metavar="LR", help="learning rate (bilstm default 1e-2, AdamW)")
-        _add(g, "--bilstm-batch", dest="p_bilstm_batch", type=int, metavar="N", help="bilstm: distillation batch size (default 32)")
-        _add(g, "--time-budget", "--bilstm-time-budget", dest="p_time_budget", type=float, metavar="SECONDS",
+        add_option(g, "--bilstm-save", dest="p_bilstm_save", metavar="PATH.npz", help="bilstm: save the weights used")
+        add_option(g, "--bilstm-blocks", dest="p_bilstm_blocks", metavar="0,1,4-7", help="bilstm: blocks to replace (default all)")
+        add_option(g, "--epochs", "--bilstm-epochs", dest="p_epochs", type=int, metavar="N", help="training epochs per block (bilstm default: enough for ~2400 optimizer steps, 20–300)")
+        add_option(g, "--lr", "--bilstm-lr", dest="p_lr", type=float, metavar="LR", help="learning rate (bilstm default 1e-2, AdamW)")
+        add_option(g, "--bilstm-batch", dest="p_bilstm_batch", type=int, metavar="N", help="bilstm: distillation batch size (default 32)")
+        add_option(g, "--time-budget", "--bilstm-time-budget", dest="p_time_budget", type=float, metavar="SECONDS",
              help="bilstm: wall-clock budget for all distillation (split evenly over blocks)")
-        _add(g, "--bilstm-loss", dest="p_bilstm_loss", choices=["cosine", "cosine+mse"],
+        add_option(g, "--bilstm-loss", dest="p_bilstm_loss", choices=["cosine", "cosine+mse"],
              help="bilstm: distillation loss: 1 − cosine + MSE/var(target) (default), or 1 − cosine only")
-        _add(g, "--bilstm-init", dest="p_bilstm_init", choices=["v", "random"],
+        add_option(g, "--bilstm-init", dest="p_bilstm_init", choices=["v", "random"],
              help="bilstm: pre_proj initialised from the v projection (default) or random (FAR)")
-        _add(g, "--bilstm-augment", dest="p_bilstm_augment", choices=["mixup", "none"],
+        add_option(g, "--bilstm-augment", dest="p_bilstm_augment", choices=["mixup", "none"],
              help="bilstm: add mixed inputs λ·x_i + (1−λ)·x_j (λ ~ U(0,1)) with targets from the block's own "
                   "attention (default mixup; 2× training cost, generalises from small calibration sets)")
-        _add(g, "--bilstm-device", dest="p_bilstm_device", choices=["auto", "cpu", "cuda"],
+        add_option(g, "--bilstm-device", dest="p_bilstm_device", choices=["auto", "cpu", "cuda"],
              help="bilstm: torch device (default auto: CUDA when available)")
-        _add(g, "--prune-threshold", dest="p_prune_threshold", type=float, metavar="T",
+        add_option(g, "--prune-threshold", dest="p_prune_threshold", type=float, metavar="T",
              help="bilstm: remove hidden units whose group norm < THRESHOLD × the block's largest")
-        _add(g, "--prune-ratio", dest="p_prune_ratio", type=float, metavar="R",
+        add_option(g, "--prune-ratio", dest="p_prune_ratio", type=float, metavar="R",
              help="bilstm: remove this fraction of each block's hidden units (smallest group norms)")
-        _add(g, "--bilstm-hoyer", dest="p_bilstm_hoyer", type=float, metavar="COEF",
+        add_option(g, "--bilstm-hoyer", dest="p_bilstm_hoyer", type=float, metavar="COEF",
              help="bilstm: DeepHoyer group Hoyer-Square coefficient while pruning (default 2e-3)")
-        _add(g, "--bilstm-finetune-epochs", dest="p_bilstm_finetune_epochs", type=int, metavar="N",
+        add_option(g, "--bilstm-finetune-epochs", dest="p_bilstm_finetune_epochs", type=int, metavar="N",
              help="bilstm: epochs after pruning (default epochs/2)")
-        _add(g, "--bilstm-ignore-mask", dest="p_bilstm_ignore_mask", action="store_true", default=None,
+        add_option(g, "--bilstm-ignore-mask", dest="p_bilstm_ignore_mask", action="store_true", default=None,
              help="bilstm: replace masked (padded) attention too; the LSTMs read padding tokens")
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t_start = time.process_time()
         w_start = time.time()
         opt = ctx.option
-        blocks = _parse_blocks(opt("bilstm_blocks"), len(cm.blocks))
+        blocks = parse_block_list(opt("bilstm_blocks"), len(cm.blocks), "--bilstm-blocks")
         masked = [i for i in blocks if has_live_mask(cm, i)]
         if masked and not opt("bilstm_ignore_mask"):
             raise VitcInputError(f"bilstm: blocks {masked} have an attention mask; the LSTMs cannot apply it "
@@ -811,7 +779,7 @@ class BiLstmPass:
                         if post.shape == kept.shape else "shape mismatch"
             if prune:
                 weights = {i: keep_units(w, choose_units(group_norms(w), threshold, ratio)) for i, w in weights.items()}
-            if ctx.option("bilstm_measure", True):
+            if ctx.option("bilstm_measure", default=True):
                 fidelity.update(self._measure(cm, ctx, weights, details))
         else:
             weights, train_info = self._distill(cm, ctx, blocks, threshold, ratio)
@@ -840,7 +808,7 @@ class BiLstmPass:
             for key, c in counts.items():
                 for k in ("params", "macs", "crossbars"):
                     totals[key][k] = None if c[k] is None or totals[key][k] is None else totals[key][k] + c[k]
-        if kind != "untrained" and blocks and opt("bilstm_measure", True):
+        if kind != "untrained" and blocks and opt("bilstm_measure", default=True):
             fidelity["end_to_end"] = self._end_to_end(cm, ctx)
         units = sum(details["blocks"][i]["hidden_units"] for i in blocks)
         units0 = sum(details["blocks"][i]["hidden_units_unpruned"] for i in blocks)
@@ -849,7 +817,7 @@ class BiLstmPass:
                                    "removed_fraction": 1 - units / units0 if units0 else 0.0}
         if prune:
             details["pruning"] = {"threshold": threshold, "ratio": ratio,
-                                  "hoyer": opt("bilstm_hoyer", 2e-3) if kind == "trained" else None}
+                                  "hoyer": opt("bilstm_hoyer", default=2e-3) if kind == "trained" else None}
         details["blocks"] = {str(k): v for k, v in sorted(details["blocks"].items())}
         if hw is not None and totals["attention"]["crossbars"] is not None:
             details["crossbars_hw"] = getattr(hw, "name", str(hw))
@@ -910,7 +878,7 @@ class BiLstmPass:
                 ref = numpy_attention_core(cm, i, x[:4])
                 check[i] = float(np.abs(ref - t[:4]).max() / max(np.abs(ref).max(), 1e-30))
         inits = {}
-        if ctx.option("bilstm_init", "v") == "v":
+        if ctx.option("bilstm_init", default="v") == "v":
             for i in blocks:
                 vp = cm.blocks[i].v_proj
                 w = np.asarray(cm.tensor(vp.weight).values, np.float32).T
@@ -918,13 +886,13 @@ class BiLstmPass:
                 inits[i] = (w, bias)
         cfg = bilstm_distill.DistillConfig(
             epochs=None if ctx.option("epochs") is None else int(ctx.option("epochs")),
-            lr=float(ctx.option("lr", 1e-2)),
-            batch=int(ctx.option("bilstm_batch", 32)), loss=ctx.option("bilstm_loss", "cosine+mse"),
-            time_budget=ctx.option("time_budget"), device=ctx.option("bilstm_device", "auto"),
+            lr=float(ctx.option("lr", default=1e-2)),
+            batch=int(ctx.option("bilstm_batch", default=32)), loss=ctx.option("bilstm_loss", default="cosine+mse"),
+            time_budget=ctx.option("time_budget"), device=ctx.option("bilstm_device", default="auto"),
             seed=int(ctx.seed), prune_threshold=threshold, prune_ratio=ratio,
-            hoyer=float(ctx.option("bilstm_hoyer", 2e-3)),
-            finetune_epochs=ctx.option("bilstm_finetune_epochs"), augment=ctx.option("bilstm_augment", "mixup"),
-            mix_alpha=float(ctx.option("bilstm_mix_alpha", 1.0)))
+            hoyer=float(ctx.option("bilstm_hoyer", default=2e-3)),
+            finetune_epochs=ctx.option("bilstm_finetune_epochs"), augment=ctx.option("bilstm_augment", default="mixup"),
+            mix_alpha=float(ctx.option("bilstm_mix_alpha", default=1.0)))
         tasks = [bilstm_distill.BlockTask(i, data[i][0], data[i][1], cm.blocks[i].num_heads, inits.get(i),
                                           None if has_live_mask(cm, i) else teacher_attention(cm, i, bilstm_distill))
                  for i in blocks]

@@ -251,7 +251,7 @@ class ReorderPass:
         before = dataclasses.replace(cm, graph=cm.graph.copy())
         rep, rep_note = representative_dim(cm, ctx.option("reorder_dim"))
         chains = reorder_graph(cm.graph, rep)
-        simplify = bool(ctx.option("reorder_simplify", False))
+        simplify = bool(ctx.option("reorder_simplify", default=False))
         simplified = simplify_taylor(cm) if simplify else []
         rewritten = [c for c in chains if c["rewritten"]]
         details = {"representative_dim": rep, "representative_dim_source": rep_note,
@@ -265,7 +265,7 @@ class ReorderPass:
                              "differ by rounding only"}
         if not (rewritten or simplified):
             fidelity["measured"] = "graph unchanged"
-        elif ctx.option("reorder_measure", True):
+        elif ctx.option("reorder_measure", default=True):
             fidelity.update(measure_change(before, cm, ctx))
         else:
             fidelity["measured"] = "no (--reorder-no-measure)"

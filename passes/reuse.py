@@ -39,7 +39,7 @@ import numpy as np
 from vitc.compiler.errors import VitcInputError
 from vitc.compiler.model import CompiledModel, PassRecord
 from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine
-from vitc.passes.registry import register
+from vitc.passes.registry import add_option, register
 from vitc.passes.reuse_tb import (DEFAULT_KIND, DEFAULT_RIDGE, GN_STEPS, TB, TB_KINDS, SourceSolver, blas_threads,
                                   emit_tb, fit_tb, identity_tb, load_tbs, tbs_to_bytes)
 
@@ -49,22 +49,6 @@ TB_ROLE = "reuse_tb"
 
 
 # ----------------------------------------------------------------------------- options
-def _add(group, *flags, **kwargs) -> None:
-    """Add an argument, skipping option strings another pass already registered (shared flags)."""
-    taken = getattr(group, "_option_string_actions", {})
-    free = [f for f in flags if f not in taken]
-    if free:
-        group.add_argument(*free, **kwargs)
-
-
-def _opt(ctx, *keys, default=None):
-    for k in keys:
-        v = ctx.option(k)
-        if v is not None:
-            return v
-    return default
-
-
 # ----------------------------------------------------------------------------- plans
 def parse_plan(spec, num_blocks: int) -> dict[int, int]:
     """``"1,3,5"`` / ``"3:1,5:1"`` / list / dict → {reusing block: computing source block}.
@@ -291,39 +275,39 @@ class ReusePass:
 
     @classmethod
     def add_arguments(cls, group) -> None:
-        _add(group, "--reuse-plan", dest="p_reuse_plan", metavar="PLAN",
+        add_option(group, "--reuse-plan", dest="p_reuse_plan", metavar="PLAN",
              help="reusing blocks: 1,3,5 (each reuses the nearest earlier computing block) | 3:1,5:1 | auto")
-        _add(group, "--tb", "--tb-kind", dest="p_tb", choices=TB_KINDS,
+        add_option(group, "--tb", "--tb-kind", dest="p_tb", choices=TB_KINDS,
              help=f"transformation block (default {DEFAULT_KIND})")
-        _add(group, "--tb-rank", dest="p_tb_rank", type=int, metavar="R", help="low-rank TB linear: C→R→C")
-        _add(group, "--tb-weights", dest="p_tb_weights", metavar="FILE.npz",
+        add_option(group, "--tb-rank", dest="p_tb_rank", type=int, metavar="R", help="low-rank TB linear: C→R→C")
+        add_option(group, "--tb-weights", dest="p_tb_weights", metavar="FILE.npz",
              help="load TB weights (format of the reuse_tb.npz the pass writes) instead of fitting")
-        _add(group, "--tb-fit", dest="p_tb_fit", choices=FIT_MODES,
+        add_option(group, "--tb-fit", dest="p_tb_fit", choices=FIT_MODES,
              help="corrected (default): rewritten model's own A_i in, original A_j plus the residual-stream "
                   "drift out; sequential: rewritten A_i in, original A_j out; teacher: original A_i in")
-        _add(group, "--tb-ridge", dest="p_tb_ridge", type=float, metavar="LAMBDA",
+        add_option(group, "--tb-ridge", dest="p_tb_ridge", type=float, metavar="LAMBDA",
              help=f"ridge strength relative to trace(XᵀX)/C (default {DEFAULT_RIDGE:g})")
-        _add(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
+        add_option(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
              help="fidelity budget: end-to-end calibration accuracy (agreement without labels) may drop "
                   "at most PP percentage points")
-        _add(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
+        add_option(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
              help="fidelity budget: every reused layer's teacher-forced TB output cosine must be at least C")
-        _add(group, "--max-latency", dest="p_max_latency", metavar="NS|Fx",
+        add_option(group, "--max-latency", dest="p_max_latency", metavar="NS|Fx",
              help="reuse auto: latency limit in ns, or a fraction of the baseline latency (e.g. 0.8x)")
-        _add(group, "--reuse-verify", dest="p_reuse_verify", choices=("auto", "all", "bisect"),
+        add_option(group, "--reuse-verify", dest="p_reuse_verify", choices=("auto", "all", "bisect"),
              help="reuse auto: check every frontier plan in onnxruntime (all), bisect for the budget "
                   "boundary, or all when cheap (auto, default)")
-        _add(group, "--reuse-verify-fit", dest="p_reuse_verify_fit", choices=("auto", "teacher", "final"),
+        add_option(group, "--reuse-verify-fit", dest="p_reuse_verify_fit", choices=("auto", "teacher", "final"),
              help="reuse auto: TBs used to verify frontier plans — teacher-forced pair fits (fast) or the final "
                   "--tb-fit refit (exact); auto: final when the onnxruntime work is small")
-        _add(group, "--reuse-beam", dest="p_reuse_beam", type=int, metavar="B",
+        add_option(group, "--reuse-beam", dest="p_reuse_beam", type=int, metavar="B",
              help="reuse auto: beam width per reuse count when the plan space is too large to enumerate")
 
     def config(self, cm: CompiledModel, ctx) -> dict:
-        kind = _opt(ctx, "tb", "tb_kind", default=DEFAULT_KIND)
+        kind = ctx.option("tb", "tb_kind", default=DEFAULT_KIND)
         if kind not in TB_KINDS:
             raise VitcInputError(f"reuse: unknown TB kind '{kind}' (choose from {', '.join(TB_KINDS)})")
-        rank = _opt(ctx, "tb_rank")
+        rank = ctx.option("tb_rank")
         if rank is not None:
             rank = int(rank)
             c = cm.blocks[0].embed_dim if cm.blocks else 0
@@ -333,21 +317,21 @@ class ReusePass:
                 raise VitcInputError("--tb-rank needs a TB with a linear layer (--tb linear|ln-linear|ln-linear-gelu)")
             if rank == c:
                 rank = None
-        mode = _opt(ctx, "tb_fit", default="corrected")
+        mode = ctx.option("tb_fit", default="corrected")
         if mode not in FIT_MODES:
             raise VitcInputError(f"--tb-fit: unknown mode '{mode}' (choose from {', '.join(FIT_MODES)})")
-        max_drop, cos_floor = _opt(ctx, "reuse_max_drop", "max_drop"), _opt(ctx, "reuse_cos_floor", "cos_floor")
-        return {"plan": _opt(ctx, "reuse_plan", "plan"), "kind": kind, "rank": rank, "mode": mode,
-                "weights_file": _opt(ctx, "tb_weights"),
-                "ridge": float(_opt(ctx, "tb_ridge", default=DEFAULT_RIDGE)),
+        max_drop, cos_floor = ctx.option("reuse_max_drop", "max_drop"), ctx.option("reuse_cos_floor", "cos_floor")
+        return {"plan": ctx.option("reuse_plan", "plan"), "kind": kind, "rank": rank, "mode": mode,
+                "weights_file": ctx.option("tb_weights"),
+                "ridge": float(ctx.option("tb_ridge", default=DEFAULT_RIDGE)),
                 "max_drop": None if max_drop is None else float(max_drop),
                 "cos_floor": None if cos_floor is None else float(cos_floor),
-                "max_latency": _opt(ctx, "reuse_max_latency", "max_latency"),
-                "beam": int(_opt(ctx, "reuse_beam", default=64)),
-                "verify": _opt(ctx, "reuse_verify", default="auto"),
-                "verify_fit": _opt(ctx, "reuse_verify_fit", default="auto"),
-                "measure": bool(_opt(ctx, "reuse_measure", default=True)),
-                "cost": bool(_opt(ctx, "reuse_cost", default=True))}
+                "max_latency": ctx.option("reuse_max_latency", "max_latency"),
+                "beam": int(ctx.option("reuse_beam", default=64)),
+                "verify": ctx.option("reuse_verify", default="auto"),
+                "verify_fit": ctx.option("reuse_verify_fit", default="auto"),
+                "measure": bool(ctx.option("reuse_measure", default=True)),
+                "cost": bool(ctx.option("reuse_cost", default=True))}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()

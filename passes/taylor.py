@@ -33,7 +33,7 @@ from vitc.compiler.graph_utils import const_value
 from vitc.compiler.model import CompiledModel, PassRecord
 from vitc.compiler import opcount
 from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine
-from vitc.passes.registry import register
+from vitc.passes.registry import add_option, parse_block_list, register
 from vitc.runtime.taylor_ops import (CENTERINGS, DEFAULT_CENTERING, MASK_THRESHOLD, OP_TYPE, VARIANTS,
                                     taylor_attention_np)
 
@@ -44,51 +44,6 @@ MIN_REFIT_SAMPLES = 5
 
 # ---------------------------------------------------------------------------------------------
 # options
-
-def _add(group, *flags, **kwargs) -> None:
-    """Add an argument, skipping option strings another pass already registered."""
-    taken = getattr(group, "_option_string_actions", {})
-    free = [f for f in flags if f not in taken]
-    if free:
-        group.add_argument(*free, **kwargs)
-
-
-def parse_layers(spec, n_blocks: int) -> list[int]:
-    """``None``/"all" → all; "0,2,5" / "0-3,7" / [0, 2] → those (checked against the model)."""
-    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
-        return list(range(n_blocks))
-    if isinstance(spec, (int, np.integer)):
-        items = [int(spec)]
-    elif isinstance(spec, str):
-        items = []
-        for part in spec.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            m = re.fullmatch(r"(-?\d+)\s*-\s*(\d+)", part)
-            try:
-                items.extend(range(int(m.group(1)), int(m.group(2)) + 1) if m else [int(part)])
-            except ValueError:
-                raise VitcInputError(f"--layers: cannot read '{part}' (use e.g. 0,2,5 or 0-3 or all)") from None
-    else:
-        items = [int(x) for x in spec]
-    out = []
-    for i in items:
-        j = i + n_blocks if i < 0 else i
-        if not 0 <= j < n_blocks:
-            raise VitcInputError(f"--layers: block {i} does not exist (model has {n_blocks} blocks: 0-{n_blocks - 1})")
-        if j not in out:
-            out.append(j)
-    return sorted(out)
-
-
-def _opt(ctx, *keys, default=None):
-    for k in keys:
-        v = ctx.option(k)
-        if v is not None:
-            return v
-    return default
-
 
 # ---------------------------------------------------------------------------------------------
 # graph edits
@@ -243,58 +198,58 @@ class TaylorPass:
 
     @classmethod
     def add_arguments(cls, group) -> None:
-        _add(group, "--taylor-layers", "--layers", dest="p_taylor_layers", metavar="LIST",
+        add_option(group, "--taylor-layers", "--layers", dest="p_taylor_layers", metavar="LIST",
              help="blocks to linearise (candidates under --max-drop/--cos-floor): all | 0,2,5 | 0-3")
-        _add(group, "--taylor-variant", dest="p_taylor_variant", choices=VARIANTS,
+        add_option(group, "--taylor-variant", dest="p_taylor_variant", choices=VARIANTS,
              help="paper (Algorithm 1, default) or code (released implementation: s·Q(K̂ᵀV))")
-        _add(group, "--taylor-centering", dest="p_taylor_centering", choices=CENTERINGS,
+        add_option(group, "--taylor-centering", dest="p_taylor_centering", choices=CENTERINGS,
              help="key centring axis (default: tokens for paper, features for code)")
-        _add(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
+        add_option(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
              help="choose layers greedily: end-to-end calibration accuracy (agreement without labels) "
                   "may drop at most PP percentage points")
-        _add(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
+        add_option(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
              help="choose layers whose teacher-forced attention-output cosine is at least C")
-        _add(group, "--taylor-refit", dest="p_taylor_refit", choices=("auto", "yes", "no"),
+        add_option(group, "--taylor-refit", dest="p_taylor_refit", choices=("auto", "yes", "no"),
              help="ridge-refit the output projection of linearised blocks (auto: with --calib or a budget)")
-        _add(group, "--taylor-ridge", dest="p_taylor_ridge", type=float, metavar="LAMBDA",
+        add_option(group, "--taylor-ridge", dest="p_taylor_ridge", type=float, metavar="LAMBDA",
              help="ridge strength relative to trace(XᵀX)/C (default: chosen per layer from "
                   f"{', '.join(f'{g:g}' for g in RIDGE_GRID)} on held-out calibration samples)")
-        _add(group, "--taylor-metric", dest="p_taylor_metric", choices=("auto", "accuracy", "agreement", "cosine"),
+        add_option(group, "--taylor-metric", dest="p_taylor_metric", choices=("auto", "accuracy", "agreement", "cosine"),
              help="what --max-drop measures (auto: accuracy with labels, else top-1 agreement)")
-        _add(group, "--taylor-no-measure", dest="p_taylor_measure", action="store_const", const=False,
+        add_option(group, "--taylor-no-measure", dest="p_taylor_measure", action="store_const", const=False,
              help="skip the calibration fidelity measurement (cosines, end-to-end agreement) when no refit or "
                   "budget needs it — for quick compiles of large models")
-        _add(group, "--taylor-tokens", dest="p_taylor_tokens", type=int, metavar="N",
+        add_option(group, "--taylor-tokens", dest="p_taylor_tokens", type=int, metavar="N",
              help="token count for operation counts of models with a dynamic sequence length")
 
     # -- option resolution
     def _config(self, cm: CompiledModel, ctx) -> dict:
-        variant = _opt(ctx, "taylor_variant")
+        variant = ctx.option("taylor_variant")
         if variant is None and ctx.option("variant") in VARIANTS:
             variant = ctx.option("variant")
         variant = variant or "paper"
         if variant not in VARIANTS:
             raise VitcInputError(f"taylor: unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
-        centering = _opt(ctx, "taylor_centering")
+        centering = ctx.option("taylor_centering")
         if centering is None and ctx.option("centering") in CENTERINGS:
             centering = ctx.option("centering")
         centering = centering or DEFAULT_CENTERING[variant]
         if centering not in CENTERINGS:
             raise VitcInputError(f"taylor: unknown centering '{centering}' (choose from {', '.join(CENTERINGS)})")
-        max_drop = _opt(ctx, "taylor_max_drop", "max_drop")
-        cos_floor = _opt(ctx, "taylor_cos_floor", "cos_floor")
-        refit = _opt(ctx, "taylor_refit", "refit", default="auto")
+        max_drop = ctx.option("taylor_max_drop", "max_drop")
+        cos_floor = ctx.option("taylor_cos_floor", "cos_floor")
+        refit = ctx.option("taylor_refit", "refit", default="auto")
         if isinstance(refit, bool):
             refit = "yes" if refit else "no"
-        metric = _opt(ctx, "taylor_metric", default="auto")
+        metric = ctx.option("taylor_metric", default="auto")
         return {"variant": variant, "centering": centering,
-                "candidates": parse_layers(_opt(ctx, "taylor_layers", "layers"), len(cm.blocks)),
+                "candidates": parse_block_list(ctx.option("taylor_layers", "layers"), len(cm.blocks), "--layers"),
                 "max_drop": None if max_drop is None else float(max_drop),
                 "cos_floor": None if cos_floor is None else float(cos_floor),
                 "refit": str(refit), "metric": metric,
-                "ridge": None if _opt(ctx, "taylor_ridge", "ridge") is None else float(_opt(ctx, "taylor_ridge", "ridge")),
-                "tokens": _opt(ctx, "taylor_tokens", "tokens"),
-                "measure": bool(_opt(ctx, "taylor_measure", default=True))}
+                "ridge": None if ctx.option("taylor_ridge", "ridge") is None else float(ctx.option("taylor_ridge", "ridge")),
+                "tokens": ctx.option("taylor_tokens", "tokens"),
+                "measure": bool(ctx.option("taylor_measure", default=True))}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()

@@ -1,8 +1,6 @@
 """Attention reuse (TReX): plans, rewrite, TB numerics, fitting, weights files, costs, auto search."""
 from __future__ import annotations
 
-import dataclasses
-import math
 
 import numpy as np
 import onnx

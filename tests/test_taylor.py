@@ -12,7 +12,8 @@ from vitc.compiler.opcount import (core_feeds, largest_intermediate, single_core
                                    taylor_attention_counts)
 from vitc.compiler.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
-from vitc.passes.taylor import parse_layers, ridge_fit
+from vitc.passes.registry import parse_block_list as parse_layers
+from vitc.passes.taylor import ridge_fit
 from vitc.runtime.session import open_session, run_with_intermediates
 from vitc.runtime.taylor_ops import taylor_attention_np
 
