@@ -31,7 +31,7 @@ def _cmd_compile(args) -> int:
     cm = result.compiled
     print(f"{cm.name}: {len(cm.blocks)} encoder blocks, passes: {','.join(r.name for r in cm.records) or 'none'}")
     for rec in cm.records:
-        print(f"  {rec.name}: blocks {rec.blocks}, weights {rec.weights}, fidelity {rec.fidelity}")
+        print(f"  {rec.name}: blocks {rec.blocks}, weights {rec.weights}{_fidelity_summary(rec.fidelity)}")
     if cm.unrecognised:
         print(f"  {len(cm.unrecognised)} attention-like subgraphs not recognised (see `vitc inspect`)")
     if result.summary:
@@ -40,6 +40,15 @@ def _cmd_compile(args) -> int:
         print(result.sim_summary.rstrip())
     print(f"wrote {len(result.written)} files to {Path(out)}/")
     return 0
+
+
+def _fidelity_summary(fidelity: dict) -> str:
+    """Scalar fidelity figures and the end-to-end ones; per-layer detail stays in blocks.json."""
+    flat = {k: v for k, v in fidelity.items() if isinstance(v, (int, float, str)) and k != "calibration"}
+    flat.update(fidelity.get("end_to_end") or {})
+    text = ", ".join(f"{k} {v}" for k, v in flat.items())
+    source = fidelity.get("calibration")
+    return (f"; {text}" if text else "") + (f" (on {source})" if source else "")
 
 
 def _cmd_validate(args) -> int:
