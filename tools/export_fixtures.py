@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import types
@@ -407,7 +406,7 @@ def _describe_softmax(sm, g: G) -> dict:
 
     d["context"] = (
         f"q: {chain_str(qchain, qterm)} | k: {chain_str(kchain, kterm)} | "
-        f"scores: MatMul>" + ">".join(_fmt(n, g) for n in reversed(path)) + ">Softmax | "
+        "scores: MatMul>" + ">".join(_fmt(n, g) for n in reversed(path)) + ">Softmax | "
         f"post: " + ">".join(_fmt(n, g) for n in post) + " | "
         f"v: {chain_str(vchain, vterm)}"
     )
@@ -427,7 +426,7 @@ def _describe_onnx_attention(n, g: G) -> dict:
         "attention_op": "onnx-Attention", "qkv": kind,
         "scale": "fused-op", "k_transpose": "fused-op",
         "context": (f"Attention{attrs} q: " + ">".join(_fmt(x, g) for x in reversed(qchain))
-                    + f" | k: " + ">".join(_fmt(x, g) for x in reversed(kchain))
+                    + " | k: " + ">".join(_fmt(x, g) for x in reversed(kchain))
                     + f" | k perms {perms} | scale attr {scale}"),
     }
 
@@ -961,41 +960,31 @@ def _bert_legacy(ctx):
     return om, feeds, [ref], extra
 
 
-def _bert_ort_optimized(ctx):
+def _ort_optimized(ctx, base_key: str, model_type: str):
+    """onnxruntime.transformers.optimizer on a cached export (fuses attention for BERT; for ViT only
+    LN/GELU, since it does not recognise ViT attention)."""
     from onnxruntime.transformers.optimizer import optimize_model
-    base, feeds, ref, extra = ctx.cache["hf_bert_eager_legacy_op17"]
+    base, feeds, ref, extra = ctx.cache[base_key]
     with tempfile.TemporaryDirectory() as td:
-        p = os.path.join(td, "bert.onnx")
+        p = os.path.join(td, "model.onnx")
         onnx.save(base, p)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            opt = optimize_model(p, model_type="bert", num_heads=HEADS, hidden_size=EMBED,
-                                 opt_level=0)
+            opt = optimize_model(p, model_type=model_type, num_heads=HEADS, hidden_size=EMBED, opt_level=0)
         stats = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
         print("   ort optimizer fused:", stats)
         q = os.path.join(td, "opt.onnx")
         opt.save_model_to_file(q)  # topological sort + com.microsoft opset import
         om = onnx.load(q)
     return om, feeds, ref, extra
+
+
+def _bert_ort_optimized(ctx):
+    return _ort_optimized(ctx, "hf_bert_eager_legacy_op17", "bert")
 
 
 def _vit_ort_optimized(ctx):
-    """onnxruntime's optimizer on a timm ViT: fuses LN/GELU, not attention."""
-    from onnxruntime.transformers.optimizer import optimize_model
-    base, feeds, ref, extra = ctx.cache["timm_legacy_sdpa_op17"]
-    with tempfile.TemporaryDirectory() as td:
-        p = os.path.join(td, "vit.onnx")
-        onnx.save(base, p)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            opt = optimize_model(p, model_type="vit", num_heads=HEADS, hidden_size=EMBED,
-                                 opt_level=0)
-        stats = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-        print("   ort optimizer fused:", stats)
-        q = os.path.join(td, "opt.onnx")
-        opt.save_model_to_file(q)  # topological sort + com.microsoft opset import
-        om = onnx.load(q)
-    return om, feeds, ref, extra
+    return _ort_optimized(ctx, "timm_legacy_sdpa_op17", "vit")
 
 
 def _surgery(base_name, fn):
