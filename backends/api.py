@@ -81,14 +81,15 @@ _CACHE: "OrderedDict[tuple, tuple[PreparedGraph, list[WorkItem], list[str]]]" = 
 _CACHE_SIZE = 4
 
 
-def prepared(model: onnx.ModelProto, batch: int = 1, seq_len: int | None = None):
+def prepared(model: onnx.ModelProto, batch: int = 1, seq_len: int | None = None,
+             input_shapes: dict[str, tuple[int, ...]] | None = None):
     """(PreparedGraph, work items, warnings) for ``model``, cached by content fingerprint."""
-    key = (model_fingerprint(model), batch, seq_len)
+    key = (model_fingerprint(model), batch, seq_len, tuple(sorted((input_shapes or {}).items())))
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
-    pg = prepare_graph(model, batch=batch, seq_len=seq_len)
+    pg = prepare_graph(model, batch=batch, seq_len=seq_len, input_shapes=input_shapes)
     items, warnings = partition(pg)
     _CACHE[key] = (pg, items, warnings)
     while len(_CACHE) > _CACHE_SIZE:
@@ -112,7 +113,8 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     batch = int(options.get("batch", 1))
     seq_len = options.get("seq_len")
     models = TARGETS[target](spec, options)
-    pg, items, warnings = prepared(model, batch, int(seq_len) if seq_len is not None else None)
+    pg, items, warnings = prepared(model, batch, int(seq_len) if seq_len is not None else None,
+                                   options.get("input_shapes"))
     warnings = list(warnings)
     for m in models:
         # optional hook: a cost model may regroup the work items (e.g. cost an attention

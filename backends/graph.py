@@ -222,27 +222,21 @@ def _dims(t: onnx.TypeProto) -> list | None:
     return out
 
 
-def _concrete_inputs(model: onnx.ModelProto, batch: int, seq_len: int | None) -> dict[str, list[int]]:
-    """Concrete shapes for graph inputs: symbolic dim 0 → batch, other symbolic → seq_len."""
-    inits = {t.name for t in model.graph.initializer}
+def _concrete_inputs(model: onnx.ModelProto, batch: int, seq_len: int | None,
+                     overrides: dict[str, tuple[int, ...]] | None = None) -> dict[str, list[int]]:
+    """Concrete graph-input shapes: ``overrides`` (batch axis replaced by ``batch``), else symbolic
+    dim 0 → batch, a symbolic 2-D sequence axis → seq_len, symbolic image C/H/W → 3×224×224
+    (the front end's rule, :func:`vitc.runtime.inputs.concrete_shape`)."""
+    from vitc.runtime.inputs import concrete_shape, input_specs
     shapes = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
+    for spec in input_specs(model):
+        if overrides and spec.name in overrides:
+            shapes[spec.name] = [batch] + [int(d) for d in overrides[spec.name][1:]]
             continue
-        dims = []
-        tdims = vi.type.tensor_type.shape.dim
-        for i, d in enumerate(tdims):
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(d.dim_value)
-            elif i == 0:
-                dims.append(batch)
-            else:
-                if seq_len is None:
-                    raise VitcInputError(
-                        f"input '{vi.name}' has a symbolic dimension {d.dim_param or '?'} at axis {i}; "
-                        "give the sequence length (option seq_len)")
-                dims.append(seq_len)
-        shapes[vi.name] = dims
+        if seq_len is None and len(spec.shape) == 2 and not (isinstance(spec.shape[1], int) and spec.shape[1] > 0):
+            raise VitcInputError(f"input '{spec.name}' has a symbolic dimension {spec.shape[1] or '?'} at axis 1; "
+                                 "give the sequence length (option seq_len)")
+        shapes[spec.name] = list(concrete_shape(spec, batch, seq_len or 0))
     return shapes
 
 
@@ -351,12 +345,13 @@ def role_from_name(name: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- prepare
-def prepare_graph(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None = None) -> PreparedGraph:
+def prepare_graph(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None = None,
+                  input_shapes: dict[str, tuple[int, ...]] | None = None) -> PreparedGraph:
     """Expand, shape and annotate ``model`` for costing (see module docstring)."""
     if batch < 1:
         raise VitcInputError(f"batch must be >= 1 (got {batch})")
     expanded, warnings = _expand(model)
-    input_shapes = _concrete_inputs(model, batch, seq_len)
+    input_shapes = _concrete_inputs(model, batch, seq_len, input_shapes)
     nodes = [n for n, _, _ in expanded]
     info = _infer(nodes, model, input_shapes)
     warnings += _resolve_by_running(nodes, model, input_shapes, info)

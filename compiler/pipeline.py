@@ -40,6 +40,14 @@ def frontend_summary(cm: CompiledModel) -> dict:
             "passes": [r.to_dict() for r in cm.records]}
 
 
+def _probe_tokens(cm: CompiledModel) -> int | None:
+    """Token count the front end's probe ran with, for blocks whose token count is symbolic."""
+    for b in cm.blocks:
+        if isinstance(b.tokens, str) and b.tokens.startswith("dynamic("):
+            return int(b.tokens[len("dynamic("):-1])
+    return None
+
+
 def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.PathLike | None = None,
                   passes: str | list[str] | None = "none", target: str = "xbar", hw: Any = "rram-128",
                   calib: Any = None, calib_samples: int | None = None, preprocess: str = "imagenet",
@@ -78,6 +86,12 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
     result = CompileResult(cm, result_model, files)
     if target != "none":
         from vitc.backends.api import evaluate
+        backend_options = dict(backend_options or {})
+        probe_tokens = _probe_tokens(cm)
+        if "seq_len" not in backend_options and probe_tokens is not None:
+            backend_options["seq_len"] = probe_tokens  # dynamic sequence: cost what the probe ran
+        if input_shapes:
+            backend_options.setdefault("input_shapes", dict(input_shapes))
         backend = evaluate(result_model, target, hw_spec, model_name=cm.name,
                            pass_records=[r.to_dict() for r in cm.records], options=backend_options)
         files.update(backend.files)

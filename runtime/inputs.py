@@ -38,8 +38,12 @@ def _vocab_size(model: onnx.ModelProto, name: str) -> int | None:
     return min(sizes) if sizes else None
 
 
+DEFAULT_IMAGE = (3, 224, 224)  # C, H, W used for images with symbolic sizes (override: --input-shape)
+
+
 def concrete_shape(spec: InputSpec, batch: int, seq_len: int) -> tuple[int, ...]:
-    """Fill symbolic dims: the first with ``batch``, the others with ``seq_len``."""
+    """Fill symbolic dims: the first with ``batch``; for 2-D inputs the second with ``seq_len``;
+    for 4-D float images C/H/W from :data:`DEFAULT_IMAGE`."""
     shape = []
     for i, d in enumerate(spec.shape):
         if isinstance(d, int) and d > 0:
@@ -48,6 +52,8 @@ def concrete_shape(spec: InputSpec, batch: int, seq_len: int) -> tuple[int, ...]
             shape.append(batch)
         elif len(spec.shape) == 2:
             shape.append(seq_len)
+        elif len(spec.shape) == 4 and spec.dtype.kind == "f":
+            shape.append(DEFAULT_IMAGE[i - 1])  # image [B, C, H, W] with symbolic C/H/W
         else:
             raise VitcInputError(
                 f"input '{spec.name}' has a symbolic dim {d!r} at axis {i}; give its size with --input-shape "

@@ -67,3 +67,17 @@ def test_contrib_attention_mapped_with_mask():
     cm = compile_model(path, target="none").compiled
     assert [b.forms["qkv"] for b in cm.blocks] == ["packed-fused-op"] * 2
     assert all(b.has_mask and b.forms["layernorm"] == "skip-layernorm" for b in cm.blocks)
+
+
+def test_dynamic_models_compile_without_shape_flags():
+    """Symbolic image sizes default to 224×224; symbolic sequences are costed at the probe length."""
+    img = EXPORTERS / "timm_dynamo_sdpa_op18_dynimg.onnx"
+    bert = EXPORTERS / "hf_bert_eager_legacy_op17.onnx"
+    if not (img.is_file() and bert.is_file()):
+        pytest.skip("fixtures missing")
+    default = compile_model(img, target="xbar")
+    assert [b.tokens for b in default.compiled.blocks] == ["dynamic(785)"] * 2  # (224/8)² + 1
+    small = compile_model(img, target="xbar", input_shapes={"pixel_values": (1, 3, 32, 32)})
+    assert default.report["totals"]["latency_ns"] > 10 * small.report["totals"]["latency_ns"]
+    res = compile_model(bert, target="xbar")
+    assert res.report["totals"]["crossbars"] > 0
