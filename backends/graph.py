@@ -233,10 +233,7 @@ def _concrete_inputs(model: onnx.ModelProto, batch: int, seq_len: int | None,
         if overrides and spec.name in overrides:
             shapes[spec.name] = [batch] + [int(d) for d in overrides[spec.name][1:]]
             continue
-        if seq_len is None and len(spec.shape) == 2 and not (isinstance(spec.shape[1], int) and spec.shape[1] > 0):
-            raise VitcInputError(f"input '{spec.name}' has a symbolic dimension {spec.shape[1] or '?'} at axis 1; "
-                                 "give the sequence length (option seq_len)")
-        shapes[spec.name] = list(concrete_shape(spec, batch, seq_len or 0))
+        shapes[spec.name] = list(concrete_shape(spec, batch, seq_len))
     return shapes
 
 

@@ -41,23 +41,24 @@ def _vocab_size(model: onnx.ModelProto, name: str) -> int | None:
 DEFAULT_IMAGE = (3, 224, 224)  # C, H, W used for images with symbolic sizes (override: --input-shape)
 
 
-def concrete_shape(spec: InputSpec, batch: int, seq_len: int) -> tuple[int, ...]:
-    """Fill symbolic dims: the first with ``batch``; for 2-D inputs the second with ``seq_len``;
-    for 4-D float images C/H/W from :data:`DEFAULT_IMAGE`."""
+def concrete_shape(spec: InputSpec, batch: int, seq_len: int | None) -> tuple[int, ...]:
+    """Fill symbolic dims: axis 0 with ``batch``; C/H/W of a 4-D float image from
+    :data:`DEFAULT_IMAGE`; any other symbolic axis (sequence) with ``seq_len``."""
     shape = []
     for i, d in enumerate(spec.shape):
         if isinstance(d, int) and d > 0:
             shape.append(d)
         elif i == 0:
             shape.append(batch)
-        elif len(spec.shape) == 2:
-            shape.append(seq_len)
         elif len(spec.shape) == 4 and spec.dtype.kind == "f":
-            shape.append(DEFAULT_IMAGE[i - 1])  # image [B, C, H, W] with symbolic C/H/W
+            shape.append(DEFAULT_IMAGE[i - 1])
+        elif seq_len:
+            shape.append(seq_len)
         else:
             raise VitcInputError(
-                f"input '{spec.name}' has a symbolic dim {d!r} at axis {i}; give its size with --input-shape "
-                f"{spec.name}:{'x'.join(str(x) if isinstance(x, int) and x > 0 else '?' for x in spec.shape)}")
+                f"input '{spec.name}' has a symbolic dim {d!r} at axis {i}; give the sequence length (--seq-len, option seq_len) "
+                f"or its shape (--input-shape {spec.name}:"
+                f"{'x'.join(str(x) if isinstance(x, int) and x > 0 else '?' for x in spec.shape)})")
     return tuple(shape)
 
 
