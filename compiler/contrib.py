@@ -16,7 +16,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from vitc.compiler.graph_utils import const_value
-from vitc.compiler.recognize import AttentionSite, NotRecognised, _walk_out
+from vitc.compiler.recognize import AttentionSite, NotRecognised, walk_out
 
 
 def _additive_mask(graph: gs.Graph, node: gs.Node, mask_index: gs.Tensor, x: gs.Tensor) -> gs.Tensor:
@@ -66,7 +66,7 @@ def match_ms_attention(node: gs.Node, graph: gs.Graph) -> AttentionSite:
     x, w, b = node.inputs[0], node.inputs[1], node.inputs[2]
     if const_value(w) is None or const_value(b) is None:
         raise NotRecognised("com.microsoft.Attention whose qkv weights are not constants")
-    out, out_proj = _walk_out(node.outputs[0], [node])
+    out, out_proj = walk_out(node.outputs[0], [node])
     prefix = f"{node.name}/vitc_qkv"
     mm = gs.Variable(f"{prefix}/MatMul_output_0", dtype=np.float32)
     qkv = gs.Variable(f"{prefix}/Add_output_0", dtype=np.float32)

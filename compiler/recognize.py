@@ -165,7 +165,7 @@ def _walk_scores(t: gs.Tensor, site_ops, factors) -> tuple[gs.Node, gs.Tensor | 
     raise NotRecognised("Softmax input is not produced by an activation×activation MatMul (QKᵀ)")
 
 
-def _walk_out(t: gs.Tensor, site_ops) -> tuple[gs.Tensor, gs.Node]:
+def walk_out(t: gs.Tensor, site_ops) -> tuple[gs.Tensor, gs.Node]:
     """From the attention-times-V product forward to the output projection's input."""
     for _ in range(16):
         consumer = single_consumer(t)
@@ -258,7 +258,7 @@ def match_softmax(softmax: gs.Node) -> AttentionSite:
     q_src = walk_back(qk.inputs[0], "q", q_ops, factors)
     k_src = walk_back(qk.inputs[1], "k", k_ops, factors)
     v_src = walk_back(av.inputs[1], "v", v_ops, [])
-    out, out_proj = _walk_out(av.outputs[0], ops)
+    out, out_proj = walk_out(av.outputs[0], ops)
     site = AttentionSite(softmax, "softmax", q_src, k_src, v_src, out, out_proj, q_in=qk.inputs[0],
                          mask=mask, factors=factors, walked=ops + q_ops + k_ops + v_ops)
     site.forms = {"qkv": _qkv_form(q_ops, site.packed), "scale": _scale_form(factors),
@@ -281,7 +281,7 @@ def match_onnx_attention(node: gs.Node) -> AttentionSite:
     q_src = walk_back(node.inputs[0], "q", q_ops, [])
     k_src = walk_back(node.inputs[1], "k", k_ops, [])
     v_src = walk_back(node.inputs[2], "v", v_ops, [])
-    out, out_proj = _walk_out(node.outputs[0], ops)
+    out, out_proj = walk_out(node.outputs[0], ops)
     mask = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3].name else None
     site = AttentionSite(node, "onnx-attention", q_src, k_src, v_src, out, out_proj, q_in=node.inputs[0],
                          mask=mask, factors=factors, walked=ops + q_ops + k_ops + v_ops,
