@@ -19,11 +19,11 @@ from vitc.backends.cost import (AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS,
                                 register_target)
 from vitc.backends.digital import DigitalModel
 from vitc.backends.graph import PreparedGraph, model_fingerprint, prepare_graph
-from vitc.backends.hardware import HardwareSpec, load_hw
+from vitc.core.hardware import HardwareSpec, load_hw
 from vitc.backends.partition import FREE, WorkItem, partition
 from vitc.backends.schedule import Schedule, list_schedule
 from vitc.backends.xbar import XbarModel
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 
 OUTPUT_FILES = ("mapping.json", "schedule.json", "report.json", "report.md", "report.html")
 

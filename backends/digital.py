@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from vitc.backends.cost import OpCost, to_cycles
-from vitc.backends.hardware import HardwareSpec
+from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import ACT, LSTM, SFU, VEC, WorkItem
 
 _SFU_KEYS = {"exp": "exp_energy_pj", "div": "div_energy_pj", "sqrt": "sqrt_energy_pj", "erf": "erf_energy_pj",

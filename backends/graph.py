@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import onnx
-from onnx import helper, shape_inference
+from onnx import helper
 
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
+from vitc.runtime import shapes
+from vitc.runtime.inputs import synthetic_inputs
 
 # Ops that only move or reinterpret data (no arithmetic): costed as free.
 FREE_OPS = {
@@ -210,94 +212,13 @@ def _expand(model: onnx.ModelProto) -> tuple[list[tuple[onnx.NodeProto, str, str
 
 
 # --------------------------------------------------------------------------- shapes
-_SMALL_INIT = 4096  # initializers up to this many elements keep their values (shape data)
-
-
-def _dims(t: onnx.TypeProto) -> list | None:
-    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
-        return None
-    out = []
-    for d in t.tensor_type.shape.dim:
-        out.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None)
-    return out
-
-
-def _concrete_inputs(model: onnx.ModelProto, batch: int, seq_len: int | None,
-                     overrides: dict[str, tuple[int, ...]] | None = None) -> dict[str, list[int]]:
-    """Concrete graph-input shapes: ``overrides`` (batch axis replaced by ``batch``), else symbolic
-    dim 0 → batch, a symbolic 2-D sequence axis → seq_len, symbolic image C/H/W → 3×224×224
-    (the front end's rule, :func:`vitc.runtime.inputs.concrete_shape`)."""
-    from vitc.runtime.inputs import concrete_shape, input_specs
-    shapes = {}
-    for spec in input_specs(model):
-        if overrides and spec.name in overrides:
-            shapes[spec.name] = [batch] + [int(d) for d in overrides[spec.name][1:]]
-            continue
-        shapes[spec.name] = list(concrete_shape(spec, batch, seq_len))
-    return shapes
-
-
-def _infer(nodes: list[onnx.NodeProto], model: onnx.ModelProto, input_shapes: dict[str, list[int]]):
-    """Run shape inference on a weight-less copy; return tensor name → (elem type, dims)."""
-    g = model.graph
-    elem_of_input = {vi.name: vi.type.tensor_type.elem_type for vi in g.input}
-    inputs = [helper.make_tensor_value_info(n, elem_of_input.get(n, onnx.TensorProto.FLOAT), d)
-              for n, d in input_shapes.items()]
-    small, big = [], []
-    for t in g.initializer:
-        n = 1
-        for d in t.dims:
-            n *= d
-        if n <= _SMALL_INIT and t.data_location != onnx.TensorProto.EXTERNAL:
-            small.append(t)
-        else:
-            big.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-    outputs = [helper.make_value_info(o.name, onnx.TypeProto()) for o in g.output]
-    graph = helper.make_graph(nodes, g.name or "g", inputs + big, outputs, small)
-    m = helper.make_model(graph, opset_imports=list(model.opset_import))
-    m.ir_version = model.ir_version
-    try:
-        inferred = shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as e:  # noqa: BLE001 - onnx raises several types
-        raise VitcInputError(f"shape inference failed on the compiled graph: {e}") from None
-    info = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        d = _dims(vi.type)
-        if d is not None:
-            info[vi.name] = (vi.type.tensor_type.elem_type, d)
-    for t in small:
-        info[t.name] = (t.data_type, list(t.dims))
-    return info
-
-
 _COSTED_WITH_SHAPES = {"MatMul", "Gemm", "Conv", "LSTM", "MatMulInteger", "QLinearMatMul"}
 
 
-def _resolve_by_running(nodes: list[onnx.NodeProto], model: onnx.ModelProto, input_shapes: dict[str, list[int]],
-                        info: dict) -> list[str]:
-    """Fill dims shape inference left unknown on inputs/outputs of costed ops by one onnxruntime
-    run of the expanded graph on synthetic inputs (exports whose shapes flow through run-time
-    Shape/Expand arithmetic, e.g. BERT). Returns warnings."""
-    wanted = sorted({t for n in nodes if n.op_type in _COSTED_WITH_SHAPES for t in list(n.input) + list(n.output)
-                     if t and (t not in info or any(d is None for d in info[t][1]))})
-    if not wanted:
-        return []
-    from vitc.runtime.inputs import synthetic_inputs
-    from vitc.runtime.session import open_session
-    g = model.graph
-    graph = helper.make_graph(nodes, g.name or "g", list(g.input), [helper.make_empty_tensor_value_info(t)
-                                                                     for t in wanted], list(g.initializer))
-    m = helper.make_model(graph, opset_imports=list(model.opset_import))
-    m.ir_version = model.ir_version
-    try:
-        shapes = {k: tuple(v) for k, v in input_shapes.items()}
-        values = open_session(m).run(wanted, synthetic_inputs(m, shapes=shapes))
-    except Exception as e:  # noqa: BLE001 - best effort; costing proceeds with what is known
-        return [f"shapes of {len(wanted)} tensors unknown and the graph could not be run to find them "
-                f"({type(e).__name__})"]
-    for t, v in zip(wanted, values):
-        info[t] = (info.get(t, (onnx.helper.np_dtype_to_tensor_dtype(v.dtype), None))[0], list(v.shape))
-    return []
+def _unknown_costed(nodes: list[onnx.NodeProto], info: dict) -> list[str]:
+    """Inputs/outputs of costed ops whose shapes inference left unknown."""
+    return sorted({t for n in nodes if n.op_type in _COSTED_WITH_SHAPES for t in list(n.input) + list(n.output)
+                   if t and (t not in info or info[t][1] is None or any(d is None for d in info[t][1]))})
 
 
 # --------------------------------------------------------------------------- layers
@@ -348,23 +269,22 @@ def prepare_graph(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None
     if batch < 1:
         raise VitcInputError(f"batch must be >= 1 (got {batch})")
     expanded, warnings = _expand(model)
-    input_shapes = _concrete_inputs(model, batch, seq_len, input_shapes)
+    input_shapes = shapes.concrete_inputs(model, batch, seq_len, input_shapes)
     nodes = [n for n, _, _ in expanded]
-    info = _infer(nodes, model, input_shapes)
-    warnings += _resolve_by_running(nodes, model, input_shapes, info)
+    info = shapes.infer(model, input_shapes, nodes=nodes)
+    wanted = _unknown_costed(nodes, info)
+    if wanted:
+        note = shapes.resolve_by_running(model, nodes, synthetic_inputs(model, shapes=input_shapes), info, wanted)
+        warnings += [note] if note else []
 
     init_shapes = {t.name: tuple(int(d) for d in t.dims) for t in model.graph.initializer}
     init_types = {t.name: t.data_type for t in model.graph.initializer}
-    static: set[str] = set(init_shapes)
+    static = shapes.static_tensors(nodes, init_shapes)
     ops: list[OpNode] = []
     producer: dict[str, int] = {}
     for idx, (n, origin, otype) in enumerate(expanded):
         attrs = {a.name: _attr_value(a) for a in n.attribute if a.type != onnx.AttributeProto.GRAPH}
         s_in = [(t in static) or t == "" for t in n.input]
-        if n.op_type in ("Constant",) or (n.input and all(s_in) and n.op_type not in ("RandomNormal", "RandomUniform")):
-            static.update(n.output)
-        elif n.op_type in ("Shape", "Size"):
-            static.update(n.output)  # shape data: known at compile time once shapes are fixed
         meta = _meta(n)
         blk = meta.get("vitc.block")
         op = OpNode(

@@ -2,8 +2,8 @@
 
 Naming the two presets: ``--hw XBAR+SYSTOLIC`` (either order), e.g.
 ``vitc compile m.onnx --target hybrid --hw rram-128+vitality``. Each part may be a preset
-name or a TOML file (``my_xbar.toml+vitality``). :func:`vitc.backends.hardware.load_hw`
-returns the combined description (:func:`combine_specs`): ``kind = "hybrid"``, the
+name or a TOML file (``my_xbar.toml+vitality``). :func:`vitc.core.hardware.load_hw`
+returns the combined description (:func:`vitc.core.hardware.combine`): ``kind = "hybrid"``, the
 crossbar description's sections at the top level (so every crossbar field keeps its
 dotted name, and the schedule runs at the crossbar preset's clock), and the systolic
 description under ``parts.systolic``.
@@ -32,47 +32,13 @@ Area: crossbar tiles + the systolic unit (SA and processors under ``digital``). 
 """
 from __future__ import annotations
 
-import copy
-
 from vitc.backends.cost import register_target
 from vitc.backends.digital import DigitalModel
-from vitc.backends.hardware import HardwareSpec
+from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import LSTM, MVM
 from vitc.backends.systolic import HYBRID_COMPONENTS, SystolicModel, systolic_hw
 from vitc.backends.xbar import XbarModel
-from vitc.compiler.errors import VitcInputError
-
-PREFIX = "parts.systolic."
-
-
-def combine_specs(specs: list[HardwareSpec], label: str) -> HardwareSpec:
-    """One crossbar and one systolic description → the hybrid description."""
-    kinds = sorted(s.kind for s in specs)
-    if len(specs) != 2 or kinds != ["systolic", "xbar"]:
-        got = ", ".join(f"{s.name} ({s.kind})" for s in specs)
-        raise VitcInputError(f"hardware '{label}': a '+'-joined hardware value needs one crossbar and one systolic "
-                             f"description, e.g. rram-128+vitality (got {got})")
-    xb = next(s for s in specs if s.kind == "xbar")
-    sa = next(s for s in specs if s.kind == "systolic")
-    data = copy.deepcopy(xb.data)
-    data["meta"] = {
-        "name": f"{xb.name}+{sa.name}", "kind": "hybrid",
-        "description": f"hybrid: {xb.name} crossbars for static MVMs + {sa.name} systolic unit for the rest "
-                       f"({xb.description} | {sa.description})",
-        "sources": list(xb.data.get("meta", {}).get("sources", [])) + list(sa.data.get("meta", {}).get("sources", [])),
-        "surrogates": sorted(xb.surrogates) + sorted(PREFIX + k for k in sa.surrogates),
-        "parts": [xb.name, sa.name],
-    }
-    data["parts"] = {"systolic": copy.deepcopy(sa.data)}
-    sources = dict(xb.sources)
-    sources.update({PREFIX + k: v for k, v in sa.sources.items()})
-    return HardwareSpec(name=data["meta"]["name"], data=data, sources=sources, origin=label)
-
-
-def systolic_part(spec: HardwareSpec) -> dict:
-    """The systolic description inside a hybrid one."""
-    return spec.data["parts"]["systolic"]
-
+from vitc.core.errors import VitcInputError
 
 def _hybrid_target(spec: HardwareSpec, options: dict):
     if spec.kind != "hybrid":
@@ -80,8 +46,7 @@ def _hybrid_target(spec: HardwareSpec, options: dict):
                              f"(e.g. --hw {spec.name if spec.kind == 'xbar' else 'rram-128'}+"
                              f"{spec.name if spec.kind == 'systolic' else 'vitality'}); '{spec.name}' is of kind "
                              f"{spec.kind}")
-    sys_data = systolic_part(spec)
-    shw = systolic_hw(sys_data, sys_data.get("meta", {}).get("name", "systolic part"))
+    shw = systolic_hw(spec.part("systolic"))
     zeta = spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0
     digital = DigitalModel(spec, act_products=False)   # LSTM gate costs only
     xbar = XbarModel(spec, digital)
@@ -95,4 +60,3 @@ def _hybrid_target(spec: HardwareSpec, options: dict):
 
 register_target("hybrid", _hybrid_target)
 
-__all__ = ["combine_specs", "systolic_part", "PREFIX"]

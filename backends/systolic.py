@@ -1,6 +1,6 @@
 """``--target systolic``: the whole compiled graph on a ViTALiTy-style systolic accelerator.
 
-The hardware is a systolic preset (``kind = "systolic"``, e.g. ``backends/hw/vitality.toml``,
+The hardware is a systolic preset (``kind = "systolic"``, e.g. ``core/hw/vitality.toml``,
 the accelerator of ViTALiTy Table III): a 64×64 SA-General array, a 64×1 SA-Diag column,
 64-lane accumulator / adder / divider arrays (plus the exp array surrogate), Q/K/V/O SRAM
 buffers and DRAM. Two schedulable resources: ``sa`` (SA-General + SA-Diag) and ``pp``
@@ -75,13 +75,13 @@ from vitc.backends.cost import OpCost, register_target, to_cycles
 from vitc.backends.gemm_cycles import DATAFLOWS as GEMM_DATAFLOWS
 from vitc.backends.gemm_cycles import MODES as GEMM_MODES
 from vitc.backends.gemm_cycles import gemm_cost
-from vitc.backends.hardware import HardwareSpec
+from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import ACT, FREE, LSTM, MVM, SFU, VEC, WorkItem
 from vitc.backends.vitality_model import (
     CENTERINGS, DATAFLOWS as ATT_DATAFLOWS, ENERGIES, SCHEDULES, TAYLOR_VARIANTS, VitalityHW,
     softmax_attention_cost, taylor_attention_cost, vitality_hw,
 )
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 
 CORE = "attention_core"
 #: ai.vitc ops costed as one attention core → kind of core
@@ -131,41 +131,15 @@ class SystolicHW:
         return self.hw.width[unit]
 
 
-def systolic_hw(data: dict, label: str = "") -> SystolicHW:
-    """Validate a systolic description (TOML dict) and read it; errors name the field."""
-    label = label or str(data.get("meta", {}).get("name", "?"))
-
-    def need(dotted: str, kind=(int, float)):
-        node = data
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise VitcInputError(f"invalid hardware file {label}: missing field [{dotted.rpartition('.')[0]}]."
-                                     f"{dotted.rpartition('.')[2]} (systolic description)")
-            node = node[part]
-        if kind and (isinstance(node, bool) or not isinstance(node, kind)):
-            raise VitcInputError(f"invalid hardware file {label}: [{dotted.rpartition('.')[0]}]."
-                                 f"{dotted.rpartition('.')[2]} has the wrong type (got {node!r})")
-        if kind == (int, float) and node <= 0:
-            raise VitcInputError(f"invalid hardware file {label}: [{dotted.rpartition('.')[0]}]."
-                                 f"{dotted.rpartition('.')[2]} must be a positive number (got {node!r})")
-        return node
-
-    for key in ("clock.freq_mhz", "precision.bits", "systolic.rows", "systolic.cols", "systolic.diag_rows",
-                "systolic.diag_cols", "sram.power_mw", "sram.words_per_access", "sram.kb_per_buffer",
-                "sram.area_mm2", "dram.energy_pj_per_bit", "dram.bandwidth_words_per_cycle"):
-        need(key)
-    need("sram.buffers", list)
-    for u in UNITS:
-        need(f"units.{u}.power_mw")
-        need(f"units.{u}.area_mm2")
-        if u in PP_UNITS:
-            need(f"units.{u}.width")
+def systolic_hw(spec: HardwareSpec) -> SystolicHW:
+    """The numbers of a validated systolic description (:mod:`vitc.core.hardware` checked them)."""
+    data = spec.data
     hw = vitality_hw(data)
     sysd = data["systolic"]
-    settings = {k: sysd[k] for k in DEFAULTS if k in sysd}
+    settings = {k: sysd[k] for k in DEFAULTS if sysd.get(k) is not None}
     bits = int(data["precision"]["bits"])
     return SystolicHW(
-        name=str(data.get("meta", {}).get("name", label)), hw=hw,
+        name=spec.name, hw=hw,
         area_mm2={u: float(data["units"][u]["area_mm2"]) for u in UNITS},
         sram_area_mm2=float(data["sram"]["area_mm2"]),
         sram_words_per_buffer=int(data["sram"]["kb_per_buffer"] * 1024 * 8 // bits),
@@ -699,7 +673,7 @@ def _systolic_target(spec: HardwareSpec, options: dict):
     if spec.kind != "systolic":
         raise VitcInputError(f"target systolic needs a systolic hardware description (e.g. --hw vitality); "
                              f"'{spec.name}' is of kind {spec.kind}")
-    shw = systolic_hw(spec.data, spec.origin or spec.name)
+    shw = systolic_hw(spec)
     return [SystolicModel(shw, options)]
 
 

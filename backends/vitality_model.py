@@ -4,7 +4,7 @@ What is modelled
 ----------------
 The attention *core* of one layer (no Q/K/V/output projections, no MLP), per head,
 for ``n`` tokens and head dimension ``d`` (Algorithm 1 of Dass et al., HPCA'23,
-``papers/002``), on the accelerator of Table III (``backends/hw/vitality.toml``):
+``papers/002``), on the accelerator of Table III (``core/hw/vitality.toml``):
 
 ====  ==========================================  =====================================
 step  work (per head)                             unit
@@ -86,13 +86,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitc.backends.gemm_cycles import gemm_cost, sram_traffic
+from vitc.core.hardware import HW_DIR, load_hw  # noqa: F401 - HW_DIR re-exported for callers
 
-try:  # Python >= 3.11
-    import tomllib as _toml
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as _toml  # type: ignore[no-redef]
-
-HW_DIR = Path(__file__).resolve().parent / "hw"
 DATAFLOWS = ("down-forward", "g-stationary")
 TAYLOR_VARIANTS = ("paper", "code")
 CENTERINGS = ("tokens", "features", "none")
@@ -149,12 +144,8 @@ class VitalityHW:
 
 
 def load_preset(name_or_path: str | Path = "vitality") -> dict:
-    """Raw TOML dict of a preset name (``backends/hw/<name>.toml``) or a file path."""
-    p = Path(name_or_path)
-    if not p.suffix:
-        p = HW_DIR / f"{name_or_path}.toml"
-    with open(p, "rb") as fh:
-        return _toml.load(fh)
+    """The validated description (dict) of a systolic preset name or TOML file."""
+    return load_hw(name_or_path).data
 
 
 def vitality_hw(name_or_path: str | Path | dict = "vitality") -> VitalityHW:

@@ -42,7 +42,7 @@ import numpy as np
 
 from vitc.backends.cost import OpCost, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
-from vitc.backends.hardware import HardwareSpec
+from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import ACT, LSTM, MVM, Matrix, WorkItem
 
 

@@ -93,7 +93,7 @@ def backend_summary(report: dict) -> dict:
 
 def teacher_cosines(cm_orig, weights, data, blocks) -> dict[int, float]:
     """Per-block token-mean cosine with teacher inputs (original x_in) on ``data``."""
-    from vitc.compiler.context import PassContext
+    from vitc.passes.context import PassContext
     from vitc.passes.bilstm import _cosines, core_target_names, numpy_forward
     ctx = PassContext(calib=data)
     targets = core_target_names(cm_orig, blocks)
@@ -119,7 +119,7 @@ def parity(weights, cm_orig, data, block: int) -> float:
     """max |ONNX block − torch module| on teacher inputs of ``data``."""
     import torch
 
-    from vitc.compiler.context import PassContext
+    from vitc.passes.context import PassContext
     from vitc.passes.bilstm import block_model
     from vitc.passes.bilstm_distill import torch_module_from_block
     from vitc.runtime.session import open_session
@@ -145,9 +145,9 @@ def load_npz_weights(blob: bytes, cm):
 def reference_run(args, res: dict) -> None:
     import onnx
 
-    from vitc.compiler.calibration import load_dataset
+    from vitc.runtime.data import load_dataset
     from vitc.compiler.frontend import read_model
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     from vitc.runtime.validate import validate_models
 
     model_path = Path(args.model)
@@ -209,7 +209,7 @@ def reference_run(args, res: dict) -> None:
 
 
 def deit_run(args, res: dict) -> None:
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     from vitc.compiler.zoo import build_vit
     m = build_vit("deit-small", img_size=224, patch=16, seed=0)
     out = {}

@@ -10,8 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vitc.compiler.io import model_bytes, write_outputs
-from vitc.compiler.pipeline import compile_model
+from vitc.core.io import model_bytes, write_outputs
+from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
 
 

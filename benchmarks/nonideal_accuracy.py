@@ -39,11 +39,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import onnx
-    from vitc.compiler.calibration import load_dataset
-    from vitc.compiler.io import write_outputs
-    from vitc.compiler.pipeline import compile_model
-    from vitc.compiler.simulate import adc_sweep, parse_bits
-    from vitc.runtime.nonideal import SimConfig
+    from vitc.runtime.data import load_dataset
+    from vitc.core.io import write_outputs
+    from vitc.pipeline import compile_model
+    from vitc.runtime.nonideal.sweep import adc_sweep, parse_bits
+    from vitc.runtime.nonideal.arith import SimConfig
 
     model_path, test, calib = REF / "vit_digits_p4.onnx", REF / "digits_test.npz", REF / "digits_calib.npz"
     if not model_path.is_file():

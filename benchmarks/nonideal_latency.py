@@ -5,7 +5,7 @@
     python benchmarks/nonideal_latency.py --batch 8 --threads 2 --repeat 7 --hw rram-128 isaac-128
 
 For each preset and mode (``bitserial``: the preset as is; ``tile``: the fast approximation)
-it builds the simulated graph with :func:`vitc.compiler.simulate.simulate_model`, opens
+it builds the simulated graph with :func:`vitc.runtime.nonideal.simulate.simulate_model`, opens
 both sessions with the same thread count, and times them interleaved (float, sim, float,
 sim, ...) so machine-load drift hits both alike; it reports the median and the minimum of
 the per-run ratio. Writes a JSON summary with ``--json``.
@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import onnx
-    from vitc.compiler.simulate import simulate_model
+    from vitc.runtime.nonideal.simulate import simulate_model
     from vitc.compiler.zoo import CONFIGS, build_vit
-    from vitc.runtime.nonideal import SimConfig
+    from vitc.runtime.nonideal.arith import SimConfig
     if args.model in CONFIGS:
         model = build_vit(args.model, img_size=args.img_size, depth=args.depth)
         label = f"zoo {args.model} img {args.img_size}" + (f" depth {args.depth}" if args.depth else "")

@@ -24,7 +24,7 @@ REF = ROOT / "models" / "reference"
 
 
 def deit(out: dict) -> None:
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     from vitc.compiler.zoo import build_vit
     model = build_vit("deit-small", img_size=224, patch=16)
     cases = [
@@ -71,7 +71,7 @@ def deit(out: dict) -> None:
 
 
 def reference(out: dict) -> None:
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     from vitc.runtime.validate import validate_models
     model, calib, test = REF / "vit_digits_p4.onnx", REF / "digits_calib.npz", REF / "digits_test.npz"
     if not model.is_file():

@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--json", help="write the measurements here")
     args = ap.parse_args()
 
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     from vitc.compiler.zoo import build_vit
     from vitc.passes.reuse_search import branch_and_bound, count_plans, exhaustive
 

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vitc.backends.api import analyse  # noqa: E402
-from vitc.compiler.pipeline import compile_model  # noqa: E402
+from vitc.pipeline import compile_model  # noqa: E402
 from vitc.compiler.zoo import build_vit  # noqa: E402
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitc.compiler.calibration import load_dataset
-from vitc.compiler.io import load_model
-from vitc.compiler.pipeline import compile_model
+from vitc.runtime.data import load_dataset
+from vitc.core.io import load_model
+from vitc.pipeline import compile_model
 from vitc.runtime.batching import run_batched
 from vitc.runtime.session import open_session
 

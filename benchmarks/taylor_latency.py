@@ -25,7 +25,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from vitc.compiler.pipeline import compile_model
+from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
 
 

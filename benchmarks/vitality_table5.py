@@ -4,7 +4,7 @@
     python benchmarks/vitality_table5.py
 
 Workload: DeiT-Base attention cores, 12 layers x 12 heads, n = 197 tokens, d = 64,
-batch 1, on the Table III accelerator (backends/hw/vitality.toml).  The first table
+batch 1, on the Table III accelerator (core/hw/vitality.toml).  The first table
 is the default model (intra-layer pipeline, power x busy cycles); the second shows
 the alternatives and why they were rejected; the third the softmax baseline.
 """

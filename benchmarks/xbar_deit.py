@@ -41,7 +41,7 @@ def main() -> None:
                   f"{t['edap_j_s_mm2']:12.4g} {t['tops_per_w']:7.4g} {t['tops_per_mm2']:8.4g}")
         print(f"{'':<11} (zoo build {t_build:.2f} s, not included)")
     if not args.no_compile:
-        from vitc.compiler.pipeline import compile_model
+        from vitc.pipeline import compile_model
         model = build_vit("deit-base")
         t0 = time.perf_counter()
         res = compile_model(model, passes="none", target="xbar", hw=args.hw[0], name="deit_base")

@@ -5,54 +5,10 @@ Records hold tensor and node *names*, so they stay valid while passes edit the g
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.graph_utils import producer, single_consumer, weight_input
+from vitc.core.graph import producer, single_consumer, weight_input
 from vitc.compiler.normalize import upstream
-
-
-@dataclass
-class Projection:
-    matmul: str
-    add: str | None
-    weight: str          # initializer name, [K, N]
-    bias: str | None
-    in_features: int
-    out_features: int
-
-
-@dataclass
-class EncoderBlock:
-    index: int
-    num_heads: int
-    head_dim: int
-    embed_dim: int
-    tokens: int | str            # static count, or "dynamic(<probe count>)"
-    pre_ln: bool
-    x_in: str                    # input of the q/k/v projections (normalised block input)
-    block_input: str | None      # residual partner of the attention branch
-    q_proj: Projection
-    k_proj: Projection
-    v_proj: Projection
-    attention: str               # the ai.vitc core node
-    attention_output_core: str   # core output [B, N, C] (input of out_proj)
-    out_proj: Projection
-    attn_output: str             # out_proj output, pre-residual [B, N, C]
-    residual: str | None         # the residual Add node (None if fused, e.g. SkipLayerNormalization)
-    norm1: str | None
-    norm2: str | None
-    mlp_fc1: str | None
-    mlp_fc2: str | None
-    block_output: str | None
-    forms: dict[str, str] = field(default_factory=dict)
-    has_mask: bool = False
-    probe_rel_error: float = 0.0
-    reuses: int | None = None    # set by the reuse pass: this block's attention is gone, it adds TB(A_reuses)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def norm_form(t: gs.Tensor) -> tuple[str | None, str]:

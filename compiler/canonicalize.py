@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.blocks import EncoderBlock, Projection, describe_mlp, norm_form, normalisation, residual_of
-from vitc.compiler.graph_utils import const_value, producer
+from vitc.compiler.blocks import describe_mlp, norm_form, normalisation, residual_of
+from vitc.core.ir import EncoderBlock, Projection
+from vitc.core.graph import const_value, producer
 from vitc.compiler.probe import CoreSpec
 from vitc.compiler.recognize import AttentionSite, NotRecognised
 from vitc.runtime.function_builder import DOMAIN

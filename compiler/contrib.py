@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.graph_utils import const_value
+from vitc.core.graph import const_value
 from vitc.compiler.recognize import AttentionSite, NotRecognised, walk_out
 
 

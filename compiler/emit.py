@@ -11,7 +11,7 @@ import onnx_graphsurgeon as gs
 from onnx import helper
 
 import vitc
-from vitc.compiler.model import CompiledModel
+from vitc.core.ir import CompiledModel
 from vitc.runtime.function_builder import DOMAIN, DOMAIN_VERSION
 from vitc.runtime.ops import functions_for, overload_for
 from vitc.runtime.session import max_ir_version

@@ -8,13 +8,16 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from vitc.compiler.canonicalize import rewrite_site
-from vitc.compiler.errors import VitcInputError
-from vitc.compiler.graph_utils import weight_input
-from vitc.compiler.io import default_opset, infer_shapes, load_model
-from vitc.compiler.model import CompiledModel
+from vitc.core.errors import VitcInputError
+from vitc.core.graph import weight_input
+from vitc.core.io import default_opset, load_model
+from vitc.runtime import shapes
+from vitc.core.ir import CompiledModel
 from vitc.compiler.normalize import normalize
 from vitc.compiler.probe import probe_names, resolve
-from vitc.compiler.recognize import NotRecognised, Unrecognised, find_sites
+from vitc.compiler.contrib import match_ms_attention
+from vitc.compiler.recognize import AttentionSite, NotRecognised, match_onnx_attention, match_softmax
+from vitc.core.ir import Unrecognised
 from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.session import run_with_intermediates
 
@@ -25,7 +28,7 @@ def read_model(path: str | os.PathLike, input_shapes: dict | None = None) -> Com
     """Load ``path`` and canonicalise it (see :func:`canonicalize_model`)."""
     loaded = load_model(path)
     return canonicalize_model(loaded.model, name=Path(path).name.removesuffix(".onnx"), source=loaded.path,
-                              external_data=loaded.external_data, input_shapes=input_shapes, shapes_inferred=True)
+                              external_data=loaded.external_data, input_shapes=input_shapes)
 
 
 def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None) -> dict:
@@ -37,18 +40,49 @@ def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None) 
         raise VitcInputError(f"the model does not run in onnxruntime on synthetic inputs: {first}") from None
 
 
+def find_sites(graph: gs.Graph) -> tuple[list[AttentionSite], list[Unrecognised]]:
+    """All attention sites of ``graph`` in topological order, and the anchors that failed."""
+    sites, failed = [], []
+    for node in list(graph.nodes):
+        try:
+            if node.op == "Softmax" and node.domain in ("", "ai.onnx", None):
+                sites.append(match_softmax(node))
+            elif node.op == "Attention" and node.domain in ("", "ai.onnx", None):
+                sites.append(match_onnx_attention(node))
+            elif node.op == "Attention" and node.domain == "com.microsoft":
+                sites.append(match_ms_attention(node, graph))
+            elif node.domain == "com.microsoft" and node.op in ("MultiHeadAttention", "PackedAttention"):
+                failed.append(Unrecognised(node.name, f"{node.domain}.{node.op}",
+                                           "onnxruntime contrib attention op without a mapping; not rewritable"))
+        except NotRecognised as exc:
+            failed.append(Unrecognised(node.name, node.op if not node.domain else f"{node.domain}.{node.op}", str(exc)))
+    return sites, failed
+
+
+def _set_shapes(graph: gs.Graph, model: onnx.ModelProto) -> None:
+    """Give the graph's tensors the shapes and types inference finds (symbolic dims kept)."""
+    try:
+        info = shapes.infer(model, symbolic=True)
+    except VitcInputError:
+        return  # recognition copes without shapes; the probe run is the check
+    for t in graph.tensors().values():
+        if isinstance(t, gs.Variable) and t.name in info and t.shape is None:
+            elem, dims = info[t.name]
+            t.shape = dims
+            if t.dtype is None and elem:
+                t.dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
+
+
 def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None = None,
-                       external_data: bool = False, input_shapes: dict | None = None,
-                       shapes_inferred: bool = False) -> CompiledModel:
+                       external_data: bool = False, input_shapes: dict | None = None) -> CompiledModel:
     """Normalise, recognise every attention site, confirm each numerically, rewrite.
 
     Raises :class:`VitcInputError` if the graph has no attention at all, or none that can be
     rewritten.
     """
-    if not shapes_inferred:
-        model = infer_shapes(model)
     opset = default_opset(model)
     graph = gs.import_onnx(model)
+    _set_shapes(graph, model)
     normalized = normalize(graph)
     sites, failed = find_sites(graph)
     if not sites and not failed:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitc.compiler.graph_utils import const_value
+from vitc.core.graph import const_value
 from vitc.compiler.recognize import AttentionSite, NotRecognised
 
 TOLERANCE = 1e-3

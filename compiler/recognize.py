@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.graph_utils import const_value, is_scalar_like, producer, single_consumer, weight_input
+from vitc.core.graph import const_value, is_scalar_like, producer, single_consumer, weight_input
 
 LAYOUT_OPS = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Split", "Slice", "Gather", "Flatten",
               "Identity", "Cast", "Dropout"}
@@ -63,13 +63,6 @@ class AttentionSite:
     @property
     def packed(self) -> bool:
         return self.q_src is self.k_src and self.k_src is self.v_src
-
-
-@dataclass
-class Unrecognised:
-    anchor: str
-    op: str
-    reason: str
 
 
 def _scalar_operand(node: gs.Node) -> tuple[gs.Tensor, gs.Tensor, int] | None:
@@ -289,23 +282,3 @@ def match_onnx_attention(node: gs.Node) -> AttentionSite:
     site.forms = {"qkv": _qkv_form(q_ops, site.packed), "scale": "fused-op", "k_transpose": "fused-op",
                   "mask": "fused-op" if mask is not None else "none"}
     return site
-
-
-def find_sites(graph: gs.Graph) -> tuple[list[AttentionSite], list[Unrecognised]]:
-    """All attention sites of ``graph`` in topological order, and the anchors that failed."""
-    sites, failed = [], []
-    for node in list(graph.nodes):
-        try:
-            if node.op == "Softmax" and node.domain in ("", "ai.onnx", None):
-                sites.append(match_softmax(node))
-            elif node.op == "Attention" and node.domain in ("", "ai.onnx", None):
-                sites.append(match_onnx_attention(node))
-            elif node.op == "Attention" and node.domain == "com.microsoft":
-                from vitc.compiler.contrib import match_ms_attention
-                sites.append(match_ms_attention(node, graph))
-            elif node.domain == "com.microsoft" and node.op in ("MultiHeadAttention", "PackedAttention"):
-                failed.append(Unrecognised(node.name, f"{node.domain}.{node.op}",
-                                           "onnxruntime contrib attention op without a mapping; not rewritable"))
-        except NotRecognised as exc:
-            failed.append(Unrecognised(node.name, node.op if not node.domain else f"{node.domain}.{node.op}", str(exc)))
-    return sites, failed

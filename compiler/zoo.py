@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 
 OPSET = 17
 

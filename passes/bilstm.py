@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.errors import VitcInputError
-from vitc.compiler.model import CompiledModel, PassRecord
+from vitc.core.errors import VitcInputError
+from vitc.core.ir import CompiledModel, PassRecord
 from vitc.passes.fidelity import mean_cosine
 from vitc.passes.registry import add_option, parse_block_list, register
 
@@ -657,7 +657,7 @@ def core_target_names(cm: CompiledModel, blocks: list[int]) -> dict[int, str]:
 
 def _mask_value(cm: CompiledModel, i: int) -> np.ndarray | None:
     """The constant additive mask of block ``i``'s core, if it has one that is a constant."""
-    from vitc.compiler.graph_utils import const_value
+    from vitc.core.graph import const_value
     core = cm.node(cm.blocks[i].attention)
     return const_value(core.inputs[3]) if len(core.inputs) > 3 else None
 

@@ -278,7 +278,7 @@ def _device(torch, name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from vitc.compiler.errors import VitcInputError
+        from vitc.core.errors import VitcInputError
         raise VitcInputError("bilstm: --bilstm-device cuda but torch sees no CUDA device")
     return torch.device(name)
 

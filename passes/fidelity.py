@@ -10,8 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from vitc.compiler.calibration import Dataset
-from vitc.compiler.model import CompiledModel
+from vitc.runtime.data import Dataset
+from vitc.core.ir import CompiledModel
 from vitc.runtime.validate import sample_cosines
 
 

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import re
 
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 
 PASSES: dict[str, type] = {}
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.graph_utils import const_value, producer
-from vitc.compiler.model import CompiledModel, PassRecord
+from vitc.core.graph import const_value, producer
+from vitc.core.ir import CompiledModel, PassRecord
 from vitc.passes.registry import register
 from vitc.runtime.taylor_ops import OP_TYPE as TAYLOR_OP, can_simplify
 

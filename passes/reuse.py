@@ -36,8 +36,8 @@ import time
 
 import numpy as np
 
-from vitc.compiler.errors import VitcInputError
-from vitc.compiler.model import CompiledModel, PassRecord
+from vitc.core.errors import VitcInputError
+from vitc.core.ir import CompiledModel, PassRecord
 from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine
 from vitc.passes.registry import add_option, register
 from vitc.passes.reuse_tb import (DEFAULT_KIND, DEFAULT_RIDGE, GN_STEPS, TB, TB_KINDS, SourceSolver, blas_threads,

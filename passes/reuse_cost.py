@@ -237,7 +237,7 @@ def _totals(t: dict) -> dict:
 def cost_target(ctx):
     """(target, hw spec, backend options) for the compile, or the defaults when it has none."""
     from vitc.backends.api import TARGETS
-    from vitc.backends.hardware import load_hw
+    from vitc.core.hardware import load_hw
     target = ctx.target if ctx.target in TARGETS else "xbar"
     hw = ctx.hw
     if hw is None or getattr(hw, "kind", "xbar") != "xbar":
@@ -248,7 +248,7 @@ def cost_target(ctx):
 
 def account_for_context(cm, ctx, baseline_model, rewritten_model, plan: dict[int, int]) -> dict | None:
     """:func:`account` on the compile's cost target; None (with no error) when no cost model applies."""
-    from vitc.compiler.errors import VitcError
+    from vitc.core.errors import VitcError
     if ctx.target == "none" and ctx.option("reuse_hw") is None:
         return None
     try:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 from vitc.passes.reuse_tb import TB, SourceSolver, fit_tb, identity_tb
 
 MAX_NODES = 200_000

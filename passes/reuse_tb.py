@@ -306,7 +306,7 @@ def load_tbs(path, plan: dict[int, int], embed_dim: dict[int, int], kind: str | 
 
     Raises :class:`VitcInputError` (one line) for a missing file, block, or a wrong shape.
     """
-    from vitc.compiler.errors import VitcInputError
+    from vitc.core.errors import VitcInputError
     import zipfile
     try:
         with np.load(path, allow_pickle=False) as data:

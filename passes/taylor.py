@@ -27,10 +27,10 @@ import time
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from vitc.compiler.blocks import EncoderBlock
-from vitc.compiler.errors import VitcInputError
-from vitc.compiler.graph_utils import const_value
-from vitc.compiler.model import CompiledModel, PassRecord
+from vitc.core.ir import EncoderBlock
+from vitc.core.errors import VitcInputError
+from vitc.core.graph import const_value
+from vitc.core.ir import CompiledModel, PassRecord
 from vitc.compiler import opcount
 from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine
 from vitc.passes.registry import add_option, parse_block_list, register

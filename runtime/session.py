@@ -10,22 +10,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-_TWO_GB = 2**31 - 1
-
-
-def approx_size(model: onnx.ModelProto) -> int:
-    """Serialised size estimate in bytes from initializer shapes (``ByteSize`` costs ~0.4 s at 300 MB)."""
-    total = 1 << 20
-    for t in model.graph.initializer:
-        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize if t.data_type else 4
-        total += int(np.prod(t.dims, dtype=np.int64)) * itemsize
-    return total
-
-
-def fits_in_protobuf(model: onnx.ModelProto) -> bool:
-    """True if ``model`` can be serialised as one protobuf (< 2 GB), with a safety margin."""
-    return approx_size(model) < _TWO_GB - (64 << 20)
-
+from vitc.core.io import fits_in_protobuf
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     so = ort.SessionOptions()

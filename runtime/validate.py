@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from vitc.compiler.calibration import Dataset, load_dataset
-from vitc.compiler.errors import VitcInputError
-from vitc.compiler.io import load_model
+from vitc.runtime.data import Dataset, load_dataset
+from vitc.core.errors import VitcInputError
+from vitc.core.io import load_model
 from vitc.runtime.batching import run_batched
 from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.session import open_session

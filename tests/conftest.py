@@ -20,7 +20,7 @@ def exporter_manifest() -> dict:
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory) -> Path:
     """DeiT-Tiny geometry with 2 blocks at 64×64 (17 tokens): fast to compile and run."""
-    from vitc.compiler.io import model_bytes, write_outputs
+    from vitc.core.io import model_bytes, write_outputs
     from vitc.compiler.zoo import build_vit
     d = tmp_path_factory.mktemp("zoo")
     write_outputs(d, model_bytes(build_vit("deit-tiny", img_size=64, patch=16, depth=2), "tiny.onnx", False))

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 from vitc.passes.bilstm import (BlockLstm, block_model, choose_units, from_far_packed, group_norms, keep_units,
                                 load_weights, numpy_forward, random_block, save_npz)
 from vitc.runtime.session import open_session
@@ -169,7 +169,7 @@ def tiny_weights(tiny_zoo, tmp_path_factory):
 
 
 def test_compile_with_npz_weights_runs_in_onnxruntime(tiny_zoo, tiny_weights):
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     path, blocks = tiny_weights
     res = compile_model(tiny_zoo, passes="bilstm", target="none", options={"bilstm_weights": str(path)})
     ops = [n.op_type for n in res.model.graph.node]
@@ -204,8 +204,8 @@ def test_load_weights_reads_far_npz_with_block_prefix(tiny_zoo):
 
 
 def test_without_torch_and_without_weights_is_a_one_line_error(tiny_zoo, monkeypatch, capsys):
-    from vitc.compiler.cli import main
-    from vitc.compiler.pipeline import compile_model
+    from vitc.cli import main
+    from vitc.pipeline import compile_model
     monkeypatch.setitem(sys.modules, "torch", None)     # "import torch" now raises ImportError
     with pytest.raises(VitcInputError, match=r"vitc\[distill\]"):
         compile_model(tiny_zoo, passes="bilstm", target="none")
@@ -215,7 +215,7 @@ def test_without_torch_and_without_weights_is_a_one_line_error(tiny_zoo, monkeyp
 
 
 def test_untrained_weights_and_cli_flags(tiny_zoo, tmp_path, capsys):
-    from vitc.compiler.cli import main
+    from vitc.cli import main
     out = tmp_path / "o"
     save = tmp_path / "w.npz"
     assert main(["compile", str(tiny_zoo), "--passes", "bilstm", "--target", "none", "--bilstm-weights",
@@ -228,7 +228,7 @@ def test_untrained_weights_and_cli_flags(tiny_zoo, tmp_path, capsys):
 def test_masked_attention_is_refused_unless_asked():
     from pathlib import Path
 
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     bert = Path(__file__).parent / "fixtures" / "exporters" / "hf_bert_eager_legacy_op17.onnx"
     if not bert.is_file():
         pytest.skip("BERT fixture missing")

@@ -71,7 +71,7 @@ def test_far_checkpoint_loads(tiny_zoo, tmp_path):
 
 
 def test_distillation_is_reproducible_and_prunes():
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     from conftest import EXPORTERS
     small = EXPORTERS / "timm_legacy_sdpa_op17.onnx"       # C 64, 4 heads, 17 tokens
     if not small.is_file():

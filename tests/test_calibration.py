@@ -5,9 +5,9 @@ import numpy as np
 import onnx
 import pytest
 
-from vitc.compiler.calibration import load_dataset
-from vitc.compiler.cli import main
-from vitc.compiler.errors import VitcInputError
+from vitc.runtime.data import load_dataset
+from vitc.cli import main
+from vitc.core.errors import VitcInputError
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from conftest import EXPORTERS, exporter_manifest
-from vitc.compiler.pipeline import compile_model
+from vitc.pipeline import compile_model
 from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.session import open_session
 

@@ -7,10 +7,10 @@ import numpy as np
 import onnx
 import pytest
 
-from vitc.compiler.cli import main
-from vitc.compiler.errors import VitcInputError
+from vitc.cli import main
+from vitc.core.errors import VitcInputError
 from vitc.compiler.frontend import read_model
-from vitc.compiler.pipeline import compile_model
+from vitc.pipeline import compile_model
 from vitc.runtime.validate import validate_models
 
 

@@ -9,8 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vitc.compiler.simulate import parse_bits, simulate_model
-from vitc.runtime.nonideal import (SimConfig, adc_convert, ideal_quantized_mvm, input_codes, input_scale,
+from vitc.runtime.nonideal.simulate import simulate_model
+from vitc.runtime.nonideal.sweep import parse_bits
+from vitc.runtime.nonideal.arith import (SimConfig, adc_convert, ideal_quantized_mvm, input_codes, input_scale,
                                    program_matrix, reference_mvm)
 from vitc.runtime.session import open_session
 
@@ -211,8 +212,8 @@ def test_parse_bits():
 def test_reference_vit_accuracy_vs_adc_bits():
     """The trained reference ViT on the NeuroSim preset: 8-bit ADC keeps the float accuracy,
     a 4-bit ADC (full scale = worst-case current) destroys it."""
-    from vitc.compiler.calibration import load_dataset
-    from vitc.compiler.simulate import adc_sweep
+    from vitc.runtime.data import load_dataset
+    from vitc.runtime.nonideal.sweep import adc_sweep
     model = onnx.load(REFERENCE / "vit_digits_p4.onnx")
     data = load_dataset(REFERENCE / "digits_test.npz", model).take(96)
     sweep, _ = adc_sweep({"ref": model}, SimConfig.from_hw("neurosim-v14"), [4, 8], data)
@@ -223,7 +224,7 @@ def test_reference_vit_accuracy_vs_adc_bits():
 
 
 def test_cli_simulate_sweep_and_compile_emit_sim(tiny_zoo, tmp_path):
-    from vitc.compiler.cli import main
+    from vitc.cli import main
     x = np.random.default_rng(1).standard_normal((6, 3, 64, 64)).astype(np.float32)
     y = _run(onnx.load(tiny_zoo), {"input": x})
     data = tmp_path / "d.npz"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import REFERENCE
-from vitc.compiler.pipeline import compile_model
+from vitc.pipeline import compile_model
 from vitc.runtime.validate import validate_models
 
 METRICS = json.loads((REFERENCE / "metrics.json").read_text()) if (REFERENCE / "metrics.json").is_file() else None

@@ -7,8 +7,8 @@ import onnx_graphsurgeon as gs
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vitc.compiler.io import load_model
-from vitc.compiler.pipeline import compile_model
+from vitc.core.io import load_model
+from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
 from vitc.passes.reorder import reorder_graph
 from vitc.runtime.inputs import synthetic_inputs
@@ -48,7 +48,7 @@ def test_reorder_alone_is_exact_on_fixtures(path):
     try:
         res = compile_model(path, passes="reorder", target="none", input_shapes=shapes)
     except Exception as exc:  # noqa: BLE001 - fixtures the front end declines are not reorder's business
-        from vitc.compiler.errors import VitcInputError
+        from vitc.core.errors import VitcInputError
         if isinstance(exc, VitcInputError):
             pytest.skip(f"front end declines: {exc}")
         raise

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vitc.backends.api import evaluate
-from vitc.backends.inspect_mapping import format_mapping_table
+from vitc.inspect import format_mapping_table
 from vitc.compiler.zoo import build_vit
 
 

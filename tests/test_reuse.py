@@ -6,11 +6,11 @@ import numpy as np
 import onnx
 import pytest
 
-from vitc.compiler.cli import main
-from vitc.compiler.context import PassContext
-from vitc.compiler.errors import VitcInputError
+from vitc.cli import main
+from vitc.passes.context import PassContext
+from vitc.core.errors import VitcInputError
 from vitc.compiler.frontend import canonicalize_model
-from vitc.compiler.pipeline import compile_model
+from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
 from vitc.passes.reuse import ReusePass, apply_plan, emit_copy, parse_plan, working_copy
 from vitc.passes.reuse_search import branch_and_bound, count_plans, exhaustive
@@ -180,7 +180,7 @@ def test_teacher_and_sequential_fits(small_vit):
 
 # ----------------------------------------------------------------------------- costs
 def test_crossbars_drop_by_exactly_the_removed_projections(small_vit):
-    from vitc.backends.hardware import load_hw
+    from vitc.core.hardware import load_hw
     from vitc.backends.xbar import hand_count
     from vitc.passes.reuse_cost import analyse
     cm = _cm(small_vit)
@@ -195,7 +195,7 @@ def test_crossbars_drop_by_exactly_the_removed_projections(small_vit):
 
 
 def test_cost_accounting_in_record(small_vit):
-    from vitc.backends.hardware import load_hw
+    from vitc.core.hardware import load_hw
     from vitc.backends.xbar import hand_count
     spec = load_hw(HW_WRITE)
     res = compile_model(small_vit, passes="reuse", target="xbar", hw=HW_WRITE,
@@ -212,7 +212,7 @@ def test_cost_accounting_in_record(small_vit):
 
 
 def test_plan_cost_surrogate_close_to_backend(small_vit):
-    from vitc.backends.hardware import load_hw
+    from vitc.core.hardware import load_hw
     from vitc.passes.reuse_cost import PlanCostModel, account, analyse
     from vitc.passes.reuse_search import _dummy_tb
     cm = _cm(small_vit)

@@ -11,14 +11,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from vitc.backends.api import OUTPUT_FILES, analyse, evaluate, prepared
-from vitc.backends.hardware import load_hw
+from vitc.core.hardware import load_hw, override
 from vitc.backends.partition import ACT, FREE, MVM
 from vitc.backends.systolic import CORE, SystolicModel, gemm_shapes, systolic_hw
 from vitc.backends.vitality_model import (
     softmax_attention_cost, table5_deit_base, taylor_attention_cost, taylor_head_steps, vitality_hw,
 )
-from vitc.compiler.errors import VitcInputError
-from vitc.compiler.pipeline import compile_model
+from vitc.core.errors import VitcInputError
+from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -68,12 +68,11 @@ def tiny_models():
 def test_backend_gemms_in_scalesim_mode_equal_recorded_scalesim_cycles():
     """The backend's GEMM cost (mode scalesim) is SCALE-Sim's "Total Cycles" (+1: cycles, not the last index)."""
     recs = json.loads((FIXTURES / "scalesim" / "recorded_cycles.json").read_text())["records"]
-    data = load_hw("vitality").data
+    base = load_hw("vitality")
     checked = 0
     for r in recs:
-        d = json.loads(json.dumps(data))
-        d["systolic"].update(rows=r["rows"], cols=r["cols"])
-        m = SystolicModel(systolic_hw(d), {"gemm_mode": "scalesim", "dataflow": r["dataflow"]})
+        spec = override(base, {"systolic.rows": r["rows"], "systolic.cols": r["cols"]})
+        m = SystolicModel(systolic_hw(spec), {"gemm_mode": "scalesim", "dataflow": r["dataflow"]})
         busy = m._gemm(r["M"], r["N"], r["K"], 1)[0]
         assert busy - 1 == r["total_cycles"], r["name"]
         checked += 1

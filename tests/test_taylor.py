@@ -10,7 +10,7 @@ import pytest
 
 from vitc.compiler.opcount import (core_feeds, largest_intermediate, single_core_model, softmax_attention_counts,
                                    taylor_attention_counts)
-from vitc.compiler.pipeline import compile_model
+from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
 from vitc.passes.registry import parse_block_list as parse_layers
 from vitc.passes.taylor import ridge_fit
@@ -241,7 +241,7 @@ def test_masked_keys_excluded_bert():
 
 
 def test_cli_compile_taylor(tiny_zoo, tmp_path):
-    from vitc.compiler.cli import main
+    from vitc.cli import main
     out = tmp_path / "out"
     assert main(["compile", str(tiny_zoo), "--passes", "taylor", "--target", "none", "--layers", "0",
                  "--taylor-variant", "code", "-o", str(out)]) == 0
@@ -263,8 +263,8 @@ REF_P4 = REFERENCE / "vit_digits_p4.onnx"
                     reason="reference ViT not built (tools/train_reference.py)")
 def test_reference_vit_selective_refit():
     """Trained reference ViT: refit improves the layers' cosines; --max-drop 1 holds on calibration."""
-    from vitc.compiler.calibration import load_dataset
-    from vitc.compiler.io import load_model
+    from vitc.runtime.data import load_dataset
+    from vitc.core.io import load_model
     calib = load_dataset(REFERENCE / "digits_calib.npz", load_model(REF_P4).model).take(96)
     res = compile_model(REF_P4, passes="taylor", target="none", calib=calib, options={"max_drop": 1.0})
     rec = res.compiled.records[0]

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from vitc.backends.api import OUTPUT_FILES, analyse, evaluate
 from vitc.backends.cost import DYNAMIC_COMPONENTS
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 from vitc.compiler.zoo import build_vit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +207,7 @@ def test_symbolic_sequence_length():
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
-    with pytest.raises(VitcInputError, match="seq_len"):
+    with pytest.raises(VitcInputError, match="--seq-len"):
         analyse(m, "xbar", "rram-128", model_name="b")
     a = analyse(m, "xbar", "rram-128", model_name="b", options={"seq_len": 128, "batch": 2})
     assert a.totals["macs"] == 2 * 128 * 64 * 64

@@ -10,7 +10,7 @@ import pytest
 from onnx import helper, numpy_helper, TensorProto
 
 from vitc.backends.api import analyse, evaluate
-from vitc.backends.hardware import load_hw
+from vitc.core.hardware import load_hw
 from vitc.compiler.zoo import build_vit
 
 PRESETS = ["rram-128", "isaac-128", "rram-64", "neurosim-v14"]
@@ -127,7 +127,7 @@ def test_replication_balances_pipeline(tmp_path):
 def test_bert_with_runtime_shapes_maps_every_projection():
     """HF BERT's shapes flow through run-time Shape/Expand arithmetic; costing must still see them."""
     from conftest import EXPORTERS
-    from vitc.compiler.pipeline import compile_model
+    from vitc.pipeline import compile_model
     path = EXPORTERS / "hf_bert_eager_legacy_op17.onnx"
     if not path.is_file():
         pytest.skip("fixture missing")

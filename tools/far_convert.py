@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True, help="output .npz")
     args = p.parse_args(argv)
 
-    from vitc.compiler.errors import VitcError
+    from vitc.core.errors import VitcError
     from vitc.compiler.frontend import read_model
     from vitc.passes.bilstm import load_weights, save_npz
     try:

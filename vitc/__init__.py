@@ -20,8 +20,8 @@ if _os.path.isfile(_os.path.join(_root, "pyproject.toml")) and _os.path.isdir(
 
 
 def compile(*args, **kwargs):  # noqa: A001 - mirrors the CLI verb
-    """See :func:`vitc.compiler.pipeline.compile_model`."""
-    from vitc.compiler.pipeline import compile_model
+    """See :func:`vitc.pipeline.compile_model`."""
+    from vitc.pipeline import compile_model
 
     return compile_model(*args, **kwargs)
 

@@ -1,5 +1,5 @@
 import sys
 
-from vitc.compiler.cli import main
+from vitc.cli import main
 
 sys.exit(main())

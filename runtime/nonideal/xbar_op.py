@@ -3,7 +3,7 @@
     y = XbarMatMul(x, cells, adc_inv, step, w_scale, corr, rows[, x_scale])
 
 ``x`` float [..., K]; the other inputs are initializers written by
-:mod:`vitc.compiler.simulate` from :func:`vitc.runtime.nonideal.program_matrix`:
+:mod:`vitc.runtime.nonideal.simulate` from :func:`vitc.runtime.nonideal.arith.program_matrix`:
 
 =========  ===========================  ===================================================
 cells      int8 [G, Rp, P·S·N']         conductance codes per row group, column (p·S+s)·N'+n
@@ -46,7 +46,7 @@ import numpy as np
 from onnx import FunctionProto, TensorProto, helper, numpy_helper
 
 from vitc.runtime.function_builder import FunctionBuilder
-from vitc.runtime.nonideal import TINY_SCALE, SimConfig
+from vitc.runtime.nonideal.arith import TINY_SCALE, SimConfig
 
 OP_TYPE = "XbarMatMul"
 INPUTS = ["x", "cells", "adc_inv", "step", "w_scale", "corr", "rows"]

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from vitc.compiler.calibration import Dataset, load_dataset
-from vitc.compiler.model import CompiledModel
+from vitc.runtime.data import Dataset, load_dataset
+from vitc.core.ir import CompiledModel
 from vitc.runtime.batching import run_batched
 from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.session import open_session, with_extra_outputs

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from vitc.compiler.errors import VitcInputError
-from vitc.runtime.inputs import InputSpec, input_specs
+from vitc.core.errors import VitcInputError
+from vitc.runtime.shapes import InputSpec, input_specs
 
 LABEL_KEYS = ("labels", "label", "y", "targets")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}

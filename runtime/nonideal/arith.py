@@ -1,8 +1,8 @@
 """IMC crossbar non-idealities: configuration, weight programming, and a numpy reference.
 
 This module says *what* a crossbar-mapped matrix-vector product computes on the chip;
-:mod:`vitc.runtime.xbar_ops` says *how* onnxruntime computes the same numbers fast (the
-``ai.vitc::XbarMatMul`` function body), and :mod:`vitc.compiler.simulate` swaps the
+:mod:`vitc.runtime.nonideal.xbar_op` says *how* onnxruntime computes the same numbers fast (the
+``ai.vitc::XbarMatMul`` function body), and :mod:`vitc.runtime.nonideal.simulate` swaps the
 crossbar-mapped MVMs of a graph for that op. ``docs/nonideal.md`` is the user-facing
 description; the arithmetic, for ``y = x·W`` with ``x`` [M, K] and ``W`` [K, N]:
 
@@ -54,6 +54,9 @@ from typing import Any
 
 import numpy as np
 
+from vitc.core.errors import VitcInputError
+from vitc.core.hardware import load_hw
+
 SIGNED = ("differential", "offset")
 VARIATION = ("lognormal", "gaussian")
 INPUT_SCALING = ("dynamic", "static")
@@ -100,7 +103,6 @@ class SimConfig:
     @classmethod
     def from_hw(cls, spec: Any = "rram-128", **overrides) -> "SimConfig":
         """Defaults from a hardware preset (name, path or :class:`HardwareSpec`), then overrides."""
-        from vitc.backends.hardware import load_hw
         spec = load_hw(spec) if not hasattr(spec, "section") else spec
         xb = spec.section("crossbar")
         base = dict(rows=xb["rows"], rows_parallel=xb.get("rows_parallel") or xb["rows"],
@@ -112,8 +114,6 @@ class SimConfig:
 
     def checked(self) -> "SimConfig":
         """Validate; returns self. Raises :class:`VitcInputError` naming the bad field."""
-        from vitc.compiler.errors import VitcInputError
-
         def bad(msg):
             raise VitcInputError(f"invalid simulation setting: {msg}")
         for name in ("rows", "rows_parallel", "cell_bits", "weight_bits", "input_bits", "dac_bits"):

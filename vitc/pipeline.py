@@ -9,14 +9,14 @@ from typing import Any
 
 import onnx
 
-from vitc.compiler.context import PassContext
+from vitc.passes.context import PassContext
 from vitc.compiler.emit import emit
-from vitc.compiler.errors import VitcInputError
+from vitc.core.errors import VitcInputError
 from vitc.compiler.frontend import canonicalize_model, read_model
-from vitc.compiler.io import model_bytes, write_outputs
-from vitc.compiler.model import CompiledModel
+from vitc.core.io import model_bytes, write_outputs
+from vitc.core.ir import CompiledModel
 from vitc.passes.registry import PASSES, parse_passes
-from vitc.runtime.session import fits_in_protobuf
+from vitc.core.io import fits_in_protobuf
 
 TARGETS = ("xbar", "systolic", "hybrid", "none")
 
@@ -57,14 +57,14 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
     """Compile ``model`` (path or ModelProto). Writes OUTDIR only if ``out`` is given.
 
     ``options``: pass options (e.g. ``{"layers": [0, 1], "variant": "paper"}``).
-    ``sim``: non-ideal crossbar simulation options (``--emit-sim``, :mod:`vitc.compiler.simulate`).
+    ``sim``: non-ideal crossbar simulation options (``--emit-sim``, :mod:`vitc.runtime.nonideal.simulate`).
     """
     pass_names = parse_passes(passes)
     if target not in TARGETS:
         raise VitcInputError(f"unknown target '{target}' (choose from {', '.join(TARGETS)})")
     hw_spec = None
     if target != "none":
-        from vitc.backends.hardware import load_hw
+        from vitc.core.hardware import load_hw
         hw_spec = load_hw(hw)
     if isinstance(model, onnx.ModelProto):
         cm = canonicalize_model(model, name=name or model.graph.name or "model", input_shapes=input_shapes)
@@ -97,7 +97,7 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
         files.update(backend.files)
         result.summary, result.report = backend.summary, backend.report
     if sim is not None:
-        from vitc.compiler.simulate import emit_sim_files
+        from vitc.simulation import emit_sim_files
         sim_files, result.sim_summary = emit_sim_files(cm, result_model, hw_spec or hw, sim, seed, calib, calib_samples,
                                                        reports=files)
         files.update(sim_files)

@@ -1,0 +1,199 @@
+"""Accuracy against ADC resolution: simulate each model variant at several ADC bit widths
+and measure top-1 accuracy (with labels), top-1 agreement and output cosine against the
+variant's own float outputs."""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from vitc.core.errors import VitcInputError
+from vitc.runtime.batching import run_batched
+from vitc.runtime.nonideal.arith import SimConfig
+from vitc.runtime.nonideal.simulate import CALIB_SAMPLES, SimResult, simulate_model
+from vitc.runtime.session import open_session
+from vitc.runtime.validate import compare_outputs
+
+
+def parse_bits(spec) -> list[int]:
+    """``"4,5,6,7,8"`` → [4, 5, 6, 7, 8]; ``ideal`` / 0 = an ideal ADC; a range ``4-8`` works too."""
+    if spec is None:
+        return []
+    if isinstance(spec, int):
+        return [spec]
+    if isinstance(spec, (list, tuple)):
+        return [int(b) for b in spec]
+    out = []
+    for part in str(spec).split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            if part == "ideal":
+                out.append(0)
+            elif "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise VitcInputError(f"--adc-bits: cannot read '{part}' (use e.g. 4,5,6,7,8 or 4-8 or ideal)") from None
+    for b in out:
+        if not 0 <= b <= 24:
+            raise VitcInputError(f"--adc-bits: {b} is out of range (1..24, or 0/ideal)")
+    return out
+
+
+@dataclass
+class SweepResult:
+    """Top-1 accuracy per (variant, ADC bits) on labelled data."""
+
+    config: SimConfig
+    bits: list[int]
+    variants: list[str]
+    float_accuracy: dict[str, float | None]
+    accuracy: dict[str, dict[int, float | None]]
+    agreement: dict[str, dict[int, float]]
+    cosine: dict[str, dict[int, float]]
+    samples: int
+    data: str
+    calibration: str
+    skipped: dict[str, list] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"schema": "vitc.nonideal/1", "config": self.config.to_dict(), "describe": self.config.describe(),
+                "bits": self.bits, "variants": self.variants, "float_accuracy": self.float_accuracy,
+                "accuracy": {v: {str(b): a for b, a in d.items()} for v, d in self.accuracy.items()},
+                "top1_agreement": {v: {str(b): a for b, a in d.items()} for v, d in self.agreement.items()},
+                "cosine_mean": {v: {str(b): a for b, a in d.items()} for v, d in self.cosine.items()},
+                "samples": self.samples, "data": self.data, "calibration": self.calibration,
+                "kept_ideal": self.skipped}
+
+    @staticmethod
+    def _pct(v) -> str:
+        return "—" if v is None else f"{100 * v:.2f} %"
+
+    def markdown(self, plot: str | None = "nonideal_adc.png") -> str:
+        c = self.config
+        head = "| ADC bits | " + " | ".join(self.variants) + " |"
+        lines = ["## Non-ideal accuracy vs ADC bits", "",
+                 f"Crossbar preset `{c.source or 'custom'}` simulated as the chip computes "
+                 f"({c.describe().replace(f'{c.adc_bits}-bit ADC', 'b-bit ADC')}); "
+                 f"top-1 accuracy on {self.samples} labelled samples from `{self.data}`"
+                 + (f"; calibration data: {self.calibration}" if self.calibration != "none" else "") + ".", "",
+                 head, "|" + "---|" * (len(self.variants) + 1),
+                 "| float | " + " | ".join(self._pct(self.float_accuracy[v]) for v in self.variants) + " |"]
+        for b in self.bits:
+            label = "ideal ADC" if b == 0 else str(b)
+            lines.append(f"| {label} | " + " | ".join(self._pct(self.accuracy[v][b]) for v in self.variants) + " |")
+        lines += ["", "Top-1 agreement with each variant's own float outputs:", "", head,
+                  "|" + "---|" * (len(self.variants) + 1)]
+        for b in self.bits:
+            label = "ideal ADC" if b == 0 else str(b)
+            lines.append(f"| {label} | " + " | ".join(self._pct(self.agreement[v][b]) for v in self.variants) + " |")
+        kept = {v: s for v, s in self.skipped.items() if s}
+        if kept:
+            lines += ["", "Kept ideal (not crossbar-simulated): " + "; ".join(
+                f"{v}: {', '.join(n for n, _ in s)}" for v, s in kept.items())]
+        if plot:
+            lines += ["", f"![accuracy vs ADC bits]({plot})"]
+        return "\n".join(lines) + "\n"
+
+    def plot_png(self) -> bytes:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=120)
+        bits = [b for b in self.bits if b]
+        for i, v in enumerate(self.variants):
+            color = f"C{i}"
+            ys = [self.accuracy[v][b] for b in bits]
+            if any(y is not None for y in ys):
+                ax.plot(bits, [100 * y if y is not None else np.nan for y in ys], "o-", color=color, label=v)
+            if self.float_accuracy.get(v) is not None:
+                ax.axhline(100 * self.float_accuracy[v], color=color, ls="--", lw=0.8, label=f"{v} (float)")
+        ax.set_xlabel("ADC bits")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_xticks(bits)
+        ax.set_title(f"{self.config.source or 'custom'}: accuracy vs ADC resolution", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        return buf.getvalue()
+
+    def html_section(self) -> str:
+        """A self-contained HTML section (table + the plot as a data URI) for report.html."""
+        import base64
+        import html
+        esc = html.escape
+        rows = [["float"] + [self._pct(self.float_accuracy[v]) for v in self.variants]]
+        rows += [["ideal ADC" if b == 0 else str(b)] + [self._pct(self.accuracy[v][b]) for v in self.variants]
+                 for b in self.bits]
+        table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in ["ADC bits"] + self.variants) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+        c = self.config
+        parts = ["<h2>Non-ideal accuracy vs ADC bits</h2>",
+                 f"<p class='note'>Crossbar preset {esc(c.source or 'custom')} simulated as the chip computes "
+                 f"({esc(c.describe().replace(f'{c.adc_bits}-bit ADC', 'b-bit ADC'))}); top-1 accuracy on "
+                 f"{self.samples} labelled samples from {esc(self.data)}. See docs/nonideal.md.</p>", table]
+        if any(a is not None for d in self.accuracy.values() for a in d.values()):
+            parts.append("<p><img alt='accuracy vs ADC bits' src='data:image/png;base64,"
+                         + base64.b64encode(self.plot_png()).decode() + "'></p>")
+        return "\n".join(parts) + "\n"
+
+    def files(self, prefix: str = "nonideal") -> dict[str, bytes]:
+        out = {f"{prefix}.json": (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode()}
+        has_acc = any(a is not None for d in self.accuracy.values() for a in d.values())
+        png = f"{prefix}_adc.png" if has_acc else None
+        if png:
+            out[png] = self.plot_png()
+        out[f"{prefix}.md"] = self.markdown(png).encode()
+        return out
+
+
+def adc_sweep(variants: dict[str, onnx.ModelProto], cfg: SimConfig, bits: list[int], data, *,
+              calib: Any = None, calib_samples: int = CALIB_SAMPLES, keep_models: bool = False,
+              batch_size: int = 32, progress=None) -> tuple[SweepResult, dict[str, dict[int, SimResult]]]:
+    """Simulate each variant at each ADC resolution and measure top-1 accuracy on ``data``.
+
+    ``data``: a :class:`vitc.runtime.data.Dataset` (labels optional: without them only
+    agreement with the float model is reported). Returns (sweep, {variant: {bits: SimResult}}
+    when ``keep_models``).
+    """
+    labels = data.labels
+    acc, agree, cos, facc, kept, skipped = {}, {}, {}, {}, {}, {}
+    calib_src = "none"
+    for vname, model in variants.items():
+        ref_sess = open_session(model)
+        names = [o.name for o in ref_sess.get_outputs()]
+        feeds = {i.name: data.feeds[i.name] for i in ref_sess.get_inputs()}
+        ref = run_batched(ref_sess, feeds, names[:1], batch_size)[0]
+        m = compare_outputs(names[0], ref, ref, 1e-3, 1e-4, labels)
+        facc[vname] = m.ref_accuracy
+        acc[vname], agree[vname], cos[vname], kept[vname] = {}, {}, {}, {}
+        for b in bits:
+            res = simulate_model(model, cfg.with_(adc_bits=b), calib=calib, calib_samples=calib_samples)
+            calib_src = res.calibration if res.calibration != "none" else calib_src
+            skipped[vname] = [list(x) for x in res.skipped]
+            out = run_batched(open_session(res.model), feeds, names[:1], batch_size)[0]
+            mm = compare_outputs(names[0], ref, out, 1e-3, 1e-4, labels)
+            acc[vname][b] = mm.cand_accuracy
+            agree[vname][b] = mm.top1_agreement if mm.top1_agreement is not None else float("nan")
+            cos[vname][b] = mm.cosine_mean
+            if keep_models:
+                kept[vname][b] = res
+            if progress:
+                progress(vname, b, mm)
+    sweep = SweepResult(cfg, list(bits), list(variants), facc, acc, agree, cos, data.size, data.source, calib_src,
+                        skipped)
+    return sweep, kept
+
+
+__all__ = ["adc_sweep", "SweepResult", "parse_bits"]
