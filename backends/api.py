@@ -18,9 +18,9 @@ import onnx
 from vitc.backends.cost import (AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS, TARGETS, OpCost,
                                 register_target)
 from vitc.backends.digital import DigitalModel
-from vitc.backends.graph import PreparedGraph, model_fingerprint, prepare_graph
+from vitc.backends.graph import PreparedGraph, ShapedModel, build_graph, model_fingerprint, shape_model
 from vitc.core.hardware import HardwareSpec, load_hw
-from vitc.backends.partition import FREE, WorkItem, partition
+from vitc.backends.partition import CORE, FREE, WorkItem, partition
 from vitc.backends.schedule import Schedule, list_schedule
 from vitc.backends.xbar import XbarModel
 from vitc.core.errors import VitcInputError
@@ -77,23 +77,31 @@ register_target("xbar", _xbar_target)
 from vitc.backends import hybrid as _hybrid, systolic as _systolic  # noqa: E402,F401
 
 # --------------------------------------------------------------------------- graph cache
-_CACHE: "OrderedDict[tuple, tuple[PreparedGraph, list[WorkItem], list[str]]]" = OrderedDict()
+_CACHE: "OrderedDict[tuple, ShapedModel]" = OrderedDict()
 _CACHE_SIZE = 4
 
 
-def prepared(model: onnx.ModelProto, batch: int = 1, seq_len: int | None = None,
-             input_shapes: dict[str, tuple[int, ...]] | None = None):
-    """(PreparedGraph, work items, warnings) for ``model``, cached by content fingerprint."""
+def shaped(model: onnx.ModelProto, batch: int = 1, seq_len: int | None = None,
+           input_shapes: dict[str, tuple[int, ...]] | None = None) -> ShapedModel:
+    """:func:`~vitc.backends.graph.shape_model` of ``model``, cached by content fingerprint (a sweep
+    over presets shapes the model once)."""
     key = (model_fingerprint(model), batch, seq_len, tuple(sorted((input_shapes or {}).items())))
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
-    pg = prepare_graph(model, batch=batch, seq_len=seq_len, input_shapes=input_shapes)
-    items, warnings = partition(pg)
-    _CACHE[key] = (pg, items, warnings)
+    sm = shape_model(model, batch=batch, seq_len=seq_len, input_shapes=input_shapes)
+    _CACHE[key] = sm
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
+    return sm
+
+
+def prepared(model: onnx.ModelProto, batch: int = 1, seq_len: int | None = None,
+             input_shapes: dict[str, tuple[int, ...]] | None = None, lower_cores=True):
+    """(PreparedGraph, work items, warnings) for ``model`` with cores lowered as ``lower_cores`` says."""
+    pg = build_graph(shaped(model, batch, seq_len, input_shapes), lower_cores)
+    items, warnings = partition(pg)
     return pg, items, warnings
 
 
@@ -113,15 +121,19 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     batch = int(options.get("batch", 1))
     seq_len = options.get("seq_len")
     models = TARGETS[target](spec, options)
+    whole = [m for m in models if CORE in m.kinds]
+    lowered: list[str] = []
+
+    def lower(op) -> bool:
+        # a core stays whole when a model of the target prices it from its attributes
+        reasons = [m.whole_core(op) for m in whole]
+        if whole and all(reasons):
+            lowered.append(f"{op.origin}: {op.origin_type} costed op by op ({reasons[0]})")
+        return all(reasons)
+
     pg, items, warnings = prepared(model, batch, int(seq_len) if seq_len is not None else None,
-                                   options.get("input_shapes"))
-    warnings = list(warnings)
-    for m in models:
-        # optional hook: a cost model may regroup the work items (e.g. cost an attention
-        # core as one unit); it gets a copy-on-write view (the cached items stay as they are)
-        hook = getattr(m, "prepare_items", None)
-        if hook is not None:
-            items = hook(pg, items, model)
+                                   options.get("input_shapes"), lower)
+    warnings = list(warnings) + lowered
     by_kind = {}
     for m in models:
         for k in m.kinds:
@@ -131,6 +143,9 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     costs: list[OpCost] = []
     for it in items:
         if it.kind == FREE:
+            continue
+        if it.kind == CORE and (CORE not in by_kind or by_kind[CORE].whole_core(it.op)):
+            warnings.append(f"{it.op.name}: {it.op.origin_type} with unknown shapes not costed")
             continue
         m = by_kind.get(it.kind)
         if m is None:

@@ -86,7 +86,9 @@ class CostModel(Protocol):
         ...
 
     # optional: ``unit_counts() -> {resource: instances}`` and ``unit_lanes() -> {resource: lanes}``
-    # for shared resources (anything not listed is a dedicated resource with one instance)
+    # for shared resources (anything not listed is a dedicated resource with one instance);
+    # a model listing ``attention_core`` in ``kinds`` implements ``whole_core(op) -> str | None``
+    # (None: it prices that ai.vitc core as a whole; a reason: the target sees its declared steps)
 
 
 # target name -> factory(spec, options) -> list of CostModel (first match per kind wins)

@@ -1,29 +1,38 @@
 """The compiled ONNX model as a flat, shaped op list and a networkx DAG, for costing.
 
-:func:`prepare_graph` expands every model-local function call (``ai.vitc`` custom ops)
-into its body, keeps track of which original node each expanded node came from, runs
-ONNX shape inference with concrete input shapes (batch and sequence length fixed), marks
-which tensors are static (initializers, constants and anything computed only from them),
-and groups ops into report layers (encoder block + role).
+:func:`prepare_graph` reads the top-level nodes of the model with concrete input shapes
+(batch and sequence length fixed; :mod:`vitc.runtime.shapes`), marks which tensors are
+static (initializers, constants and anything computed only from them), and attaches the
+block and role each node carries (``vitc.block`` / ``vitc.role`` metadata written by the
+front end; for raw models the names, :mod:`vitc.backends.raw_adapter`).
+
+``ai.vitc`` custom ops are never inlined. Each is one node whose attributes and input
+shapes say what it computes; with ``lower_cores`` (targets that cost cores on generic units)
+it becomes the steps its op declares (:func:`vitc.runtime.ops.work`) — primitive products and
+element-wise ops with shapes — at the node's position; without, it stays one ``ai.vitc`` node
+that a cost model prices as a whole (the systolic attention model). Model-local functions of
+other domains (exporters') are inlined with ``onnx.inliner`` first.
 
 Only shapes matter: weights are never converted to numpy; large initializers are replaced
-by shaped graph inputs before shape inference, so DeiT-Base (86 M parameters) prepares in
-well under a second.
+by shaped graph inputs before shape inference.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
-import re
 from dataclasses import dataclass, field
 
 import networkx as nx
 import onnx
-from onnx import helper
+from onnx import helper, inliner
 
+from vitc.backends.raw_adapter import block_from_name, role_from_name
 from vitc.core.errors import VitcInputError
 from vitc.runtime import shapes
+from vitc.runtime.function_builder import DOMAIN
 from vitc.runtime.inputs import synthetic_inputs
+from vitc.runtime.ops import WORK, work
 
 # Ops that only move or reinterpret data (no arithmetic): costed as free.
 FREE_OPS = {
@@ -37,13 +46,13 @@ FREE_OPS = {
 
 @dataclass
 class OpNode:
-    """One expanded ONNX node with shapes.
+    """One op with shapes: a top-level ONNX node, a whole ``ai.vitc`` core, or one declared step
+    of a lowered core.
 
-    ``origin``: name of the top-level node it came from (itself when not expanded);
+    ``origin``: name of the top-level node it belongs to (itself unless it is a step);
     ``origin_type``: that node's ``domain::op_type``; ``in_shapes``/``out_shapes``: concrete
     dims (``None`` where unknown); ``static_in``: whether each input is a compile-time
-    constant; ``weights``: names of static inputs that are initializers (shape in
-    ``init_shapes``).
+    constant.
     """
 
     name: str
@@ -59,13 +68,14 @@ class OpNode:
     static_in: list[bool]
     block: int | None = None
     role: str | None = None
+    hint_role: str | None = None      # raw models only: the role its name suggests (raw_adapter)
     layer: str = ""
     index: int = 0
 
 
 @dataclass
 class PreparedGraph:
-    """Expanded ops in topological order, the DAG over them, and model facts."""
+    """Ops in topological order, the DAG over them, and model facts."""
 
     ops: list[OpNode]
     dag: nx.DiGraph
@@ -78,6 +88,7 @@ class PreparedGraph:
     warnings: list[str] = field(default_factory=list)
     origin_nodes: list[str] = field(default_factory=list)
     producer: dict[str, int] = field(default_factory=dict)
+    raw: bool = False        # not compiled by vitc: blocks and roles guessed from names
 
     _PASS_THROUGH = ("DequantizeLinear", "Transpose", "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze",
                      "QuantizeLinear", "Mul", "Div")
@@ -117,208 +128,178 @@ def model_fingerprint(model: onnx.ModelProto) -> str:
     return h.hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- expansion
-def _attr_value(a: onnx.AttributeProto):
-    return helper.get_attribute_value(a)
+# --------------------------------------------------------------------------- nodes
+def _attrs(node: onnx.NodeProto) -> dict:
+    out = {}
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            continue          # sub-graph attributes (If/Loop bodies): the op is costed as one
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
 
 
 def _meta(node: onnx.NodeProto) -> dict[str, str]:
     return {p.key: p.value for p in node.metadata_props}
 
 
-def _expand(model: onnx.ModelProto) -> tuple[list[tuple[onnx.NodeProto, str, str]], list[str]]:
-    """Top-level nodes with function calls replaced by their bodies.
-
-    Returns (list of (node, origin name, origin type), warnings). Expanded nodes are named
-    ``<call name>/<body op>_<i>``; body-internal tensors ``<call name>/<tensor>``.
-    """
-    funcs = {}
-    for f in model.functions:
-        funcs[(f.domain, f.name, getattr(f, "overload", ""))] = f
-    out: list[tuple[onnx.NodeProto, str, str]] = []
-    warnings: list[str] = []
-    used_names: set[str] = set()
-
-    def unique(name: str) -> str:
-        base, i = name, 1
-        while name in used_names:
-            name = f"{base}__{i}"
-            i += 1
-        used_names.add(name)
-        return name
-
-    def emit(node: onnx.NodeProto, origin: str, otype: str, depth: int):
-        key = (node.domain, node.op_type, getattr(node, "overload", ""))
-        f = funcs.get(key)
-        if f is None or depth > 16:
-            if node.domain not in ("", "ai.onnx") and f is None:
-                warnings.append(f"no function body for {node.domain}::{node.op_type} ({node.name}); costed as free")
-            out.append((node, origin, otype))
-            return
-        prefix = node.name or f"{node.op_type}_{len(out)}"
-        rename: dict[str, str] = {}
-        for formal, actual in zip(f.input, node.input):
-            rename[formal] = actual
-        for formal, actual in zip(f.output, node.output):
-            rename[formal] = actual
-        call_attrs = {a.name: a for a in node.attribute}
-        defaults = {a.name: a for a in getattr(f, "attribute_proto", [])}
-
-        def r(t: str) -> str:
-            if t == "":
-                return t
-            if t not in rename:
-                rename[t] = f"{prefix}/{t}"
-            return rename[t]
-
-        for i, bn in enumerate(f.node):
-            nn = onnx.NodeProto()
-            nn.CopyFrom(bn)
-            del nn.input[:]
-            nn.input.extend(r(t) for t in bn.input)
-            del nn.output[:]
-            nn.output.extend(r(t) for t in bn.output)
-            nn.name = unique(f"{prefix}/{bn.name or bn.op_type}_{i}")
-            attrs = []
-            for a in bn.attribute:
-                if a.ref_attr_name:
-                    src = call_attrs.get(a.ref_attr_name) or defaults.get(a.ref_attr_name)
-                    if src is None:
-                        continue
-                    na = onnx.AttributeProto()
-                    na.CopyFrom(src)
-                    na.name = a.name
-                    attrs.append(na)
-                else:
-                    attrs.append(a)
-            del nn.attribute[:]
-            nn.attribute.extend(attrs)
-            # sub-graph attributes (If/Loop bodies) are left as is: costed as one op
-            if not nn.metadata_props:
-                nn.metadata_props.extend(node.metadata_props)
-            emit(nn, origin, otype, depth + 1)
-
-    for n in model.graph.node:
-        nm = n.name
-        if not nm or nm in used_names:
-            nn = onnx.NodeProto()
-            nn.CopyFrom(n)
-            nn.name = unique(nm or f"{n.op_type}_{len(out)}")
-            n = nn
-        else:
-            used_names.add(nm)
-        emit(n, n.name, f"{n.domain + '::' if n.domain else ''}{n.op_type}", 0)
-    return out, warnings
+def is_compiled(model: onnx.ModelProto) -> bool:
+    """True for models written by ``vitc compile`` (they carry block/role metadata)."""
+    return any(p.key == "vitc.passes" for p in model.metadata_props)
 
 
-# --------------------------------------------------------------------------- shapes
+def _top_level(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with foreign model-local functions inlined (onnx.inliner) and every node named."""
+    foreign = [(f.domain, f.name) for f in model.functions if f.domain != DOMAIN]
+    if foreign:
+        model = inliner.inline_selected_functions(model, foreign)
+    names = [n.name for n in model.graph.node]
+    if all(names) and len(set(names)) == len(names):
+        return model
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    seen: set[str] = set()
+    for i, n in enumerate(named.graph.node):
+        if not n.name or n.name in seen:
+            base, k = n.name or f"{n.op_type}_{i}", 1
+            name = base
+            while name in seen:
+                name, k = f"{base}__{k}", k + 1
+            n.name = name
+        seen.add(n.name)
+    return named
+
+
 _COSTED_WITH_SHAPES = {"MatMul", "Gemm", "Conv", "LSTM", "MatMulInteger", "QLinearMatMul"}
 
 
-def _unknown_costed(nodes: list[onnx.NodeProto], info: dict) -> list[str]:
-    """Inputs/outputs of costed ops whose shapes inference left unknown."""
-    return sorted({t for n in nodes if n.op_type in _COSTED_WITH_SHAPES for t in list(n.input) + list(n.output)
-                   if t and (t not in info or info[t][1] is None or any(d is None for d in info[t][1]))})
-
-
-# --------------------------------------------------------------------------- layers
-_BLOCK_RES = [re.compile(p) for p in (
-    r"blocks?[._](\d+)", r"layers?[._](\d+)", r"encoder[._/]layer[._/](\d+)", r"/layer\.(\d+)/", r"h\.(\d+)",
-)]
-
-
-def block_from_name(name: str) -> int | None:
-    """Encoder block index from an exporter node name (``/blocks.3/...``, ``/encoder/layer.3/...``)."""
-    for rx in _BLOCK_RES:
-        m = rx.search(name)
-        if m:
-            return int(m.group(1))
-    return None
-
-
-_ROLE_PATTERNS = [
-    ("patch_embed", ("patch_embed", "embeddings/patch", "patch_embeddings")),
-    ("qkv_proj", ("qkv",)),
-    ("q_proj", ("q_proj", "query", "/q/", ".q.", "to_q")),
-    ("k_proj", ("k_proj", "/key", "/k/", ".k.", "to_k")),
-    ("v_proj", ("v_proj", "/value", "/v/", ".v.", "to_v")),
-    ("out_proj", ("attn.proj", "attn/proj", "attention/output/dense", "out_proj", "o_proj")),
-    ("mlp_fc1", ("fc1", "intermediate/dense", "mlp.0", "mlp/0")),
-    ("mlp_fc2", ("fc2", "/output/dense", "mlp.2", "mlp/2")),
-    ("norm1", ("norm1", "layernorm_before", "attention/output/layernorm", "ln_1")),
-    ("norm2", ("norm2", "layernorm_after", "/output/layernorm", "ln_2")),
-    ("attention", ("attn", "attention", "self/")),
-    ("head", ("head", "classifier", "pooler")),
-    ("norm", ("norm", "layernorm")),
-]
-
-
-def role_from_name(name: str) -> str | None:
-    """A role guess from an exporter node name; ``None`` when nothing matches."""
-    low = name.lower()
-    for role, pats in _ROLE_PATTERNS:
-        if any(p in low for p in pats):
-            return role
-    return None
+def _unknown(tensors, info: dict) -> list[str]:
+    return [t for t in tensors if t and (t not in info or info[t][1] is None or any(d is None for d in info[t][1]))]
 
 
 # --------------------------------------------------------------------------- prepare
-def prepare_graph(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None = None,
-                  input_shapes: dict[str, tuple[int, ...]] | None = None) -> PreparedGraph:
-    """Expand, shape and annotate ``model`` for costing (see module docstring)."""
+@dataclass
+class ShapedModel:
+    """The expensive, target-independent part of preparing a model: top-level nodes as
+    :class:`OpNode` s with concrete shapes, and for each ``ai.vitc`` core its declared steps."""
+
+    nodes: list[OpNode]
+    steps: dict[str, list[OpNode]]     # core node name -> its steps (absent: cannot be lowered)
+    init_shapes: dict[str, tuple[int, ...]]
+    init_types: dict[str, int]
+    fingerprint: str
+    batch: int
+    seq_len: int | None
+    input_shapes: dict[str, list[int]]
+    warnings: list[str]
+    raw: bool
+
+
+def shape_model(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None = None,
+                input_shapes: dict[str, tuple[int, ...]] | None = None) -> ShapedModel:
+    """Shapes, constants, blocks and roles of every top-level node (see module docstring)."""
     if batch < 1:
         raise VitcInputError(f"batch must be >= 1 (got {batch})")
-    expanded, warnings = _expand(model)
+    fingerprint = model_fingerprint(model)
+    model = _top_level(model)
+    raw = not is_compiled(model)
+    nodes = list(model.graph.node)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     input_shapes = shapes.concrete_inputs(model, batch, seq_len, input_shapes)
-    nodes = [n for n, _, _ in expanded]
-    info = shapes.infer(model, input_shapes, nodes=nodes)
-    wanted = _unknown_costed(nodes, info)
+    info = shapes.infer(model, input_shapes)
+    warnings: list[str] = []
+    wanted = sorted(set(_unknown([t for n in nodes if n.op_type in _COSTED_WITH_SHAPES or n.domain == DOMAIN
+                                  for t in list(n.input) + list(n.output)], info)))
     if wanted:
         note = shapes.resolve_by_running(model, nodes, synthetic_inputs(model, shapes=input_shapes), info, wanted)
         warnings += [note] if note else []
-
     init_shapes = {t.name: tuple(int(d) for d in t.dims) for t in model.graph.initializer}
     init_types = {t.name: t.data_type for t in model.graph.initializer}
     static = shapes.static_tensors(nodes, init_shapes)
-    ops: list[OpNode] = []
-    producer: dict[str, int] = {}
-    for idx, (n, origin, otype) in enumerate(expanded):
-        attrs = {a.name: _attr_value(a) for a in n.attribute if a.type != onnx.AttributeProto.GRAPH}
-        s_in = [(t in static) or t == "" for t in n.input]
+
+    def dims(t: str):
+        return info.get(t, (None, None))[1] if t else None
+
+    ops, steps = [], {}
+    for n in nodes:
         meta = _meta(n)
         blk = meta.get("vitc.block")
-        op = OpNode(
-            name=n.name, op_type=n.op_type, domain=n.domain, inputs=list(n.input), outputs=list(n.output),
-            attrs=attrs, origin=origin, origin_type=otype,
-            in_shapes=[info.get(t, (None, None))[1] if t else None for t in n.input],
-            out_shapes=[info.get(t, (None, None))[1] for t in n.output],
-            static_in=s_in,
-            block=int(blk) if blk is not None and str(blk).lstrip("-").isdigit() else block_from_name(origin),
-            role=meta.get("vitc.role"), index=idx)
-        ops.append(op)
-        for t in n.output:
-            producer[t] = idx
+        block = int(blk) if blk is not None and str(blk).lstrip("-").isdigit() else (
+            block_from_name(n.name) if raw else None)
+        role = meta.get("vitc.role")
+        otype = f"{n.domain + '::' if n.domain else ''}{n.op_type}"
+        attrs = _attrs(n)
+        base = dict(origin=n.name, origin_type=otype, block=block, role=role,
+                    hint_role=role_from_name(n.name) if raw else None)
+        if n.domain == DOMAIN and n.op_type in WORK:
+            declared = _lower(n, attrs, [dims(t) for t in n.input], opset, warnings)
+            if declared is not None:
+                steps[n.name] = [OpNode(name=f"{n.name}/{st.op_type}_{j}", op_type=st.op_type, domain="",
+                                        inputs=[("" if src is None else n.input[src[1]] if src[0] == "input"
+                                                 else f"{n.name}/step{src[1]}") for src in st.reads],
+                                        outputs=[n.output[0] if j == len(declared) - 1 else f"{n.name}/step{j}"],
+                                        attrs=dict(st.attrs), in_shapes=[list(x) for x in st.in_shapes],
+                                        out_shapes=[list(st.out_shape)], static_in=list(st.static_in), **base)
+                                 for j, st in enumerate(declared)]
+        elif n.domain == DOMAIN:
+            warnings.append(f"no declared work for {n.domain}::{n.op_type} ({n.name}); costed as free")
+        elif n.domain not in ("", "ai.onnx", "com.microsoft"):
+            warnings.append(f"custom op {n.domain}::{n.op_type} ({n.name}) has no cost rule; costed as free")
+        ops.append(OpNode(name=n.name, op_type=n.op_type, domain=n.domain, inputs=list(n.input),
+                          outputs=list(n.output), attrs=attrs,
+                          in_shapes=[dims(t) for t in n.input], out_shapes=[dims(t) for t in n.output],
+                          static_in=[(t in static) or t == "" for t in n.input], **base))
+    return ShapedModel(ops, steps, init_shapes, init_types, fingerprint, batch, seq_len,
+                       {k: list(v) for k, v in input_shapes.items()}, warnings, raw)
 
+
+def build_graph(sm: ShapedModel, lower=True) -> PreparedGraph:
+    """The op list and DAG of ``sm``; each core whose ``lower(op)`` is true (or all, for
+    ``lower=True``) is replaced by its declared steps."""
+    ops: list[OpNode] = []
+    for op in sm.nodes:
+        if op.name in sm.steps and (lower(op) if callable(lower) else bool(lower)):
+            ops.extend(dataclasses.replace(s) for s in sm.steps[op.name])
+        else:
+            ops.append(dataclasses.replace(op))
+    producer: dict[str, int] = {}
+    for idx, op in enumerate(ops):
+        op.index = idx
+        for t in op.outputs:
+            if t:
+                producer[t] = idx
     dag = nx.DiGraph()
-    for op in ops:
-        dag.add_node(op.index)
+    dag.add_nodes_from(range(len(ops)))
     for op in ops:
         for t in op.inputs:
-            p = producer.get(t)
+            p = producer.get(t) if t else None
             if p is not None and p != op.index:
                 dag.add_edge(p, op.index)
     if not nx.is_directed_acyclic_graph(dag):
         raise VitcInputError("the compiled graph has a cycle; cannot schedule it")
-    seen, origin_nodes = set(), []
-    for op in ops:
-        if op.origin not in seen:
-            seen.add(op.origin)
-            origin_nodes.append(op.origin)
-    return PreparedGraph(ops=ops, dag=dag, init_shapes=init_shapes, init_types=init_types,
-                         fingerprint=model_fingerprint(model), batch=batch, seq_len=seq_len,
-                         input_shapes=input_shapes, warnings=warnings, origin_nodes=origin_nodes,
-                         producer=producer)
+    return PreparedGraph(ops=ops, dag=dag, init_shapes=sm.init_shapes, init_types=sm.init_types,
+                         fingerprint=sm.fingerprint, batch=sm.batch, seq_len=sm.seq_len,
+                         input_shapes=sm.input_shapes, warnings=list(sm.warnings),
+                         origin_nodes=[n.name for n in sm.nodes], producer=producer, raw=sm.raw)
 
 
-__all__ = ["OpNode", "PreparedGraph", "prepare_graph", "model_fingerprint", "FREE_OPS",
-           "block_from_name", "role_from_name"]
+def prepare_graph(model: onnx.ModelProto, *, batch: int = 1, seq_len: int | None = None,
+                  input_shapes: dict[str, tuple[int, ...]] | None = None, lower_cores=True) -> PreparedGraph:
+    """:func:`shape_model` then :func:`build_graph` (every core lowered by default)."""
+    return build_graph(shape_model(model, batch=batch, seq_len=seq_len, input_shapes=input_shapes), lower_cores)
+
+
+def _lower(node: onnx.NodeProto, attrs: dict, in_shapes: list, opset: int, warnings: list[str]):
+    """The declared steps of a core node, or None (with a warning) when its shapes are unknown."""
+    if any(s is None or any(d is None for d in s) for s in in_shapes[:3]):
+        warnings.append(f"{node.name}: unknown input shapes; {node.op_type} not costed")
+        return None
+    try:
+        return work(node.op_type, attrs, [tuple(s) for s in in_shapes if s is not None], opset)
+    except (KeyError, ValueError, ZeroDivisionError, IndexError) as exc:
+        warnings.append(f"{node.name}: {node.op_type} work could not be derived ({type(exc).__name__}); not costed")
+        return None
+
+
+__all__ = ["OpNode", "PreparedGraph", "ShapedModel", "shape_model", "build_graph", "prepare_graph",
+           "model_fingerprint", "FREE_OPS", "is_compiled"]

@@ -13,16 +13,20 @@ Classes (``WorkItem.kind``):
 ``vector``       element-wise/reduction/pooling arithmetic (Add, Mul, ReLU, MaxPool, ReduceMean ...).
 ``free``         data movement and shape bookkeeping (Reshape, Transpose, Slice, Concat ...) and
                  anything computed only from constants (folded at compile time).
+``attention_core`` an ``ai.vitc`` core left whole (targets that price it from its attributes;
+                 the others see its declared steps, :func:`vitc.backends.graph.build_graph`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-from vitc.backends.graph import FREE_OPS, OpNode, PreparedGraph, role_from_name
+from vitc.backends.graph import FREE_OPS, OpNode, PreparedGraph
+from vitc.runtime.function_builder import DOMAIN
 
 MVM, LSTM, ACT, SFU, VEC, FREE = "mvm", "lstm", "act_product", "sfu", "vector", "free"
-COSTED = (MVM, LSTM, ACT, SFU, VEC)
+CORE = "attention_core"
+COSTED = (MVM, LSTM, ACT, SFU, VEC, CORE)
 
 
 @dataclass
@@ -211,6 +215,9 @@ def _rnn_item(op: OpNode, warnings: list[str]) -> WorkItem:
 def classify(op: OpNode, warnings: list[str]) -> WorkItem:
     """The :class:`WorkItem` for one op (see module docstring for the classes)."""
     t = op.op_type
+    if op.domain == DOMAIN:
+        return WorkItem(op, CORE, in_elements=_elems(op.in_shapes[:3]), out_elements=_elems(op.out_shapes[:1]),
+                        note="costed as a whole from its attributes")
     if t == "MatMul" or t == "MatMulInteger":
         return _matmul_item(op, warnings)
     if t == "Gemm":
@@ -363,7 +370,7 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
             role = "attention" if "Attention" in op.origin_type else op.origin_type.split("::")[1]
             assign(it, _label(blk, role, op.origin) if blk is not None else op.origin, blk, role)
         elif it.kind in (MVM, LSTM):
-            role = role_from_name(op.origin)
+            role = op.hint_role
             if role in ("attention", "norm", "norm1", "norm2"):
                 role = "lstm" if it.kind == LSTM else None
             key = _label(blk, role, op.origin)
@@ -373,8 +380,8 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
         elif it.kind == ACT:
             assign(it, _label(blk, "attention", _prefix(op.origin)) if blk is not None else _prefix(op.origin) + ":products",
                    blk, "attention")
-        elif op.op_type == "LayerNormalization" or (role_from_name(op.origin) or "").startswith("norm"):
-            role = role_from_name(op.origin) or "norm"
+        elif op.op_type == "LayerNormalization" or (op.hint_role or "").startswith("norm"):
+            role = op.hint_role or "norm"
             if blk is None and role == "norm":
                 key = _prefix(op.origin)
             else:
@@ -396,4 +403,5 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
     return items, warnings
 
 
-__all__ = ["Matrix", "WorkItem", "classify", "partition", "MVM", "LSTM", "ACT", "SFU", "VEC", "FREE", "COSTED"]
+__all__ = ["Matrix", "WorkItem", "classify", "partition", "MVM", "LSTM", "ACT", "SFU", "VEC", "FREE", "CORE",
+           "COSTED"]

@@ -76,14 +76,13 @@ from vitc.backends.gemm_cycles import DATAFLOWS as GEMM_DATAFLOWS
 from vitc.backends.gemm_cycles import MODES as GEMM_MODES
 from vitc.backends.gemm_cycles import gemm_cost
 from vitc.core.hardware import HardwareSpec
-from vitc.backends.partition import ACT, FREE, LSTM, MVM, SFU, VEC, WorkItem
+from vitc.backends.partition import ACT, CORE, FREE, LSTM, MVM, SFU, VEC, WorkItem
 from vitc.backends.vitality_model import (
     CENTERINGS, DATAFLOWS as ATT_DATAFLOWS, ENERGIES, SCHEDULES, TAYLOR_VARIANTS, VitalityHW,
     softmax_attention_cost, taylor_attention_cost, vitality_hw,
 )
 from vitc.core.errors import VitcInputError
 
-CORE = "attention_core"
 #: ai.vitc ops costed as one attention core → kind of core
 CORE_OPS = {"ai.vitc::TaylorAttention": "taylor", "ai.vitc::Attention": "softmax"}
 SA_UNITS = ("sa_general", "sa_diag")
@@ -180,7 +179,6 @@ class CoreInfo:
     simplified: bool = False
     masked: bool = False
     layer: str = ""
-    anchor: int = -1
 
     def config(self) -> dict:
         c = {"kind": self.kind, "n": self.n, "d": self.d, "masked": self.masked}
@@ -189,91 +187,34 @@ class CoreInfo:
         return c
 
 
-def _attr(node, name, default):
-    from onnx import helper
-    for a in node.attribute:
-        if a.name == name:
-            v = helper.get_attribute_value(a)
-            return v.decode() if isinstance(v, bytes) else v
-    return default
-
-
 def _prod(xs) -> int:
     return int(math.prod(int(x) for x in xs)) if xs else 1
 
 
-def find_cores(pg, items: list[WorkItem], model, warnings: list[str]) -> dict[str, CoreInfo]:
-    """Attention core nodes (by origin name) that can be costed as a unit."""
-    if model is None:
-        return {}
-    nodes = {n.name: n for n in model.graph.node if n.name}
-    by_output = {n.output[0]: n for n in model.graph.node if n.output and n.domain == "ai.vitc"}
-    shape: dict[str, list] = {}
-    for op in pg.ops:
-        for t, s in zip(op.inputs, op.in_shapes):
-            if t and s is not None:
-                shape.setdefault(t, s)
-        for t, s in zip(op.outputs, op.out_shapes):
-            if t and s is not None:
-                shape.setdefault(t, s)
-    cores: dict[str, CoreInfo] = {}
-    for it in items:
-        op = it.op
-        kind = CORE_OPS.get(op.origin_type)
-        if kind is None or op.origin in cores:
-            continue
-        node = nodes.get(op.origin)
-        if node is None or f"{node.domain}::{node.op_type}" != op.origin_type:
-            # an unnamed node (renamed by the expansion): find it by the output its body produces
-            node = next((by_output[t] for o in pg.ops if o.origin == op.origin for t in o.outputs
-                         if t in by_output), None)
-        why = None
-        if node is None or len(node.input) < 3 or not node.output:
-            why = "node not found"
-        else:
-            q, k = shape.get(node.input[0]), shape.get(node.input[1])
-            heads = int(_attr(node, "num_heads", 0) or 0)
-            if q is None or k is None or None in q or None in k or len(q) < 2 or heads <= 0:
-                why = "unknown q/k shape or num_heads"
-            elif q[-1] % heads:
-                why = f"hidden size {q[-1]} not divisible by {heads} heads"
-            elif q[-2] != k[-2]:
-                why = f"{q[-2]} queries but {k[-2]} keys"
-            elif node.output[0] not in pg.producer:
-                why = "output not produced by its body"
-        if why is not None:
-            warnings.append(f"{op.origin}: {op.origin_type} costed op by op ({why})")
-            cores[op.origin] = None  # type: ignore[assignment]
-            continue
-        variant = str(_attr(node, "variant", "paper"))
-        centering = str(_attr(node, "centering", "tokens" if variant == "paper" else "features"))
-        info = CoreInfo(op.origin, node.op_type, kind, int(q[-2]), int(q[-1]) // heads, heads, _prod(q[:-2]),
-                        masked=len(node.input) > 3 and bool(node.input[3]), layer=it.layer,
-                        anchor=pg.producer[node.output[0]])
-        if kind == "taylor":
-            if variant not in TAYLOR_VARIANTS or centering not in CENTERINGS:
-                warnings.append(f"{op.origin}: unknown TaylorAttention form {variant}/{centering}; costed as paper/tokens")
-                variant, centering = "paper", "tokens"
-            info.variant, info.centering = variant, centering
-            info.simplified = bool(_attr(node, "simplified", 0))
-        cores[op.origin] = info
-    return {k: v for k, v in cores.items() if v is not None}
-
-
-def group_cores(items: list[WorkItem], cores: dict[str, CoreInfo]) -> list[WorkItem]:
-    """A copy of ``items`` with every core's body free and its output op the core."""
-    out = []
-    for it in items:
-        info = cores.get(it.op.origin) if it.op.origin_type in CORE_OPS else None
-        if info is None:
-            out.append(it)
-        elif it.op.index == info.anchor:
-            op = dataclasses.replace(it.op, name=info.origin, op_type=info.op_type, domain="ai.vitc")
-            out.append(dataclasses.replace(it, op=op, kind=CORE, matrices=[], elem_ops={},
-                                           note=f"{info.kind} attention core costed as a unit (vitality_model)"))
-        else:
-            out.append(dataclasses.replace(it, kind=FREE, note=f"part of attention core {info.origin}"))
-    return out
+def core_info(op) -> CoreInfo | str:
+    """What an ``ai.vitc`` core node computes, from its attributes and input shapes — or why the
+    attention model cannot cost it as a whole (then the node is costed step by step)."""
+    kind = CORE_OPS.get(op.origin_type)
+    if kind is None:
+        return f"{op.origin_type} has no attention-core model"
+    q = op.in_shapes[0] if op.in_shapes else None
+    k = op.in_shapes[1] if len(op.in_shapes) > 1 else None
+    heads = int(op.attrs.get("num_heads", 0) or 0)
+    if q is None or k is None or None in q or None in k or len(q) < 2 or heads <= 0:
+        return "unknown q/k shape or num_heads"
+    if q[-1] % heads:
+        return f"hidden size {q[-1]} not divisible by {heads} heads"
+    if q[-2] != k[-2]:
+        return f"{q[-2]} queries but {k[-2]} keys"
+    info = CoreInfo(op.origin, op.op_type, kind, int(q[-2]), int(q[-1]) // heads, heads, _prod(q[:-2]),
+                    masked=len(op.inputs) > 3 and bool(op.inputs[3]))
+    if kind == "taylor":
+        info.variant = str(op.attrs.get("variant", "paper"))
+        info.centering = str(op.attrs.get("centering", "tokens" if info.variant == "paper" else "features"))
+        if info.variant not in TAYLOR_VARIANTS or info.centering not in CENTERINGS:
+            return f"unknown TaylorAttention form {info.variant}/{info.centering}"
+        info.simplified = bool(op.attrs.get("simplified", 0))
+    return info
 
 
 # --------------------------------------------------------------------------- GEMM shapes
@@ -336,15 +277,13 @@ class SystolicModel:
         self.gemms: list[tuple] = []         # (M, N, K, count, dataflow) for the dataflow comparison
         self.by_kind: dict[str, dict] = {}
         self.warnings: list[str] = []
-        self._core_info: dict[str, CoreInfo] = {}
 
     # ------------------------------------------------------------------ flow hooks
-    def prepare_items(self, pg, items: list[WorkItem], model) -> list[WorkItem]:
-        """Group attention cores (called by :func:`vitc.backends.api.analyse` before costing)."""
-        self._core_info = find_cores(pg, items, model, self.warnings)
-        by_anchor = {c.anchor: c for c in self._core_info.values()}
-        self._by_anchor = by_anchor
-        return group_cores(items, self._core_info)
+    def whole_core(self, op) -> str | None:
+        """None when this model prices the core ``op`` as a whole, else why not (then the target
+        sees the core's declared steps)."""
+        info = core_info(op)
+        return info if isinstance(info, str) else None
 
     def unit_counts(self) -> dict[str, int]:
         return {"sa": 1, "pp": 1}
@@ -533,7 +472,8 @@ class SystolicModel:
                                      centering=info.centering, simplified=info.simplified, masked=info.masked, **kw)
 
     def _core(self, item: WorkItem) -> OpCost:
-        info = self._by_anchor[item.op.index]
+        info = core_info(item.op)
+        info.layer = item.layer
         ac = self.core_cost(info)
         for u, cyc in ac.busy_cycles.items():
             self.busy[u] += cyc
@@ -679,5 +619,5 @@ def _systolic_target(spec: HardwareSpec, options: dict):
 
 register_target("systolic", _systolic_target)
 
-__all__ = ["SystolicModel", "SystolicHW", "systolic_hw", "resolve_options", "CoreInfo", "find_cores",
-           "group_cores", "gemm_shapes", "CORE", "CORE_OPS", "UNITS", "ELEM_UNIT"]
+__all__ = ["SystolicModel", "SystolicHW", "systolic_hw", "resolve_options", "CoreInfo", "core_info",
+           "gemm_shapes", "CORE_OPS", "UNITS", "ELEM_UNIT"]

@@ -40,7 +40,7 @@ import numpy as np
 from onnx import FunctionProto, NodeProto, TensorProto, helper
 
 from vitc.runtime.function_builder import FunctionBuilder, merge_heads, split_heads
-from vitc.runtime.ops import custom_op, register_node_overload
+from vitc.runtime.op_registry import Step, WorkList, custom_op, head_views, register_node_overload, register_work
 
 OP_TYPE = "TaylorAttention"
 VARIANTS = ("paper", "code")
@@ -160,6 +160,66 @@ def _register_all() -> None:
                     custom_op(OP_TYPE, key)(
                         lambda opset, v=variant, c=centering, s=simplified, m=masked: _taylor_attention(v, c, s, m, opset))
     register_node_overload(OP_TYPE, _node_overload)
+    register_work(OP_TYPE, taylor_work)
+
+
+def taylor_work(attrs: dict, in_shapes: list, opset: int = 17) -> list[Step]:
+    """The body's arithmetic (:func:`_taylor_attention`), step by step, for one configuration."""
+    variant = str(attrs.get("variant", "paper"))
+    centering = str(attrs.get("centering", DEFAULT_CENTERING.get(variant, "tokens")))
+    simplified = bool(attrs.get("simplified", 0))
+    heads = int(attrs["num_heads"])
+    w = WorkList(in_shapes, opset)
+    qh, kt, vh = head_views(w, heads)
+    b, h, n, d = qh.shape
+    dv = vh.shape[3]
+    scale = w.const()
+    wk = None
+    if len(in_shapes) > 3:                                          # key weights [B, h, 1, N]
+        m = w.inputs[3]
+        keep = w.op("Greater", m, w.const(), out=m.shape)
+        wk = w.reduce("ReduceMin", keep, [2], out=m.shape[:2] + (1,) + m.shape[3:])
+    # step 1: centred keys
+    if centering == "tokens":
+        if wk is None:
+            kbar = w.reduce("ReduceMean", kt, [3], out=(b, h, d, 1))
+        else:
+            num = w.reduce("ReduceSum", w.op("Mul", kt, wk, out=kt.shape), [3], out=(b, h, d, 1))
+            kbar = w.op("Div", num, w.reduce("ReduceSum", wk, [3], out=wk.shape[:3] + (1,)), out=(b, h, d, 1))
+        kc = w.op("Sub", kt, kbar, out=kt.shape)
+    elif centering == "features":
+        kc = w.op("Sub", kt, w.reduce("ReduceMean", kt, [2], out=(b, h, 1, kt.shape[3])), out=kt.shape)
+    else:
+        kc = kt
+    if wk is not None:
+        kc = w.op("Mul", kc, wk, out=kt.shape)
+    # step 2: G = K̂ᵀV
+    g = w.op("MatMul", kc, vh, out=(b, h, d, dv))
+    if variant == "code":
+        w.op("MatMul", qh, w.op("Mul", g, scale, out=g.shape), out=(b, h, n, dv))
+        return w.steps
+    wv = None if wk is None else w.view(wk, wk.shape[:2] + (wk.shape[3], 1))
+    if simplified:
+        if wk is None:
+            vmean = w.reduce("ReduceMean", vh, [2], out=(b, h, 1, dv))
+            inv_n = w.op("Reciprocal", w.const(), out=())
+        else:
+            inv_n = w.op("Reciprocal", w.reduce("ReduceSum", wk, [3], out=wk.shape[:3] + (1,)),
+                         out=wk.shape[:3] + (1,))
+            vmean = w.op("Mul", w.reduce("ReduceSum", w.op("Mul", vh, wv, out=vh.shape), [2], out=(b, h, 1, dv)),
+                         inv_n, out=(b, h, 1, dv))
+        g_s = w.op("Mul", g, w.op("Mul", scale, inv_n, out=inv_n.shape), out=g.shape)
+        w.op("Add", w.op("MatMul", qh, g_s, out=(b, h, n, dv)), vmean, out=(b, h, n, dv))
+        return w.steps
+    vsum = w.reduce("ReduceSum", vh if wv is None else w.op("Mul", vh, wv, out=vh.shape), [2], out=(b, h, 1, dv))
+    n_w = w.const() if wk is None else w.reduce("ReduceSum", wk, [3], out=wk.shape[:3] + (1,))
+    ksum = w.reduce("ReduceSum", kc, [3], out=(b, h, d, 1))
+    t_d = w.op("Add", w.op("MatMul", qh, w.op("Mul", ksum, scale, out=ksum.shape), out=(b, h, n, 1)), n_w,
+               out=(b, h, n, 1))
+    t_n = w.op("Add", w.op("MatMul", qh, w.op("Mul", g, scale, out=g.shape), out=(b, h, n, dv)), vsum,
+               out=(b, h, n, dv))
+    w.op("Div", t_n, t_d, out=(b, h, n, dv))
+    return w.steps
 
 
 _register_all()

@@ -20,32 +20,29 @@ from vitc.backends.vitality_model import (
 from vitc.core.errors import VitcInputError
 from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
+from vitc.runtime.ops import functions_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REL = 1e-9
 
 
-def _attn_model(n=16, c=32):
-    """q/k/v projections, an ai.vitc::Attention without num_heads (so not costable as a unit), out proj."""
-    scale = helper.make_node("Constant", [], ["s"], value_float=0.0)
-    scale.attribute[0].ref_attr_name = "scale"
-    body = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), helper.make_node("MatMul", ["q", "kt"], ["qk"]),
-            scale, helper.make_node("Mul", ["qk", "s"], ["qks"]), helper.make_node("Softmax", ["qks"], ["p"], axis=-1),
-            helper.make_node("MatMul", ["p", "v"], ["y"])]
-    fn = helper.make_function("ai.vitc", "Attention", ["q", "k", "v"], ["y"], body, [helper.make_opsetid("", 17)],
-                              attributes=["scale"])
+def _cross_attn_model(n=16, m=8, c=32):
+    """q from x [B, n, C], k/v from memory [B, m, C], one ai.vitc::Attention (N_q != N_kv: the
+    systolic attention model does not cover it, so the target sees its declared steps), out proj."""
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((c, c)).astype(np.float32), f"W{x}") for x in "qkvo"]
-    nodes = [helper.make_node("MatMul", ["x", f"W{x}"], [x], name=f"/blocks.0/attn/{x}_proj/MatMul") for x in "qkv"]
+    nodes = [helper.make_node("MatMul", ["x" if x == "q" else "mem", f"W{x}"], [x], name=f"/blocks.0/attn/{x}_proj/MatMul")
+             for x in "qkv"]
     nodes += [helper.make_node("Attention", ["q", "k", "v"], ["a"], domain="ai.vitc", name="/blocks.0/attn/Attention",
-                               scale=0.125),
+                               num_heads=2, scale=0.125),
               helper.make_node("MatMul", ["a", "Wo"], ["y"], name="/blocks.0/attn/proj/MatMul")]
-    g = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n, c])],
+    g = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n, c]),
+                                          helper.make_tensor_value_info("mem", TensorProto.FLOAT, ["batch", m, c])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n, c])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.vitc", 1)],
-                          functions=[fn])
-    m.ir_version = 8
-    return m
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.vitc", 1)],
+                              functions=functions_for([("Attention", "")], 17))
+    model.ir_version = 10
+    return model
 
 
 def _compiled(name: str, depth: int, passes: str = "none", img: int = 224, **opts):
@@ -171,16 +168,16 @@ def test_hybrid_static_mvms_on_crossbars_products_on_systolic(tiny_models):
     _, tay = tiny_models
     an = analyse(tay, "hybrid", "rram-128+vitality", model_name="h")
     xb = analyse(tay, "xbar", "rram-128", model_name="x")
-    _, orig, _ = prepared(tay)
-    cost = {c.index: c for c in an.costs}
+    _, orig, _ = prepared(tay)          # every core lowered to its declared steps
+    cost = {c.name: c for c in an.costs}
     core_unit = {c.name: c.unit for c in an.costs if c.kind == CORE}
     n_mvm = n_act = 0
     for it in orig:
         if it.kind == MVM:
-            assert cost[it.op.index].unit == "xbar" and cost[it.op.index].crossbars > 0
+            assert cost[it.op.name].unit == "xbar" and cost[it.op.name].crossbars > 0
             n_mvm += 1
-        elif it.kind == ACT:  # inside a core costed as a unit on the systolic array, or costed there itself
-            c = cost.get(it.op.index)
+        elif it.kind == ACT:  # a step of a core costed as a unit on the systolic array, or costed there itself
+            c = cost.get(it.op.name)
             assert (c is not None and c.unit == "sa") or core_unit.get(it.op.origin) == "sa"
             n_act += 1
     assert n_mvm == 2 * 6 + 2 and n_act == 2 * 3
@@ -190,13 +187,14 @@ def test_hybrid_static_mvms_on_crossbars_products_on_systolic(tiny_models):
 
 
 def test_hybrid_products_outside_cores_go_to_the_systolic_array():
-    """An attention the compiler could not cost as a unit (no num_heads): its products still leave the crossbars."""
-    an = analyse(_attn_model(), "hybrid", "rram-128+vitality", model_name="a")
+    """An attention the systolic model cannot cost as a unit (N_q != N_kv): its declared products still
+    leave the crossbars."""
+    an = analyse(_cross_attn_model(), "hybrid", "rram-128+vitality", model_name="a")
     acts = [c for c in an.costs if c.kind == ACT]
     assert len(acts) == 2 and {c.unit for c in acts} == {"sa"}
     assert {c.unit for c in an.costs if c.kind == MVM} == {"xbar"}
-    assert any("costed op by op" in w for w in an.warnings)
-    assert sum(c.macs for c in acts) == 2 * 16 * 16 * 32
+    assert any("costed op by op (16 queries but 8 keys)" in w for w in an.warnings)
+    assert sum(c.macs for c in acts) == 2 * 16 * 8 * 32      # QKᵀ and S·V: 16 queries x 8 keys x 32
 
 
 def test_hybrid_hardware_value_and_errors():

@@ -19,6 +19,7 @@ from vitc.backends.api import OUTPUT_FILES, analyse, evaluate
 from vitc.backends.cost import DYNAMIC_COMPONENTS
 from vitc.core.errors import VitcInputError
 from vitc.compiler.zoo import build_vit
+from vitc.runtime.ops import functions_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,38 +117,24 @@ def test_outputs_are_deterministic_across_processes():
     assert rep["schema"] == "vitc.report" and rep["schema_version"] == 1
 
 
-def _attention_function():
-    """A model-local ai.vitc::Attention(q, k, v) body with a referenced attribute."""
-    scale = helper.make_node("Constant", [], ["s"], value_float=0.0)
-    scale.attribute[0].ref_attr_name = "scale"
-    nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
-             helper.make_node("MatMul", ["q", "kt"], ["qk"]),
-             scale,
-             helper.make_node("Mul", ["qk", "s"], ["qks"]),
-             helper.make_node("Softmax", ["qks"], ["p"], axis=-1),
-             helper.make_node("MatMul", ["p", "v"], ["y"])]
-    return helper.make_function("ai.vitc", "Attention", ["q", "k", "v"], ["y"], nodes,
-                                [helper.make_opsetid("", 17)], attributes=["scale"])
-
-
 def _attn_model(n=16, c=32):
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((c, c)).astype(np.float32), f"W{x}") for x in "qkvo"]
     nodes = [helper.make_node("MatMul", ["x", f"W{x}"], [x], name=f"/blocks.0/attn/{x}_proj/MatMul") for x in "qkv"]
     att = helper.make_node("Attention", ["q", "k", "v"], ["a"], domain="ai.vitc", name="/blocks.0/attn/Attention",
-                           scale=0.125)
+                           num_heads=1, scale=0.125)
     att.metadata_props.add(key="vitc.block", value="0")
     att.metadata_props.add(key="vitc.role", value="attention")
     nodes += [att, helper.make_node("MatMul", ["a", "Wo"], ["y"], name="/blocks.0/attn/proj/MatMul")]
     g = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n, c])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n, c])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.vitc", 1)],
-                          functions=[_attention_function()])
+                          functions=functions_for([("Attention", "")], 17))
     m.ir_version = 8
     return m
 
 
-def test_custom_op_expanded_and_rolled_up():
+def test_custom_op_costed_from_its_declared_work_and_rolled_up():
     an = analyse(_attn_model(), "xbar", "rram-128", model_name="attn")
     acts = [c for c in an.costs if c.kind == "act_product"]
     assert len(acts) == 2 and all(c.unit == "mac" for c in acts)
@@ -222,8 +209,8 @@ def test_unknown_target_is_input_error():
 def test_sweep_parses_the_graph_once(monkeypatch):
     import vitc.backends.api as api
     calls = []
-    real = api.prepare_graph
-    monkeypatch.setattr(api, "prepare_graph", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = api.shape_model
+    monkeypatch.setattr(api, "shape_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     api._CACHE.clear()
     out = api.sweep(build_vit("deit-tiny", img_size=64, depth=1), ["rram-128", "isaac-128", "rram-64"],
                     model_name="t", options={"plots": False})
