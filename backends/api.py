@@ -1,41 +1,30 @@
-"""Backend entry point: partition → cost → schedule → report for one hardware target.
+"""Backend entry point: shape → partition → cost → schedule for one hardware target.
 
-    from vitc.backends.api import evaluate
-    res = evaluate(model, "xbar", "rram-128", model_name="deit_small")
-    res.files["report.json"]; print(res.summary)
+    from vitc.backends.api import analyse
+    an = analyse(model, "xbar", "rram-128", model_name="deit_small")
+    an.totals["energy_pj"], an.costs, an.schedule, an.sections
 
-The parsed graph (expanded, shaped, partitioned) is cached by a content fingerprint, so a
-sweep over presets in one process parses the model once (:func:`sweep`).
+The shaped model is cached by a content fingerprint, so a sweep over presets in one process
+shapes the model once. Rendering the analysis into files is the driver's (:mod:`vitc.report`).
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import onnx
 
-from vitc.backends.cost import (AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS, TARGETS, OpCost,
-                                register_target)
+from vitc.backends.cost import AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS, OpCost, Target
 from vitc.backends.digital import DigitalModel
 from vitc.backends.graph import PreparedGraph, ShapedModel, build_graph, model_fingerprint, shape_model
 from vitc.core.hardware import HardwareSpec, load_hw
 from vitc.backends.partition import CORE, FREE, WorkItem, partition
 from vitc.backends.schedule import Schedule, list_schedule
+from vitc.backends.targets import TARGETS
 from vitc.backends.xbar import XbarModel
+from vitc.core.costs import CostBreakdown, OpCostRecord
 from vitc.core.errors import VitcInputError
 
-OUTPUT_FILES = ("mapping.json", "schedule.json", "report.json", "report.md", "report.html")
-
-
-@dataclass
-class BackendResult:
-    """What a backend hands the pipeline: file contents (written atomically by the caller),
-    the short terminal summary, and the report.json content as a dict."""
-
-    files: dict[str, bytes]
-    summary: str
-    report: dict
 
 
 @dataclass
@@ -66,15 +55,12 @@ class Analysis:
         return self.spec.get(dotted, default)
 
 
-# --------------------------------------------------------------------------- targets
-def _xbar_target(spec: HardwareSpec, options: dict):
-    digital = DigitalModel(spec, act_products=spec["attention_products.mode"] == "digital")
-    return [XbarModel(spec, digital), digital]
+def target_named(name: str) -> Target:
+    """The registered target ``name`` (one-line error listing the others)."""
+    if name not in TARGETS:
+        raise VitcInputError(f"unknown target '{name}' (available: {', '.join(sorted(TARGETS))}, none)")
+    return TARGETS[name]
 
-
-register_target("xbar", _xbar_target)
-# the systolic and hybrid targets register themselves on import
-from vitc.backends import hybrid as _hybrid, systolic as _systolic  # noqa: E402,F401
 
 # --------------------------------------------------------------------------- graph cache
 _CACHE: "OrderedDict[tuple, ShapedModel]" = OrderedDict()
@@ -111,16 +97,11 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     """Map, cost and schedule ``model`` on ``hw`` (no rendering)."""
     options = dict(options or {})
     spec = load_hw(hw)
-    if target not in TARGETS:
-        avail = ", ".join(sorted(TARGETS))
-        raise VitcInputError(f"target '{target}' is not available in this build (available: {avail})")
-    if target == "xbar" and spec.kind != "xbar":
-        hint = " (use --target hybrid)" if spec.kind == "hybrid" else ""
-        raise VitcInputError(f"hardware '{spec.name}' is a {spec.kind} description; target xbar needs an xbar preset"
-                             + hint)
+    tgt = target_named(target)
+    tgt.check_hw(spec)
     batch = int(options.get("batch", 1))
     seq_len = options.get("seq_len")
-    models = TARGETS[target](spec, options)
+    models = tgt.models(spec, options)
     whole = [m for m in models if CORE in m.kinds]
     lowered: list[str] = []
 
@@ -174,7 +155,8 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
         warnings.extend(getattr(m, "warnings", []))
         sec = getattr(m, "report_section", None)
         if sec is not None:
-            sections["systolic"] = sec()
+            data = sec()
+            sections[data.get("key", type(m).__name__)] = data
     return Analysis(model_name, target, spec, pg, items, costs, sched, floor, xbar, digital, area, leak, totals,
                     warnings, options, counts, lanes, sections)
 
@@ -227,24 +209,41 @@ def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict
     }
 
 
-# --------------------------------------------------------------------------- entry points
-def evaluate(model: onnx.ModelProto, target: str = "xbar", hw: "str | os.PathLike | HardwareSpec" = "rram-128", *,
-             model_name: str, pass_records: list[dict] | None = None, options: dict | None = None) -> BackendResult:
-    """Map, cost, schedule and report ``model`` on ``hw``; see :class:`BackendResult`."""
-    from vitc.backends.report import render
+def breakdown(an: Analysis) -> CostBreakdown:
+    """The model-independent cost records passes receive (:class:`vitc.core.costs.CostBreakdown`)."""
+    items = {it.op.index: it for it in an.items}
+    z = float(an.spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0)
+    ops = []
+    for c in an.costs:
+        it = items[c.index]
+        maps = c.extra.get("maps", []) if isinstance(c.extra, dict) else []
+        static = [m for m in maps if not m.dynamic]
+        ops.append(OpCostRecord(
+            name=c.name, block=it.block, role=it.role, op_type=it.op.op_type, kind=c.kind, unit=c.unit,
+            resource=c.resource, energy_pj=z * c.energy_pj, energy={k: z * v for k, v in c.energy.items()},
+            cycles=int(c.cycles), latency_ns=float(c.latency_ns), macs=int(c.macs), crossbars=int(c.crossbars),
+            crossbars_total=int(sum(m.crossbars_total for m in static)),
+            crossbars_dynamic=int(c.crossbars_dynamic), crossbars_physical=int(sum(m.crossbars_total for m in maps)),
+            tiles=int(sum(m.tiles for m in maps)),
+            cells_written=int(c.extra.get("cells_written", 0)) if isinstance(c.extra, dict) else 0,
+            elements=int(it.elements)))
+    critical: dict[int, int] = {}
+    for sl in an.schedule.critical_path:
+        it = items.get(sl.index)
+        if it is not None and it.block is not None:
+            critical[it.block] = critical.get(it.block, 0) + (sl.end - sl.start)
+    return CostBreakdown(dict(an.totals), ops, critical, float(an.leakage_uw), int(an.options.get("batch", 1)),
+                         an.spec, an.target, list(an.warnings))
 
-    an = analyse(model, target, hw, model_name=model_name, options=options)
-    return render(an, pass_records or [])
+
+def cost_oracle(target: str, hw, options: dict | None = None):
+    """``model -> CostBreakdown`` on ``target``/``hw`` (what the driver hands passes as ``ctx.cost``)."""
+    spec = load_hw(hw)
+
+    def cost(model: onnx.ModelProto, name: str = "model") -> CostBreakdown:
+        return breakdown(analyse(model, target, spec, model_name=name, options=dict(options or {})))
+    cost.target, cost.hardware = target, spec
+    return cost
 
 
-def sweep(model: onnx.ModelProto, presets: list, target: str = "xbar", *, model_name: str,
-          pass_records: list[dict] | None = None, options: dict | None = None) -> dict[str, BackendResult]:
-    """:func:`evaluate` for each preset; the parsed graph is shared (parsed once)."""
-    out = {}
-    for hw in presets:
-        key = hw.name if isinstance(hw, HardwareSpec) else os.fspath(hw)
-        out[key] = evaluate(model, target, hw, model_name=model_name, pass_records=pass_records, options=options)
-    return out
-
-
-__all__ = ["BackendResult", "Analysis", "evaluate", "analyse", "sweep", "prepared", "OUTPUT_FILES"]
+__all__ = ["Analysis", "analyse", "breakdown", "cost_oracle", "prepared", "shaped", "target_named", "TARGETS"]

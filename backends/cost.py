@@ -5,11 +5,10 @@ every target::
 
     prepare_graph → partition → CostModel.cost(item) per op → schedule → report
 
-``xbar`` (this package) costs static-weight products on crossbars
-(:mod:`vitc.backends.xbar`) and everything else on digital units
-(:mod:`vitc.backends.digital`). A systolic or hybrid target plugs in by providing another
-:class:`CostModel` for the ``mvm``/``act_product`` kinds and registering it in
-:data:`TARGETS` (see :func:`register_target`).
+``xbar`` costs static-weight products on crossbars (:mod:`vitc.backends.xbar`) and everything
+else on digital units (:mod:`vitc.backends.digital`); ``systolic`` and ``hybrid`` provide other
+:class:`CostModel` s. Each target is a :class:`Target` registered in
+:mod:`vitc.backends.targets`.
 
 Units: energy in pJ, latency in ns, area in mm²; cycles at the preset's clock.
 """
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from vitc.backends.partition import WorkItem
+from vitc.core.errors import VitcInputError
 
 # energy components (report order); "leakage" is static energy, the rest dynamic
 COMPONENTS = ("adc", "accumulation", "array", "other_periph", "buffer", "interconnect", "digital", "write", "leakage")
@@ -91,14 +91,26 @@ class CostModel(Protocol):
     # (None: it prices that ai.vitc core as a whole; a reason: the target sees its declared steps)
 
 
-# target name -> factory(spec, options) -> list of CostModel (first match per kind wins)
-TARGETS: dict[str, Callable] = {}
+@dataclass(frozen=True)
+class Target:
+    """A cost target: the hardware description kinds it accepts, the preset it uses when none
+    is given, and ``models(spec, options) -> list[CostModel]`` (first model listing a kind wins).
+    Targets live in :mod:`vitc.backends.targets` (one module each plus one line there)."""
 
+    name: str
+    hw_kinds: tuple[str, ...]
+    default_hw: str
+    models: Callable
+    description: str = ""
 
-def register_target(name: str, factory: Callable) -> None:
-    """Make ``evaluate(target=name)`` use ``factory(spec, options) -> list[CostModel]``."""
-    TARGETS[name] = factory
+    def check_hw(self, spec) -> None:
+        """A one-line error when ``spec`` is not a description this target can cost."""
+        if spec.kind not in self.hw_kinds:
+            hint = {"hybrid": " (use --target hybrid)", "systolic": " (use --target systolic)",
+                    "xbar": " (use --target xbar)"}.get(spec.kind, "")
+            raise VitcInputError(f"hardware '{spec.name}' is a {spec.kind} description; target {self.name} needs "
+                                 f"{' or '.join(self.hw_kinds)} hardware, e.g. --hw {self.default_hw}{hint}")
 
 
 __all__ = ["COMPONENTS", "DYNAMIC_COMPONENTS", "LATENCY_COMPONENTS", "AREA_COMPONENTS", "OpCost",
-           "CostModel", "TARGETS", "register_target", "to_cycles"]
+           "CostModel", "Target", "to_cycles"]

@@ -32,20 +32,14 @@ Area: crossbar tiles + the systolic unit (SA and processors under ``digital``). 
 """
 from __future__ import annotations
 
-from vitc.backends.cost import register_target
+from vitc.backends.cost import Target
 from vitc.backends.digital import DigitalModel
 from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import LSTM, MVM
 from vitc.backends.systolic import HYBRID_COMPONENTS, SystolicModel, systolic_hw
 from vitc.backends.xbar import XbarModel
-from vitc.core.errors import VitcInputError
 
-def _hybrid_target(spec: HardwareSpec, options: dict):
-    if spec.kind != "hybrid":
-        raise VitcInputError(f"target hybrid needs two hardware descriptions joined by '+', crossbar and systolic "
-                             f"(e.g. --hw {spec.name if spec.kind == 'xbar' else 'rram-128'}+"
-                             f"{spec.name if spec.kind == 'systolic' else 'vitality'}); '{spec.name}' is of kind "
-                             f"{spec.kind}")
+def _hybrid_models(spec: HardwareSpec, options: dict):
     shw = systolic_hw(spec.part("systolic"))
     zeta = spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0
     digital = DigitalModel(spec, act_products=False)   # LSTM gate costs only
@@ -58,5 +52,6 @@ def _hybrid_target(spec: HardwareSpec, options: dict):
     return [xbar, sysm]
 
 
-register_target("hybrid", _hybrid_target)
+TARGET = Target("hybrid", ("hybrid",), "rram-128+vitality", _hybrid_models,
+                "static MVMs on crossbars, the rest on a systolic unit (--hw XBAR+SYSTOLIC)")
 

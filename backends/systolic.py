@@ -71,12 +71,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from vitc.backends.cost import OpCost, register_target, to_cycles
+from vitc.backends.cost import OpCost, Target, to_cycles
 from vitc.backends.gemm_cycles import DATAFLOWS as GEMM_DATAFLOWS
 from vitc.backends.gemm_cycles import MODES as GEMM_MODES
 from vitc.backends.gemm_cycles import gemm_cost
 from vitc.core.hardware import HardwareSpec
-from vitc.backends.partition import ACT, CORE, FREE, LSTM, MVM, SFU, VEC, WorkItem
+from vitc.backends.partition import ACT, CORE, LSTM, MVM, SFU, VEC, WorkItem
 from vitc.backends.vitality_model import (
     CENTERINGS, DATAFLOWS as ATT_DATAFLOWS, ENERGIES, SCHEDULES, TAYLOR_VARIANTS, VitalityHW,
     softmax_attention_cost, taylor_attention_cost, vitality_hw,
@@ -504,7 +504,17 @@ class SystolicModel:
 
     # ------------------------------------------------------------------ report
     def report_section(self) -> dict:
-        """The ``systolic`` section of report.json (see docs/report-schema.md)."""
+        """The ``systolic`` section of report.json (see docs/report-schema.md), with its tables."""
+        sec = self._section_data()
+        a = sec["array"]
+        att = ", ".join(f"{v['cores']} {k}" for k, v in sorted(sec["attention_totals"].items())) or "none"
+        sec.update(key="systolic", title="Systolic unit", tables=_tables(sec),
+                   summary=f"systolic      {sec['preset']}: {a['rows']}x{a['cols']} SA-General + {a['diag_rows']}x"
+                           f"{a['diag_cols']} SA-Diag, GEMMs {sec['options']['dataflow']}, attention cores: {att}"
+                           f" ({sec['options']['attention_dataflow']})")
+        return sec
+
+    def _section_data(self) -> dict:
         hw, shw = self.hw, self.shw
         units = {}
         for u in UNITS:
@@ -598,6 +608,84 @@ def _step_tables(cores: list[dict], f_ghz: float) -> list[dict]:
     return out
 
 
+def _table(title: str, header: list[str], rows: list[list], note: str = "") -> dict:
+    return {"title": title, "header": header, "rows": rows, "note": note}
+
+
+def _tables(sy: dict) -> list[dict]:
+    """The section's tables (title, header, rows of numbers and text, note), rendered by the driver."""
+    f_mhz = sy["clock_mhz"]
+    out = []
+    o = sy["options"]
+    out.append(_table("Systolic unit: settings", ["setting", "value"],
+                [["preset", sy["preset"]],
+                 ["array", f"{sy['array']['rows']}x{sy['array']['cols']} SA-General + "
+                           f"{sy['array']['diag_rows']}x{sy['array']['diag_cols']} SA-Diag"],
+                 ["clock (MHz)", f_mhz]] + [[k, str(v)] for k, v in sorted(o.items())]
+                + [["report components", ", ".join(f"{k} → {v}" for k, v in sorted(sy["component_map"].items()))]],
+                "Energy model: each unit's power × its busy cycles (idle units clock gated) + SRAM and DRAM "
+                "words × energy per word."))
+    rows = []
+    for u, v in sy["units"].items():
+        if not v["instantiated"]:
+            continue
+        rows.append([u, v["lanes"], v["power_mw"], v["busy_cycles"], v["busy_cycles"] / f_mhz,
+                     v["energy_pj"] / 1e6, v["area_mm2"]])
+    rows.append(["SRAM", None, None, f"{sy['sram']['words']:,} words", None, sy["sram"]["energy_pj"] / 1e6, None])
+    rows.append(["DRAM", None, None, f"{sy['dram']['words']:,} words",
+                 f"{sy['dram']['stall_cycles'] / f_mhz:.4g} stall", sy["dram"]["energy_pj"] / 1e6, None])
+    if sy.get("link"):
+        rows.append(["on-chip link (activations)", None, None, f"{sy['link']['words']:,} words", None,
+                     sy["link"]["energy_pj"] / 1e6, None])
+    out.append(_table("Systolic unit: busy time and energy per unit",
+                ["unit", "lanes", "power mW", "busy cycles", "busy µs", "energy µJ", "area mm²"], rows, ""))
+    out.append(_table("Systolic unit: work by kind", ["kind", "ops", "cycles", "µs", "energy µJ", "MACs"],
+                [[k, v["ops"], v["cycles"], v["cycles"] / f_mhz, v["energy_pj"] / 1e6,
+                  v["macs"]] for k, v in sy["by_kind"].items()],
+                "Energies here exclude the crossbar post-layout factor; in the hybrid target, crossbar ops "
+                "are not listed."))
+    if sy["attention_totals"]:
+        rows = []
+        for k, v in sorted(sy["attention_totals"].items()):
+            e = v["energy_uj"]
+            rows.append([k, v["cores"], v["latency_ns"] / 1e3, e.get("systolic"), e.get("other"),
+                         e.get("data_access"), e.get("overall"), e.get("dram"), v["macs"]])
+        out.append(_table("Attention cores (ViTALiTy Table V cells)",
+                    ["kind", "cores", "latency µs", "systolic µJ", "other µJ", "data access µJ", "overall µJ",
+                     "DRAM µJ", "MACs"], rows,
+                    "Each ai.vitc attention core is costed as a unit (backends/vitality_model.py); 'overall' is "
+                    "on-chip energy as in Table V, DRAM is reported beside it."))
+    for tab in sy["steps"]:
+        desc = ", ".join(f"{k}={tab[k]}" for k in ("kind", "variant", "centering", "simplified", "masked",
+                                                     "dataflow", "n", "d") if k in tab)
+        rows = [[s["step"], s["unit"], s["ops_per_head"], s["cycles_per_head"], s["latency_ns"] / 1e3,
+                 f"{100 * s['share']:.1f}%"] for s in tab["steps"]]
+        rows.append(["overall, steps in sequence", "", "", sum(s["cycles_per_head"] for s in tab["steps"]),
+                     tab["sequential_ns"] / 1e3, "100%"])
+        rows.append(["overall, intra-layer pipeline", "", "", "", tab["pipelined_ns"] / 1e3, ""])
+        out.append(_table(f"Per-step latency (Table II analogue): {desc}",
+                    ["step", "unit", "ops / head", "cycles / head", f"µs ({tab['instances']} heads)", "share"],
+                    rows, "Busy time of each step; the accelerator overlaps the steps (Fig. 7), so the pipelined "
+                          "total is below the sequential sum."))
+    dfc = sy["dataflow_comparison"]
+    if dfc["attention"]:
+        rows = []
+        for df, e in sorted(dfc["attention"].items()):
+            rows.append([df, e.get("systolic"), e.get("other"), e.get("data_access"),
+                         e.get("overall"), e.get("latency_cycles", 0) / f_mhz])
+        out.append(_table("Dataflow comparison: Taylor attention cores",
+                    ["dataflow", "systolic µJ", "other µJ", "data access µJ", "overall µJ", "latency µs"], rows,
+                    f"Selected: {o['attention_dataflow']}."))
+    g = dfc["gemm"]
+    if g["gemms"]:
+        rows = [[df, g[df]["sa_busy_cycles"], g[df]["latency_ns"] / 1e3, f"{g[df]['sram_words']:,}",
+                 g[df]["energy_pj"] / 1e6] for df in ("ws", "is", "os", "auto")]
+        out.append(_table("Dataflow comparison: GEMMs outside the attention cores",
+                    ["dataflow", "SA busy cycles", "µs", "SRAM words", "SA + SRAM µJ"], rows,
+                    f"{g['gemms']} GEMMs; selected: {g['selected']}; cycle mode {o['gemm_mode']}."))
+    return out
+
+
 def _attention_dataflows(cores: list[dict]) -> dict:
     out: dict[str, dict] = {}
     for c in cores:
@@ -609,15 +697,12 @@ def _attention_dataflows(cores: list[dict]) -> dict:
 
 
 # --------------------------------------------------------------------------- target
-def _systolic_target(spec: HardwareSpec, options: dict):
-    if spec.kind != "systolic":
-        raise VitcInputError(f"target systolic needs a systolic hardware description (e.g. --hw vitality); "
-                             f"'{spec.name}' is of kind {spec.kind}")
-    shw = systolic_hw(spec)
-    return [SystolicModel(shw, options)]
+def _systolic_models(spec: HardwareSpec, options: dict):
+    return [SystolicModel(systolic_hw(spec), options)]
 
 
-register_target("systolic", _systolic_target)
+TARGET = Target("systolic", ("systolic",), "vitality", _systolic_models,
+                "the ViTALiTy accelerator: every product on the systolic array, attention cores as units")
 
-__all__ = ["SystolicModel", "SystolicHW", "systolic_hw", "resolve_options", "CoreInfo", "core_info",
+__all__ = ["TARGET", "SystolicModel", "SystolicHW", "systolic_hw", "resolve_options", "CoreInfo", "core_info",
            "gemm_shapes", "CORE_OPS", "UNITS", "ELEM_UNIT"]

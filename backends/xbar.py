@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitc.backends.cost import OpCost, to_cycles
+from vitc.backends.cost import OpCost, Target, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
 from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import ACT, LSTM, MVM, Matrix, WorkItem
@@ -91,12 +91,6 @@ def map_matrix(spec: HardwareSpec, m: Matrix, op: str, layer: str, dynamic: bool
     cols_used[-1] = P - C * (ct - 1)
     return MatrixMap(op, layer, m.label, m.tensor, m.K, m.N, m.count, rt, ct, P, m.count * rt * ct,
                      dynamic=dynamic, rows_used=rows_used, cols_used=cols_used)
-
-
-def hand_count(spec: HardwareSpec, K: int, N: int, count: int = 1) -> int:
-    """⌈K/rows⌉·⌈N·slices·(2 if differential)/cols⌉ (the issue's hand formula)."""
-    R, C = spec["crossbar.rows"], spec["crossbar.cols"]
-    return count * (-(-K // R)) * (-(-(N * spec.columns_per_weight) // C))
 
 
 class XbarModel:
@@ -332,4 +326,16 @@ class XbarModel:
         return n * per_xbar + tiles * s["buffer.leakage_uw_per_tile"]
 
 
-__all__ = ["MatrixMap", "XbarModel", "map_matrix", "hand_count", "elem_energy_pj"]
+
+
+def _xbar_models(spec: HardwareSpec, options: dict):
+    digital = DigitalModel(spec, act_products=spec["attention_products.mode"] == "digital")
+    return [XbarModel(spec, digital), digital]
+
+
+TARGET = Target("xbar", ("xbar",), "rram-128", _xbar_models,
+                "weight-stationary crossbars for static MVMs; digital units (or crossbars written per inference) "
+                "for the rest")
+
+
+__all__ = ["TARGET", "MatrixMap", "XbarModel", "map_matrix", "elem_energy_pj"]

@@ -94,7 +94,8 @@ def backend_summary(report: dict) -> dict:
 def teacher_cosines(cm_orig, weights, data, blocks) -> dict[int, float]:
     """Per-block token-mean cosine with teacher inputs (original x_in) on ``data``."""
     from vitc.passes.context import PassContext
-    from vitc.passes.bilstm import _cosines, core_target_names, numpy_forward
+    from vitc.passes.bilstm import _cosines, core_target_names
+    from vitc.passes.bilstm_weights import numpy_forward
     ctx = PassContext(calib=data)
     targets = core_target_names(cm_orig, blocks)
     acts = ctx.activations(cm_orig, [cm_orig.blocks[i].x_in for i in blocks] + [targets[i] for i in blocks])
@@ -120,7 +121,7 @@ def parity(weights, cm_orig, data, block: int) -> float:
     import torch
 
     from vitc.passes.context import PassContext
-    from vitc.passes.bilstm import block_model
+    from vitc.passes.bilstm_graph import block_model
     from vitc.passes.bilstm_distill import torch_module_from_block
     from vitc.runtime.session import open_session
     x = PassContext(calib=data).activations(cm_orig, [cm_orig.blocks[block].x_in])[cm_orig.blocks[block].x_in]
@@ -132,7 +133,7 @@ def parity(weights, cm_orig, data, block: int) -> float:
 
 
 def load_npz_weights(blob: bytes, cm):
-    from vitc.passes.bilstm import load_weights
+    from vitc.passes.bilstm_weights import load_weights
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "w.npz"
         p.write_bytes(blob)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from vitc.backends.api import _CACHE, evaluate
+from vitc.backends.api import _CACHE
+from vitc.report import evaluate
 from vitc.compiler.zoo import build_vit
 
 

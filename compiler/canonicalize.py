@@ -146,10 +146,10 @@ def rewrite_site(graph: gs.Graph, site: AttentionSite, spec: CoreSpec, index: in
     if fused_residual and pre_ln:
         mlp["norm2"] = residual.name
     forms = dict(site.forms, layernorm=norm1_form, gelu=mlp["gelu"])
-    tokens = site.out.shape[1] if site.out.shape and isinstance(site.out.shape[1], int) else f"dynamic({spec.tokens})"
+    static_n = site.out.shape[1] if site.out.shape and isinstance(site.out.shape[1], int) else None
     return EncoderBlock(
         index=index, num_heads=spec.num_heads, head_dim=spec.head_dim, embed_dim=spec.num_heads * spec.head_dim,
-        tokens=tokens, pre_ln=pre_ln, x_in=x_in.name, block_input=partner.name if partner is not None else None,
+        tokens=static_n or spec.tokens, tokens_dynamic=static_n is None, pre_ln=pre_ln, x_in=x_in.name, block_input=partner.name if partner is not None else None,
         q_proj=qr, k_proj=kr, v_proj=vr, attention=core.name, attention_output_core=core_out.name,
         out_proj=out_rec, attn_output=attn_output.name, residual=residual.name if residual is not None else None,
         norm1=norm1, norm2=mlp["norm2"], mlp_fc1=mlp["mlp_fc1"], mlp_fc2=mlp["mlp_fc2"],

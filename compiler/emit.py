@@ -10,8 +10,8 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import helper
 
-import vitc
 from vitc.core.ir import CompiledModel
+from vitc.core.version import VERSION
 from vitc.runtime.function_builder import DOMAIN, DOMAIN_VERSION
 from vitc.runtime.ops import functions_for, overload_for
 from vitc.runtime.session import max_ir_version
@@ -43,7 +43,7 @@ def emit(cm: CompiledModel) -> onnx.ModelProto:
     model.ir_version = max_ir_version() if used else min(max_ir_version(), max(model.ir_version, 8))
     if used and model.ir_version < MIN_IR_FOR_OVERLOADS:
         raise RuntimeError("installed onnxruntime is too old for ONNX function overloads (needs IR ≥ 10)")
-    model.producer_name, model.producer_version = "vitc", vitc.__version__
+    model.producer_name, model.producer_version = "vitc", VERSION
     del model.metadata_props[:]
     for key, value in (("vitc.passes", ",".join(r.name for r in cm.records) or "none"),
                        ("vitc.blocks", str(len(cm.blocks)))):

@@ -9,8 +9,8 @@ Two accountings, both reported by the passes that rewrite attention:
   sums) and n² divisions. With these rules the softmax baseline is exactly the paper's
   2n²d mul / 2n²d + n² add / n² exp / n² div per head, and Taylor attention is 2nd² + nd mul
   and nd + d div per head (paper: the same), additions 2nd² + 6nd + n (paper states 2nd² + 7nd).
-* **graph** — counted node by node from the ONNX function body that the compiled model
-  actually runs (:func:`count_model`): MatMul [M,K]·[K,N] is M·N·K mul and M·N·(K−1) add;
+* **graph** — counted node by node from the function body that the compiled model actually
+  runs, as its op declares it (:func:`vitc.runtime.ops.work`): MatMul [M,K]·[K,N] is M·N·K mul and M·N·(K−1) add;
   elementwise Add/Sub/Mul/Div count one op per output element (scalar scale multiplies
   included); ReduceSum/ReduceMean count in−out additions (+ one division per output for the
   mean); Softmax counts N exp, N − rows add, N div (max subtraction not counted).
@@ -23,8 +23,8 @@ import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
+
+from vitc.runtime.ops import work
 
 KINDS = ("mul", "add", "div", "exp")
 
@@ -142,79 +142,16 @@ def node_counts(op: str, in_shapes: list[tuple[int, ...]], out_shapes: list[tupl
     return OpCounts()
 
 
-def count_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, OpCounts]:
-    """Per-node counts of ``model`` (model-local functions inlined), shapes taken from a run.
-
-    Keys are the inlined node names; runs the model once in onnxruntime with every
-    intermediate exposed, so the shapes are the ones actually computed.
-    """
-    from onnx import inliner
-
-    from vitc.runtime.session import open_session, with_extra_outputs
-    flat = inliner.inline_local_functions(model)
-    names = [o for n in flat.graph.node for o in n.output if o]
-    sess = open_session(with_extra_outputs(flat, names))
-    wanted = list(dict.fromkeys(names))
-    values = dict(zip(wanted, sess.run(wanted, feeds)))
-    values.update({k: np.asarray(v) for k, v in feeds.items()})
-    for init in flat.graph.initializer:
-        values[init.name] = onnx.numpy_helper.to_array(init)
-    out = {}
-    for i, node in enumerate(flat.graph.node):
-        if node.op_type in _ZERO_COST:
-            continue
-        ins = [values[x].shape if x in values else None for x in node.input if x]
-        outs = [values[x].shape for x in node.output if x in values]
-        out[node.name or f"{node.op_type}_{i}"] = node_counts(node.op_type, ins, outs)
-    return out
-
-
-def largest_intermediate(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
-    """Shapes of every intermediate tensor of ``model`` (functions inlined) on ``feeds``."""
-    from onnx import inliner
-
-    from vitc.runtime.session import open_session, with_extra_outputs
-    flat = inliner.inline_local_functions(model)
-    names = list(dict.fromkeys(o for n in flat.graph.node for o in n.output if o))
-    sess = open_session(with_extra_outputs(flat, names))
-    return {n: v.shape for n, v in zip(names, sess.run(names, feeds))}
-
-
-def single_core_model(op_type: str, attrs: dict, n_inputs: int, opset: int) -> onnx.ModelProto:
-    """A model with one ``ai.vitc`` core node on inputs q, k, v [B, N, C] (+ mask [B, 1, 1, N])."""
-    from vitc.runtime.function_builder import DOMAIN, DOMAIN_VERSION
-    from vitc.runtime.ops import functions_for, overload_for
-    from vitc.runtime.session import max_ir_version
-    ins = ["q", "k", "v", "mask"][:n_inputs]
-    node = helper.make_node(op_type, ins, ["y"], name="core", domain=DOMAIN, **attrs)
-    node.overload = overload_for(op_type, n_inputs, node)
-    vis = [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["B", "N", "C"] if x != "mask" else ["B", 1, 1, "N"])
-           for x in ins]
-    graph = helper.make_graph([node], "core", vis, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "N", "C"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                    helper.make_opsetid(DOMAIN, DOMAIN_VERSION)],
-                              functions=functions_for([(op_type, node.overload)], opset))
-    model.ir_version = max_ir_version()
-    return model
-
-
-def core_feeds(n: int, c: int, n_inputs: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {x: rng.standard_normal((1, n, c)).astype(np.float32) for x in ("q", "k", "v")}
-    if n_inputs == 4:
-        feeds["mask"] = np.zeros((1, 1, 1, n), np.float32)
-    return feeds
-
-
 @functools.lru_cache(maxsize=64)
 def _core_graph_counts(op_type: str, attr_items: tuple, n_inputs: int, n: int, c: int, opset: int) -> OpCounts:
-    model = single_core_model(op_type, dict(attr_items), n_inputs, opset)
+    shapes = [(1, n, c)] * 3 + ([(1, 1, 1, n)] if n_inputs == 4 else [])
     total = OpCounts()
-    for cnt in count_model(model, core_feeds(n, c, n_inputs)).values():
-        total = total + cnt
+    for st in work(op_type, dict(attr_items), shapes, opset):
+        total = total + node_counts(st.op_type, list(st.in_shapes), [st.out_shape])
     return total
 
 
 def core_graph_counts(op_type: str, attrs: dict, n_inputs: int, n: int, c: int, opset: int) -> OpCounts:
-    """Counts of one ``ai.vitc`` core node's function body at batch 1, ``n`` tokens, width ``c``."""
+    """Counts of one ``ai.vitc`` core node at batch 1, ``n`` tokens, width ``c``, from the op's
+    declared work — the arithmetic of its function body (``tests/test_op_work.py`` checks they agree)."""
     return _core_graph_counts(op_type, tuple(sorted(attrs.items())), n_inputs, n, c, opset)

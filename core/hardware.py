@@ -334,6 +334,12 @@ class HardwareSpec:
         """Physical columns per logical weight column: slices × (2 if differential)."""
         return self.slices * (2 if self.data["crossbar"]["signed"] == "differential" else 1)
 
+    def crossbars_for(self, K: int, N: int, count: int = 1) -> int:
+        """Crossbars one copy of ``count`` K×N weight matrices takes:
+        ``count·⌈K/rows⌉·⌈N·slices·(2 if differential)/cols⌉``."""
+        R, C = self["crossbar.rows"], self["crossbar.cols"]
+        return count * (-(-K // R)) * (-(-(N * self.columns_per_weight) // C))
+
     def part(self, kind: str) -> "HardwareSpec":
         """The ``kind`` part of a hybrid description (the description itself if it is of that kind)."""
         if self.kind == kind:

@@ -9,6 +9,7 @@ Shapes are not inferred here (:mod:`vitc.runtime.shapes` does that).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,27 +117,86 @@ def model_bytes(model: onnx.ModelProto, name: str, external: bool) -> dict[str, 
         return {f: Path(tmp, f).read_bytes() for f in sorted(os.listdir(tmp))}
 
 
-def write_outputs(outdir: str | os.PathLike, files: dict[str, bytes]) -> list[Path]:
-    """Write ``files`` into ``outdir`` atomically: all temp files first, then renames."""
+MANIFEST = ".vitc-outputs"       # names of the files the last run wrote into an output folder
+_TMP_PREFIX = ".vitc-tmp-"
+
+
+def check_outdir(outdir: str | os.PathLike) -> Path:
+    """Check (before any work, creating nothing) that ``outdir`` is a writable folder or can be made one."""
     out = Path(outdir)
+    if "\x00" in str(outdir) or not str(outdir).strip():
+        raise VitcInputError(f"bad output folder name {str(outdir)!r}")
+    if out.exists():
+        if not out.is_dir():
+            raise VitcInputError(f"output path {out} exists and is not a folder")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise VitcInputError(f"output folder {out} is not writable")
+        return out
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise VitcInputError(f"cannot create output folder {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VitcInputError(f"cannot create output folder {out}: {parent} is not writable")
+    return out
+
+
+def prepare_outdir(outdir: str | os.PathLike) -> Path:
+    """Check (before any work) that ``outdir`` is, or can be made, a writable folder; creates it."""
+    out = Path(outdir)
+    if "\x00" in str(outdir):
+        raise VitcInputError("output folder name contains a NUL byte")
+    if out.exists() and not out.is_dir():
+        raise VitcInputError(f"output path {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise VitcInputError(f"cannot create output folder {out}: {exc.strerror}") from None
-    temps = []
+        raise VitcInputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise VitcInputError(f"output folder {out} is not writable")
+    return out
+
+
+def write_outputs(outdir: str | os.PathLike, files: dict[str, bytes], manifest: bool = True) -> list[Path]:
+    """Write ``files`` into ``outdir`` atomically: every file goes to a private temp folder first,
+    then all are renamed into place. With ``manifest``, files an earlier run wrote into the same
+    folder and this one does not are removed (the folder then holds exactly this run's output),
+    and temp folders a killed run left behind are cleared. Other files are never touched."""
+    out = prepare_outdir(outdir)
+    for stale in out.glob(_TMP_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    previous = _read_manifest(out) if manifest else []
     umask = os.umask(0)
     os.umask(umask)
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=out))
     try:
         for name, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o666 & ~umask)
-            temps.append((tmp, out / name))
+            if "/" in name or "\\" in name or name in ("", ".", "..", MANIFEST):
+                raise VitcInputError(f"refusing to write output file named {name!r}")
+            (tmp / name).write_bytes(data)
+            os.chmod(tmp / name, 0o666 & ~umask)
+        if manifest:
+            (tmp / MANIFEST).write_text("".join(f"{n}\n" for n in sorted(files)))
+        written = []
+        for name in files:
+            os.replace(tmp / name, out / name)
+            written.append(out / name)
+        for name in previous:
+            if name not in files and (out / name).is_file() and not (out / name).is_symlink():
+                (out / name).unlink()
+        if manifest:
+            os.replace(tmp / MANIFEST, out / MANIFEST)
+        return written
     except OSError as exc:
-        for tmp, _ in temps:
-            os.unlink(tmp)
-        raise VitcInputError(f"cannot write to {out}: {exc.strerror}") from None
-    for tmp, final in temps:
-        os.replace(tmp, final)
-    return [final for _, final in temps]
+        raise VitcInputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_manifest(out: Path) -> list[str]:
+    try:
+        names = (out / MANIFEST).read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [n for n in names if "/" not in n and "\\" not in n and n not in (".", "..")]

@@ -9,6 +9,9 @@ import onnx
 import onnx_graphsurgeon as gs
 
 
+BLOCKS_SCHEMA = "vitc.blocks/2"
+
+
 @dataclass
 class Projection:
     matmul: str
@@ -25,7 +28,8 @@ class EncoderBlock:
     num_heads: int
     head_dim: int
     embed_dim: int
-    tokens: int | str            # static count, or "dynamic(<probe count>)"
+    tokens: int                  # query tokens N (for a symbolic sequence: the count the probe ran with)
+    tokens_dynamic: bool         # the exported graph leaves the sequence length symbolic
     pre_ln: bool
     x_in: str                    # input of the q/k/v projections (normalised block input)
     block_input: str | None      # residual partner of the attention branch
@@ -68,6 +72,7 @@ class PassRecord:
     fidelity: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)   # extra OUTDIR files (name -> bytes); not in to_dict
+    timings: dict[str, float] = field(default_factory=dict)  # wall/CPU seconds; printed, never in OUTDIR files
 
     def to_dict(self) -> dict:
         return {"name": self.name, "blocks": self.blocks, "weights": self.weights,
@@ -97,6 +102,13 @@ class CompiledModel:
 
     def tensor(self, name: str) -> gs.Tensor:
         return self.graph.tensors()[name]
+
+    def summary(self) -> dict:
+        """``blocks.json``: the recognised blocks, what was not recognised, what was normalised, the passes."""
+        return {"schema": BLOCKS_SCHEMA, "model": self.name, "opset": self.opset,
+                "blocks": [b.to_dict() for b in self.blocks],
+                "unrecognised": [u.__dict__ for u in self.unrecognised], "normalized": self.normalized,
+                "passes": [r.to_dict() for r in self.records]}
 
     def tag(self, node_name: str, block: int | None, role: str) -> None:
         """Attach ``vitc.block``/``vitc.role`` metadata to a node (emitted as metadata_props)."""

@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from vitc.passes.bilstm import BlockLstm, choose_units, from_far_packed, keep_units
+from vitc.core.errors import VitcInputError
+from vitc.passes.bilstm_weights import BlockLstm, choose_units, from_far_packed, keep_units
 
 
 def require_torch():
@@ -278,7 +279,6 @@ def _device(torch, name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from vitc.core.errors import VitcInputError
         raise VitcInputError("bilstm: --bilstm-device cuda but torch sees no CUDA device")
     return torch.device(name)
 

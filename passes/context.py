@@ -1,19 +1,24 @@
-"""What a pass may ask for while it runs: options, a seed, and calibration activations.
+"""What a pass may ask for while it runs: its options, a seed, calibration activations, and costs.
 
-Activations are intermediate tensors of the *original* (normalised) model on the
-calibration inputs, computed once per tensor name and cached. Without ``--calib`` the
-context generates seeded synthetic inputs and says so (``calibration_source``), so reports
-can state that fidelity figures come from synthetic data.
+* ``ctx.opts(name)`` — the pass's validated options dataclass (:mod:`vitc.passes.options`);
+* activations — intermediate tensors of the *original* (normalised) model on the calibration
+  inputs, computed once per tensor name and cached. Without ``--calib`` the context generates
+  seeded synthetic inputs and says so (``calibration_source``), so reports can state that
+  fidelity figures come from synthetic data;
+* costs — ``ctx.cost(model) -> CostBreakdown`` on the compile's target and hardware (None with
+  ``--target none``), ``ctx.cost_for(target, hw)`` for another one; the driver wires both to a
+  backend, so passes never import one.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import numpy as np
 
-from vitc.runtime.data import Dataset, load_dataset
 from vitc.core.ir import CompiledModel
+from vitc.passes.options import PassOptions
+from vitc.runtime.data import Dataset, load_dataset
 from vitc.runtime.batching import run_batched
 from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.session import open_session, with_extra_outputs
@@ -22,25 +27,22 @@ SYNTHETIC_SAMPLES = 32
 
 
 class PassContext:
-    def __init__(self, options: dict[str, Any] | None = None, calib: str | Path | Dataset | None = None,
-                 seed: int = 0, calib_samples: int | None = None, preset: str = "imagenet"):
+    def __init__(self, options: dict[str, PassOptions] | None = None, calib: str | Path | Dataset | None = None,
+                 seed: int = 0, calib_samples: int | None = None, preset: str = "imagenet", *,
+                 target: str = "none", hw=None, cost: Callable | None = None, cost_for: Callable | None = None,
+                 progress=None):
         self.options = dict(options or {})
         self.seed = seed
         self._calib_arg, self._calib_samples, self._preset = calib, calib_samples, preset
         self._data: Dataset | None = None
         self._cache: dict[str, np.ndarray] = {}
-        # the compile's cost target, for passes that search under a cost model (set by the pipeline)
-        self.target: str | None = None
-        self.hw = None
-        self.backend_options: dict[str, Any] = {}
+        self.target, self.hw = target, hw
+        self.cost, self.cost_for = cost, cost_for
+        self.progress = progress
 
-    def option(self, *keys: str, default=None):
-        """The first of ``keys`` that is set (aliases, e.g. ``taylor_layers``, ``layers``), else ``default``."""
-        for key in keys:
-            value = self.options.get(key)
-            if value is not None:
-                return value
-        return default
+    def opts(self, pass_name: str) -> PassOptions | None:
+        """The validated options of ``pass_name`` (None if that pass is not part of this compile)."""
+        return self.options.get(pass_name)
 
     def calibration(self, cm: CompiledModel) -> Dataset:
         """The calibration dataset (loaded once)."""

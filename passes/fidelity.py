@@ -10,7 +10,10 @@ import dataclasses
 
 import numpy as np
 
+from vitc.compiler.emit import emit
+from vitc.runtime.batching import run_batched
 from vitc.runtime.data import Dataset
+from vitc.runtime.session import open_session
 from vitc.core.ir import CompiledModel
 from vitc.runtime.validate import sample_cosines
 
@@ -22,14 +25,11 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def emit_copy(cm: CompiledModel):
     """The ONNX model of ``cm`` without disturbing its graph (passes keep editing it)."""
-    from vitc.compiler.emit import emit
     return emit(dataclasses.replace(cm, graph=cm.graph.copy()))
 
 
 def end_to_end(model, data: Dataset, ref_outputs: list[np.ndarray]) -> dict:
     """Output cosine, top-1 agreement and (with labels) accuracy of ``model`` vs the original, in %."""
-    from vitc.runtime.batching import run_batched
-    from vitc.runtime.session import open_session
     sess = open_session(model)
     names = [o.name for o in sess.get_outputs()]
     out = run_batched(sess, {i.name: data.feeds[i.name] for i in sess.get_inputs()}, names)[0]

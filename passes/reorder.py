@@ -19,16 +19,19 @@ the constant-denominator body (``simplified=1``: Z = v_sum/n_w + Q·(s/n_w·G)).
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from vitc.compiler.emit import emit
 from vitc.core.graph import const_value, producer
 from vitc.core.ir import CompiledModel, PassRecord
-from vitc.passes.registry import register
+from vitc.passes.options import PassOptions, option, positive
+from vitc.passes.taylor import block_opcounts
+from vitc.runtime.batching import run_batched
+from vitc.runtime.session import open_session
 from vitc.runtime.taylor_ops import OP_TYPE as TAYLOR_OP, can_simplify
 
 DEFAULT_DIM = 197
@@ -222,36 +225,35 @@ def representative_dim(cm: CompiledModel, given) -> tuple[int, str]:
     if given:
         return int(given), "given (--reorder-dim)"
     for b in cm.blocks:
-        if isinstance(b.tokens, int):
-            return b.tokens, "the model's token count"
-        m = re.search(r"\d+", str(b.tokens))
-        if m:
-            return int(m.group()), "probe sequence length (dynamic model)"
+        return b.tokens, ("probe sequence length (dynamic model)" if b.tokens_dynamic else "the model's token count")
     return DEFAULT_DIM, "default"
 
 
-@register
+@dataclasses.dataclass(frozen=True)
+class ReorderOptions(PassOptions):
+    dim: int | None = option(None, "--reorder-dim", type=int, metavar="N", check=positive,
+                             help="representative size of symbolic dims when costing chains "
+                                  "(default: the model's token count)")
+    measure: bool = option(True, "--reorder-no-measure", negate="--reorder-no-measure",
+                           help="do not measure the rewritten model against the input graph on calibration inputs")
+    simplify: bool = option(False, "--reorder-simplify",
+                            help="also emit constant forms that are exact by proof (TaylorAttention: k̂_sum = 0 "
+                                 "with centring over tokens ⇒ t_D = n)")
+
+
 class ReorderPass:
     name = "reorder"
     help = "reassociate MatMul chains by FLOP count (exact); --reorder-simplify exploits provable constants"
-
-    @classmethod
-    def add_arguments(cls, group) -> None:
-        group.add_argument("--reorder-dim", dest="p_reorder_dim", type=int, metavar="N",
-                           help="representative size of symbolic dims when costing chains "
-                                "(default: the model's token count)")
-        group.add_argument("--reorder-no-measure", dest="p_reorder_measure", action="store_const", const=False,
-                           help="do not measure the rewritten model against the input graph on calibration inputs")
-        group.add_argument("--reorder-simplify", dest="p_reorder_simplify", action="store_true", default=None,
-                           help="also emit constant forms that are exact by proof (TaylorAttention: k̂_sum = 0 "
-                                "with centring over tokens ⇒ t_D = n)")
+    Options = ReorderOptions
+    after = ("taylor",)     # simplifies the Taylor cores taylor wrote
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()
         before = dataclasses.replace(cm, graph=cm.graph.copy())
-        rep, rep_note = representative_dim(cm, ctx.option("reorder_dim"))
+        o: ReorderOptions = ctx.opts(self.name)
+        rep, rep_note = representative_dim(cm, o.dim)
         chains = reorder_graph(cm.graph, rep)
-        simplify = bool(ctx.option("reorder_simplify", default=False))
+        simplify = o.simplify
         simplified = simplify_taylor(cm) if simplify else []
         rewritten = [c for c in chains if c["rewritten"]]
         details = {"representative_dim": rep, "representative_dim_source": rep_note,
@@ -259,25 +261,21 @@ class ReorderPass:
                    "mul_saved": int(sum(c["mul_before"] - c["mul_after"] for c in rewritten)),
                    "simplify": simplify, "taylor_constant_denominator_blocks": simplified}
         if simplified:
-            from vitc.passes.taylor import block_opcounts
-            details["opcount"] = block_opcounts(cm, simplified, ctx.option("taylor_tokens"))
+            details["opcount"] = block_opcounts(cm, simplified, getattr(ctx.opts("taylor"), "tokens", None))
         fidelity = {"exact": "reassociation and k̂_sum = 0 are exact in real arithmetic; float32 outputs "
                              "differ by rounding only"}
         if not (rewritten or simplified):
             fidelity["measured"] = "graph unchanged"
-        elif ctx.option("reorder_measure", default=True):
+        elif o.measure:
             fidelity.update(measure_change(before, cm, ctx))
         else:
             fidelity["measured"] = "no (--reorder-no-measure)"
-        details["seconds"] = round(time.perf_counter() - t0, 3)
-        return PassRecord(self.name, sorted(simplified), "none", fidelity, details)
+        return PassRecord(self.name, sorted(simplified), "none", fidelity, details,
+                          timings={"seconds": round(time.perf_counter() - t0, 3)})
 
 
 def measure_change(before: CompiledModel, after: CompiledModel, ctx, samples: int = MEASURE_SAMPLES) -> dict:
     """Max relative difference and cosine of the outputs, graph before vs after, on calibration inputs."""
-    from vitc.compiler.emit import emit
-    from vitc.runtime.batching import run_batched
-    from vitc.runtime.session import open_session
     data = ctx.calibration(after).take(samples)
     outs = []
     for cm in (before, after):

@@ -33,305 +33,114 @@ import dataclasses
 import math
 import re
 import time
+from pathlib import Path
 
-import numpy as np
 
 from vitc.core.errors import VitcInputError
 from vitc.core.ir import CompiledModel, PassRecord
-from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine
-from vitc.passes.registry import add_option, register
-from vitc.passes.reuse_tb import (DEFAULT_KIND, DEFAULT_RIDGE, GN_STEPS, TB, TB_KINDS, SourceSolver, blas_threads,
-                                  emit_tb, fit_tb, identity_tb, load_tbs, tbs_to_bytes)
-
-FIT_MODES = ("sequential", "corrected", "teacher")
-MAX_FIT_ROWS = 65536          # calibration tokens used to fit one TB (deterministic subsample beyond)
-TB_ROLE = "reuse_tb"
-
-
-# ----------------------------------------------------------------------------- options
-# ----------------------------------------------------------------------------- plans
-def parse_plan(spec, num_blocks: int) -> dict[int, int]:
-    """``"1,3,5"`` / ``"3:1,5:1"`` / list / dict → {reusing block: computing source block}.
-
-    Raises :class:`VitcInputError` (one line) for malformed entries, block 0 reusing, blocks
-    out of range, duplicates, a source not earlier than its target.
-    """
-    if spec is None:
-        raise VitcInputError("reuse: no plan given (use --reuse-plan 1,3,5 | 3:1,5:1 | auto)")
-    pairs: list[tuple[int, int | None]] = []
-    if isinstance(spec, dict):
-        pairs = [(int(t), int(s)) for t, s in spec.items()]
-    elif isinstance(spec, (list, tuple)):
-        for item in spec:
-            pairs.append((int(item[0]), int(item[1])) if isinstance(item, (list, tuple)) else (int(item), None))
-    else:
-        text = str(spec).strip()
-        if text.lower() in ("", "none"):
-            return {}
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            m = re.fullmatch(r"(-?\d+)\s*(?::\s*(-?\d+))?", part)
-            if m is None:
-                raise VitcInputError(f"--reuse-plan: cannot read '{part}' (use e.g. 1,3,5 or 3:1,5:1 or auto)")
-            pairs.append((int(m.group(1)), None if m.group(2) is None else int(m.group(2))))
-    last = num_blocks - 1
-    seen = set()
-    for t, s in pairs:
-        if not 0 <= t <= last:
-            raise VitcInputError(f"--reuse-plan: block {t} does not exist (model has {num_blocks} blocks: 0-{last})")
-        if t == 0:
-            raise VitcInputError("--reuse-plan: block 0 cannot reuse attention (no earlier block computes it)")
-        if t in seen:
-            raise VitcInputError(f"--reuse-plan: block {t} is listed twice")
-        seen.add(t)
-        if s is not None:
-            if not 0 <= s <= last:
-                raise VitcInputError(f"--reuse-plan: source block {s} of {t}:{s} does not exist "
-                                     f"(model has {num_blocks} blocks: 0-{last})")
-            if s >= t:
-                raise VitcInputError(f"--reuse-plan: {t}:{s} — a block can only reuse an earlier block")
-    reusing = {t for t, _ in pairs}
-    explicit = {t: s for t, s in pairs if s is not None}
-
-    def nearest_computing(b: int) -> int | None:
-        return next((i for i in range(b - 1, -1, -1) if i not in reusing), None)
-
-    plan: dict[int, int] = {}
-    for t, _ in sorted(pairs):
-        chain = [explicit[t] if t in explicit else nearest_computing(t)]
-        while chain[-1] is not None and chain[-1] in reusing:   # a removed source: follow what it reuses
-            b = chain[-1]
-            chain.append(explicit[b] if b in explicit else nearest_computing(b))
-        if chain[-1] is None:
-            raise VitcInputError(f"--reuse-plan: block {t}'s source {'→'.join(str(c) for c in chain[:-1])} is "
-                                 "removed and has no earlier block that computes attention")
-        plan[t] = chain[-1]
-    return plan
+from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end
+from vitc.passes.options import PassOptions, at_least, in_range, option, positive
+from vitc.passes.reuse_cost import account_for_context
+from vitc.passes.reuse_plan import (FIT_MODES, apply_plan, check_plan, fit_plan, parse_plan, plan_text, tb_stats,
+                                    working_copy)
+from vitc.passes.reuse_search import auto_plan
+from vitc.passes.reuse_tb import DEFAULT_KIND, DEFAULT_RIDGE, TB_KINDS, load_tbs, tbs_to_bytes
 
 
-def plan_text(plan: dict[int, int]) -> str:
-    """``{1: 0, 3: 2}`` → ``"1:0,3:2"`` (``"none"`` when empty)."""
-    return ",".join(f"{t}:{s}" for t, s in sorted(plan.items())) or "none"
+_PLAN_ITEM = re.compile(r"^\s*\d+\s*(:\s*\d+\s*)?$")
 
 
-def check_plan(cm: CompiledModel, plan: dict[int, int]) -> None:
-    for t, s in plan.items():
-        b = cm.blocks[t]
-        if b.reuses is not None:
-            raise VitcInputError(f"reuse: block {t} already reuses block {b.reuses} (run the reuse pass once)")
-        if cm.blocks[s].reuses is not None:
-            raise VitcInputError(f"reuse: source block {s} no longer computes attention")
-        if b.residual is None:
-            raise VitcInputError(f"reuse: block {t} has no residual Add to rewire")
-        if cm.blocks[s].embed_dim != b.embed_dim:
-            raise VitcInputError(f"reuse: blocks {s} and {t} have different widths "
-                                 f"({cm.blocks[s].embed_dim} vs {b.embed_dim})")
+def plan_syntax(v) -> None:
+    """Syntax of ``--reuse-plan`` (existence of the blocks is checked against the model)."""
+    if isinstance(v, dict) or (isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v)):
+        return
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("expected a plan such as 1,3,5 or 3:1,5:1 or auto")
+    if v.strip().lower() == "auto":
+        return
+    for part in v.split(","):
+        if not _PLAN_ITEM.match(part):
+            raise ValueError(f"cannot read '{part.strip()}' (use e.g. 1,3,5 or 3:1,5:1 or auto)")
 
 
-# ----------------------------------------------------------------------------- graph edits
-def working_copy(cm: CompiledModel) -> CompiledModel:
-    """A copy whose graph, block records and node metadata can be edited independently."""
-    return dataclasses.replace(cm, graph=cm.graph.copy(), blocks=[dataclasses.replace(b) for b in cm.blocks],
-                               records=[], node_meta=dict(cm.node_meta))
+def latency_syntax(v) -> None:
+    text = str(v).strip().lower()
+    try:
+        x = float(text[:-1]) if text.endswith("x") else float(text[:-2] if text.endswith("ns") else text)
+    except ValueError:
+        raise ValueError("use ns (e.g. 3.5e6) or a fraction of the baseline (e.g. 0.8x)") from None
+    if not x > 0:
+        raise ValueError("must be positive")
 
 
-def rewire_block(cm: CompiledModel, target: int, source: int, tb: TB) -> str:
-    """Make block ``target`` add TB(A_source) instead of its own attention; returns the TB output name.
-
-    The block's attention nodes become dead (removed by the next graph cleanup).
-    """
-    bt, bs = cm.blocks[target], cm.blocks[source]
-    res = cm.node(bt.residual)
-    tensors = cm.graph.tensors()
-    src = tensors[bs.attn_output]
-    idx = next((k for k, t in enumerate(res.inputs[:2]) if t is not None and t.name == bt.attn_output), None)
-    if idx is None:
-        idx = next((k for k, t in enumerate(res.inputs[:2]) if t is not None and t.name != bt.block_input), None)
-    if idx is None:
-        raise VitcInputError(f"reuse: cannot find the attention input of block {target}'s residual {res.name}")
-    out = emit_tb(cm.graph, tb, src, f"/reuse/block{target}/tb", cm.opset,
-                  lambda name: cm.tag(name, target, TB_ROLE))
-    res.inputs[idx] = out
-    bt.reuses = source
-    return out.name
+def existing_file(v) -> None:
+    if not Path(v).is_file():
+        raise ValueError("file not found")
 
 
-def apply_plan(cm: CompiledModel, plan: dict[int, int], tbs: dict[int, TB]) -> dict[int, str]:
-    """Rewire every block of ``plan`` and clean the graph; returns {block: TB output tensor}."""
-    outs = {t: rewire_block(cm, t, s, tbs[t]) for t, s in sorted(plan.items())}
-    cm.graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    return outs
+@dataclasses.dataclass(frozen=True)
+class ReuseOptions(PassOptions):
+    plan: str | None = option(None, "--reuse-plan", metavar="PLAN", check=plan_syntax,
+                              help="reusing blocks: 1,3,5 (each reuses the nearest earlier computing block) | "
+                                   "3:1,5:1 | auto")
+    kind: str = option(DEFAULT_KIND, "--tb", "--tb-kind", choices=TB_KINDS, type=str, keys=("tb", "tb_kind"),
+                       help=f"transformation block (default {DEFAULT_KIND})")
+    rank: int | None = option(None, "--tb-rank", type=int, metavar="R", check=positive, keys=("tb_rank",),
+                              help="low-rank TB linear: C→R→C")
+    weights: str | None = option(None, "--tb-weights", type=str, metavar="FILE.npz", check=existing_file,
+                                 keys=("tb_weights",),
+                                 help="load TB weights (format of the reuse_tb.npz the pass writes) instead of fitting")
+    fit: str = option("corrected", "--tb-fit", choices=FIT_MODES, type=str, keys=("tb_fit",),
+                      help="corrected (default): rewritten model's own A_i in, original A_j plus the residual-stream "
+                           "drift out; sequential: rewritten A_i in, original A_j out; teacher: original A_i in")
+    ridge: float = option(DEFAULT_RIDGE, "--tb-ridge", type=float, metavar="LAMBDA", check=positive, keys=("tb_ridge",),
+                          help=f"ridge strength relative to trace(XᵀX)/C (default {DEFAULT_RIDGE:g})")
+    max_drop: float | None = option(None, "--max-drop", type=float, metavar="PP", check=at_least(0.0),
+                                    help="fidelity budget: end-to-end calibration accuracy (agreement without "
+                                         "labels) may drop at most PP percentage points")
+    cos_floor: float | None = option(None, "--cos-floor", type=float, metavar="C", check=in_range(-1.0, 1.0),
+                                     help="fidelity budget: every reused layer's teacher-forced TB output cosine "
+                                          "must be at least C")
+    max_latency: str | None = option(None, "--max-latency", type=str, metavar="NS|Fx", check=latency_syntax,
+                                     help="reuse auto: latency limit in ns, or a fraction of the baseline latency "
+                                          "(e.g. 0.8x)")
+    verify: str = option("auto", "--reuse-verify", choices=("auto", "all", "bisect"), type=str,
+                         help="reuse auto: check every frontier plan in onnxruntime (all), bisect for the budget "
+                              "boundary, or all when cheap (auto, default)")
+    verify_fit: str = option("auto", "--reuse-verify-fit", choices=("auto", "teacher", "final"), type=str,
+                             help="reuse auto: TBs used to verify frontier plans — teacher-forced pair fits (fast) "
+                                  "or the final --tb-fit refit (exact); auto: final when the onnxruntime work is small")
+    beam: int = option(64, "--reuse-beam", type=int, metavar="B", check=positive,
+                       help="reuse auto: beam width per reuse count when the plan space is too large to enumerate")
+    hw: str | None = option(None, "--reuse-hw", type=str, metavar="PRESET",
+                            help="crossbar preset for reuse's EDAP accounting when the compile has no crossbar "
+                                 "target (default rram-128)")
+    measure: bool = option(True, "--reuse-no-measure", negate="--reuse-no-measure",
+                           help="skip the end-to-end calibration measurement of the rewritten model")
+    cost: bool = option(True, "--reuse-no-cost", negate="--reuse-no-cost",
+                        help="skip the EDAP accounting of the plan")
 
 
-# ----------------------------------------------------------------------------- data
-def _rows(a: np.ndarray, max_rows: int = MAX_FIT_ROWS) -> np.ndarray:
-    """[S, N, C] → [M, C] token rows (deterministic even subsample to at most ``max_rows``)."""
-    r = a.reshape(-1, a.shape[-1])
-    if len(r) > max_rows:
-        r = r[np.linspace(0, len(r) - 1, max_rows).astype(np.int64)]
-    return r
-
-
-def run_current(cm: CompiledModel, ctx, names: list[str]) -> dict[str, np.ndarray]:
-    """Values of tensors ``names`` of the *current* (rewritten) graph on the calibration data."""
-    from vitc.runtime.batching import run_batched
-    from vitc.runtime.session import open_session, with_extra_outputs
-    sess = open_session(with_extra_outputs(emit_copy(cm), names))
-    data = ctx.calibration(cm)
-    feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
-    return dict(zip(names, run_batched(sess, feeds, names)))
-
-
-def fit_plan(*args, **kwargs) -> tuple[dict[int, TB], dict[int, dict]]:
-    """:func:`_fit_plan` with BLAS on one thread (see :func:`vitc.passes.reuse_tb.blas_threads`)."""
-    with blas_threads(1):
-        return _fit_plan(*args, **kwargs)
-
-
-def _fit_plan(cm: CompiledModel, ctx, plan: dict[int, int], kind: str, rank: int | None = None,
-             ridge: float = DEFAULT_RIDGE, mode: str = "corrected", apply: bool = True,
-             gn_steps: int = GN_STEPS) -> tuple[dict[int, TB], dict[int, dict]]:
-    """Fit the TBs of ``plan`` (and, with ``apply``, rewire ``cm`` block by block, in block order).
-
-    ``teacher``: input = the original model's A_i, target = the original A_j.
-    ``sequential``: input = A_i of the graph rewritten so far, target = the original A_j.
-    ``corrected``: as sequential, but the target also undoes the drift of the residual stream
-    the earlier rewrites caused: y = A_j + x_j − x̃_j (x̃_j the rewritten block input), so that
-    x̃_j + TB(Ã_i) ≈ x_j + A_j, the original post-attention stream. One onnxruntime run per
-    reusing block that follows a rewrite. Returns (TBs, per-block fit statistics).
-    """
-    blocks = cm.blocks
-    if mode != "teacher" and not apply:
-        mode = "teacher"
-    names = sorted({blocks[b].attn_output for b in set(plan) | set(plan.values())})
-    if mode == "corrected":
-        names += sorted({blocks[t].block_input for t in plan if blocks[t].block_input})
-    orig = ctx.activations(cm, names)
-    tbs: dict[int, TB] = {}
-    stats: dict[int, dict] = {}
-    sources: dict[int, tuple[np.ndarray, str, SourceSolver | None]] = {}
-    applied: list[int] = []
-    for t, s in sorted(plan.items()):
-        a_name, x_name = blocks[s].attn_output, blocks[t].block_input
-        want = []
-        if s not in sources and mode != "teacher" and any(r < s for r in applied):
-            want.append(a_name)
-        if mode == "corrected" and x_name and applied:
-            want.append(x_name)
-        cur = run_current(cm, ctx, want) if want else {}
-        if s not in sources:
-            a_src = cur.get(a_name, orig[a_name])
-            solver = None if kind == "identity" else SourceSolver(
-                _rows(a_src), ln=kind in ("ln-linear", "ln-linear-gelu"), ridge=ridge)
-            sources[s] = (a_src, "rewritten" if a_name in cur else "original", solver)
-        a_src, fed, solver = sources[s]
-        y_orig = orig[blocks[t].attn_output]
-        y = y_orig
-        if mode == "corrected" and x_name in cur:
-            y = (y_orig.astype(np.float64) + orig[x_name] - cur[x_name]).astype(np.float32)
-        tb = fit_tb(kind, solver, _rows(a_src), _rows(y), rank=rank, gn_steps=gn_steps) \
-            if kind != "identity" else identity_tb()
-        tb.stats["weights"] = "identity" if kind == "identity" else "fitted"
-        tbs[t] = tb
-        stats[t] = {"source": s, "input": fed, "cos_identity": round(mean_cosine(a_src, y_orig), 6),
-                    "cos_tb": round(mean_cosine(tb(a_src), y_orig), 6),
-                    "token_cos_tb": _r(tb.stats.get("cos")), "rel_err": _r(tb.stats.get("rel_err"))}
-        if y is not y_orig:
-            stats[t]["target"] = "corrected"
-            stats[t]["cos_tb_corrected_target"] = round(mean_cosine(tb(a_src), y), 6)
-        if "gn_steps" in tb.stats:
-            stats[t]["gauss_newton_steps"] = tb.stats["gn_steps"]
-        if apply:
-            rewire_block(cm, t, s, tb)
-            applied.append(t)
-    if apply:
-        cm.graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    return tbs, stats
-
-
-def _r(v, nd: int = 6):
-    return None if v is None or not math.isfinite(v) else round(float(v), nd)
-
-
-def tb_stats(cm: CompiledModel, ctx, plan: dict[int, int], tbs: dict[int, TB]) -> dict[int, dict]:
-    """Teacher-forced cosines of given TBs (original A_i in, original A_j as reference)."""
-    names = sorted({cm.blocks[b].attn_output for b in set(plan) | set(plan.values())})
-    acts = ctx.activations(cm, names)
-    out = {}
-    for t, s in sorted(plan.items()):
-        a, y = acts[cm.blocks[s].attn_output], acts[cm.blocks[t].attn_output]
-        out[t] = {"source": s, "input": "original", "cos_identity": round(mean_cosine(a, y), 6),
-                  "cos_tb": round(mean_cosine(tbs[t](a), y), 6)}
-    return out
-
-
-# ----------------------------------------------------------------------------- the pass
-@register
 class ReusePass:
     name = "reuse"
     help = "later encoders reuse an earlier encoder's attention output through a transformation block (TReX)"
-
-    @classmethod
-    def add_arguments(cls, group) -> None:
-        add_option(group, "--reuse-plan", dest="p_reuse_plan", metavar="PLAN",
-             help="reusing blocks: 1,3,5 (each reuses the nearest earlier computing block) | 3:1,5:1 | auto")
-        add_option(group, "--tb", "--tb-kind", dest="p_tb", choices=TB_KINDS,
-             help=f"transformation block (default {DEFAULT_KIND})")
-        add_option(group, "--tb-rank", dest="p_tb_rank", type=int, metavar="R", help="low-rank TB linear: C→R→C")
-        add_option(group, "--tb-weights", dest="p_tb_weights", metavar="FILE.npz",
-             help="load TB weights (format of the reuse_tb.npz the pass writes) instead of fitting")
-        add_option(group, "--tb-fit", dest="p_tb_fit", choices=FIT_MODES,
-             help="corrected (default): rewritten model's own A_i in, original A_j plus the residual-stream "
-                  "drift out; sequential: rewritten A_i in, original A_j out; teacher: original A_i in")
-        add_option(group, "--tb-ridge", dest="p_tb_ridge", type=float, metavar="LAMBDA",
-             help=f"ridge strength relative to trace(XᵀX)/C (default {DEFAULT_RIDGE:g})")
-        add_option(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
-             help="fidelity budget: end-to-end calibration accuracy (agreement without labels) may drop "
-                  "at most PP percentage points")
-        add_option(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
-             help="fidelity budget: every reused layer's teacher-forced TB output cosine must be at least C")
-        add_option(group, "--max-latency", dest="p_max_latency", metavar="NS|Fx",
-             help="reuse auto: latency limit in ns, or a fraction of the baseline latency (e.g. 0.8x)")
-        add_option(group, "--reuse-verify", dest="p_reuse_verify", choices=("auto", "all", "bisect"),
-             help="reuse auto: check every frontier plan in onnxruntime (all), bisect for the budget "
-                  "boundary, or all when cheap (auto, default)")
-        add_option(group, "--reuse-verify-fit", dest="p_reuse_verify_fit", choices=("auto", "teacher", "final"),
-             help="reuse auto: TBs used to verify frontier plans — teacher-forced pair fits (fast) or the final "
-                  "--tb-fit refit (exact); auto: final when the onnxruntime work is small")
-        add_option(group, "--reuse-beam", dest="p_reuse_beam", type=int, metavar="B",
-             help="reuse auto: beam width per reuse count when the plan space is too large to enumerate")
+    Options = ReuseOptions
 
     def config(self, cm: CompiledModel, ctx) -> dict:
-        kind = ctx.option("tb", "tb_kind", default=DEFAULT_KIND)
-        if kind not in TB_KINDS:
-            raise VitcInputError(f"reuse: unknown TB kind '{kind}' (choose from {', '.join(TB_KINDS)})")
-        rank = ctx.option("tb_rank")
+        o: ReuseOptions = ctx.opts(self.name)
+        rank = o.rank
         if rank is not None:
-            rank = int(rank)
             c = cm.blocks[0].embed_dim if cm.blocks else 0
             if not 1 <= rank <= c:
                 raise VitcInputError(f"--tb-rank {rank} must be between 1 and the embed dim {c}")
-            if kind == "identity":
+            if o.kind == "identity":
                 raise VitcInputError("--tb-rank needs a TB with a linear layer (--tb linear|ln-linear|ln-linear-gelu)")
             if rank == c:
                 rank = None
-        mode = ctx.option("tb_fit", default="corrected")
-        if mode not in FIT_MODES:
-            raise VitcInputError(f"--tb-fit: unknown mode '{mode}' (choose from {', '.join(FIT_MODES)})")
-        max_drop, cos_floor = ctx.option("reuse_max_drop", "max_drop"), ctx.option("reuse_cos_floor", "cos_floor")
-        return {"plan": ctx.option("reuse_plan", "plan"), "kind": kind, "rank": rank, "mode": mode,
-                "weights_file": ctx.option("tb_weights"),
-                "ridge": float(ctx.option("tb_ridge", default=DEFAULT_RIDGE)),
-                "max_drop": None if max_drop is None else float(max_drop),
-                "cos_floor": None if cos_floor is None else float(cos_floor),
-                "max_latency": ctx.option("reuse_max_latency", "max_latency"),
-                "beam": int(ctx.option("reuse_beam", default=64)),
-                "verify": ctx.option("reuse_verify", default="auto"),
-                "verify_fit": ctx.option("reuse_verify_fit", default="auto"),
-                "measure": bool(ctx.option("reuse_measure", default=True)),
-                "cost": bool(ctx.option("reuse_cost", default=True))}
+        return {"plan": o.plan, "kind": o.kind, "rank": rank, "mode": o.fit, "weights_file": o.weights,
+                "ridge": o.ridge, "max_drop": o.max_drop, "cos_floor": o.cos_floor, "max_latency": o.max_latency,
+                "beam": o.beam, "verify": o.verify, "verify_fit": o.verify_fit, "measure": o.measure,
+                "cost": o.cost, "hw": o.hw}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()
@@ -344,7 +153,6 @@ class ReusePass:
         if isinstance(spec, str) and spec.strip().lower() == "auto":
             if cfg["weights_file"]:
                 raise VitcInputError("--tb-weights cannot be combined with --reuse-plan auto (weights fix the plan)")
-            from vitc.passes.reuse_search import auto_plan
             if baseline is None:
                 baseline = emit_copy(cm)
             plan, search = auto_plan(cm, ctx, cfg, baseline)
@@ -400,12 +208,13 @@ class ReusePass:
         if search is not None:
             details["search"] = search
         if cfg["cost"] and plan:
-            from vitc.passes.reuse_cost import account_for_context
             cost = account_for_context(cm, ctx, baseline, emit_copy(cm), plan)
             if cost is not None:
                 details["cost"] = cost
-        details["seconds"] = round(time.perf_counter() - t0, 2)
         rec = PassRecord(self.name, sorted(plan), weights, fidelity, details)
+        rec.timings["seconds"] = round(time.perf_counter() - t0, 2)
+        if search is not None:
+            rec.timings.update({f"search_{k}": v for k, v in search.pop("seconds", {}).items()})
         rec.files.update(files)
         return rec
 

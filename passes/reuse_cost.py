@@ -23,17 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vitc.core.costs import CostBreakdown, OpCostRecord
+
 SRAM_UM2_PER_BIT_22NM = 0.2     # our assumption: 22 nm 6T bitcell ≈ 0.1 µm², macro efficiency ≈ 50 %
 DIGITAL_UNITS = ("mac", "sfu", "vector")
-
-
-def analyse(model, hw, target: str = "xbar", options: dict | None = None, name: str = "model"):
-    from vitc.backends.api import analyse as backend_analyse
-    return backend_analyse(model, target, hw, model_name=name, options=options or {})
-
-
-def _zeta(an) -> float:
-    return float(an.spec["calibration.post_layout_energy_factor"])
 
 
 def per_crossbar_area_mm2(spec) -> float:
@@ -58,52 +51,7 @@ def sram_um2_per_bit(spec) -> float:
     return SRAM_UM2_PER_BIT_22NM * (node / 22.0) ** 2
 
 
-@dataclass
-class OpRec:
-    """One costed op, reduced to what the accounting needs."""
-
-    name: str
-    block: int | None
-    role: str | None
-    op_type: str
-    kind: str
-    unit: str | None
-    resource: str | None
-    energy_pj: float          # dynamic, post-layout factor applied
-    energy: dict
-    cycles: int
-    latency_ns: float
-    macs: int
-    crossbars: int            # logical static crossbars
-    crossbars_total: int      # with replicas
-    crossbars_dynamic: int
-    crossbars_physical: int   # static with replicas + reprogrammed ones: what takes area
-    tiles: int
-    cells_written: int
-    elements: int
-
-
-def op_records(an) -> list[OpRec]:
-    items = {it.op.index: it for it in an.items}
-    z = _zeta(an)
-    out = []
-    for c in an.costs:
-        it = items[c.index]
-        maps = c.extra.get("maps", []) if isinstance(c.extra, dict) else []
-        static = [m for m in maps if not m.dynamic]
-        out.append(OpRec(
-            name=c.name, block=it.block, role=it.role, op_type=it.op.op_type, kind=c.kind, unit=c.unit,
-            resource=c.resource, energy_pj=z * c.energy_pj, energy={k: z * v for k, v in c.energy.items()},
-            cycles=int(c.cycles), latency_ns=float(c.latency_ns), macs=int(c.macs), crossbars=int(c.crossbars),
-            crossbars_total=int(sum(m.crossbars_total for m in static)),
-            crossbars_dynamic=int(c.crossbars_dynamic), crossbars_physical=int(sum(m.crossbars_total for m in maps)),
-            tiles=int(sum(m.tiles for m in maps)),
-            cells_written=int(c.extra.get("cells_written", 0)) if isinstance(c.extra, dict) else 0,
-            elements=int(it.elements)))
-    return out
-
-
-def _sum(recs: list[OpRec], spec) -> dict:
+def _sum(recs: list[OpCostRecord], spec) -> dict:
     """Work and cost sums over ``recs``."""
     area = (sum(r.crossbars_physical for r in recs) * per_crossbar_area_mm2(spec)
             + sum(r.tiles for r in recs) * tile_area_mm2(spec))
@@ -154,8 +102,7 @@ def _zeta_spec(spec) -> float:
 
 def _tokens_dim(cm, plan) -> tuple[int, int]:
     b = cm.blocks[next(iter(plan))] if plan else cm.blocks[0]
-    tokens = b.tokens if isinstance(b.tokens, int) else int(str(b.tokens).split("(")[-1].rstrip(")") or 1)
-    return tokens, b.embed_dim
+    return b.tokens, b.embed_dim
 
 
 def edap(energy_pj: float, latency_ns: float, area_mm2: float) -> float:
@@ -163,15 +110,14 @@ def edap(energy_pj: float, latency_ns: float, area_mm2: float) -> float:
     return energy_pj * 1e-12 * latency_ns * 1e-9 * area_mm2
 
 
-def account(an0, an1, plan: dict[int, int], tokens: int, embed_dim: int) -> dict:
+def account(an0: CostBreakdown, an1: CostBreakdown, plan: dict[int, int], tokens: int, embed_dim: int) -> dict:
     """Exact accounting of the rewrite (``an1``) against the baseline (``an0``); see module doc."""
-    spec = an1.spec
-    r0, r1 = op_records(an0), op_records(an1)
+    spec = an1.hardware
+    r0, r1 = an0.ops, an1.ops
     names0, names1 = {r.name for r in r0}, {r.name for r in r1}
     removed = [r for r in r0 if r.name not in names1]
     added = [r for r in r1 if r.name not in names0]
-    batch = int((an1.options or {}).get("batch", 1))
-    buf = buffer_cost(plan, tokens, embed_dim, spec, batch)
+    buf = buffer_cost(plan, tokens, embed_dim, spec, an1.batch)
     t0, t1 = an0.totals, an1.totals
     e1 = t1["energy_pj"] + buf["energy_pj"]
     a1 = t1["area_mm2"] + buf["area_mm2"]
@@ -234,31 +180,29 @@ def _totals(t: dict) -> dict:
     return {k: t[k] for k in keep if k in t}
 
 
-def cost_target(ctx):
-    """(target, hw spec, backend options) for the compile, or the defaults when it has none."""
-    from vitc.backends.api import TARGETS
-    from vitc.core.hardware import load_hw
-    target = ctx.target if ctx.target in TARGETS else "xbar"
-    hw = ctx.hw
-    if hw is None or getattr(hw, "kind", "xbar") != "xbar":
-        hw = ctx.option("reuse_hw") or "rram-128"
-        hw = load_hw(hw)
-    return target, hw, dict(ctx.backend_options or {})
+def cost_oracle(ctx):
+    """``model -> CostBreakdown`` for reuse's accounting: the compile's own target when it has
+    crossbars, else the crossbar target on ``--reuse-hw`` (default rram-128); None when no cost
+    model applies (``--target none`` without ``--reuse-hw``, or no cost interface wired)."""
+    hw = ctx.opts("reuse").hw
+    if ctx.target in ("xbar",) and hw is None and ctx.cost is not None:
+        return ctx.cost
+    if ctx.cost_for is None or (ctx.target == "none" and hw is None and ctx.cost is None):
+        return None
+    return ctx.cost_for("xbar", hw or "rram-128")
 
 
 def account_for_context(cm, ctx, baseline_model, rewritten_model, plan: dict[int, int]) -> dict | None:
-    """:func:`account` on the compile's cost target; None (with no error) when no cost model applies."""
-    from vitc.core.errors import VitcError
-    if ctx.target == "none" and ctx.option("reuse_hw") is None:
+    """:func:`account` on reuse's cost model (:func:`cost_oracle`); None when none applies."""
+    cost = cost_oracle(ctx)
+    if cost is None:
         return None
-    try:
-        target, hw, opts = cost_target(ctx)
-    except VitcError:
-        return None
-    an0 = analyse(baseline_model, hw, target, opts, cm.name)
-    an1 = analyse(rewritten_model, hw, target, opts, cm.name)
     tokens, dim = _tokens_dim(cm, plan)
-    return account(an0, an1, plan, tokens, dim)
+    out = account(cost(baseline_model, cm.name), cost(rewritten_model, cm.name), plan, tokens, dim)
+    if cost is not ctx.cost:
+        out["notes"].append(f"accounted on the crossbar target with {cost.hardware.name} (the compile's target "
+                            f"'{ctx.target}' has no crossbar model for reuse's EDAP accounting; --reuse-hw sets it)")
+    return out
 
 
 # ----------------------------------------------------------------------------- search surrogate
@@ -295,13 +239,13 @@ class PlanCostModel:
     batch: int = 1
 
     @classmethod
-    def build(cls, an0, an_all, plan_all: dict[int, int], tokens: int, embed_dim: int) -> "PlanCostModel":
-        spec = an0.spec
-        r0, r1 = op_records(an0), op_records(an_all)
+    def build(cls, an0: CostBreakdown, an_all: CostBreakdown, plan_all: dict[int, int], tokens: int,
+              embed_dim: int) -> "PlanCostModel":
+        spec = an0.hardware
+        r0, r1 = an0.ops, an_all.ops
         names1 = {r.name for r in r1}
         names0 = {r.name for r in r0}
-        m = cls(spec, spec.freq_ghz, dict(an0.totals), tokens=tokens, embed_dim=embed_dim,
-                batch=int((an0.options or {}).get("batch", 1)))
+        m = cls(spec, spec.freq_ghz, dict(an0.totals), tokens=tokens, embed_dim=embed_dim, batch=an0.batch)
         m.counts = {u: int(spec[f"units.{u}.count"]) for u in DIGITAL_UNITS}
         m.leak_uw0 = float(an0.leakage_uw)
         for r in r0:
@@ -318,13 +262,13 @@ class PlanCostModel:
                 removable[r.name] = j
         m.xbar_cycles = sorted(((r.cycles, removable.get(r.name)) for r in r0 if r.unit in ("xbar", "xbar-write")),
                                key=lambda x: -x[0])
-        cp0 = _critical_by_block(an0)
-        cp1 = _critical_by_block(an_all)
+        cp0 = an0.critical_cycles_by_block
+        cp1 = an_all.critical_cycles_by_block
         m.dlat_cycles = {j: cp0.get(j, 0) - cp1.get(j, 0) for j in plan_all}
         return m
 
     @staticmethod
-    def _block_sums(recs: list[OpRec]) -> dict:
+    def _block_sums(recs: list[OpCostRecord]) -> dict:
         busy: dict[str, int] = {}
         for r in recs:
             if r.resource in DIGITAL_UNITS:
@@ -370,16 +314,4 @@ class PlanCostModel:
                         int(b["crossbars_with_replicas"] + d_static))
 
 
-def _critical_by_block(an) -> dict[int, int]:
-    """Cycles of the schedule's critical path spent in each block's ops."""
-    items = {it.op.index: it for it in an.items}
-    out: dict[int, int] = {}
-    for sl in an.schedule.critical_path:
-        it = items.get(sl.index)
-        if it is not None and it.block is not None:
-            out[it.block] = out.get(it.block, 0) + (sl.end - sl.start)
-    return out
-
-
-__all__ = ["account", "account_for_context", "buffer_cost", "PlanCostModel", "PlanCost", "op_records", "analyse",
-           "edap", "cost_target"]
+__all__ = ["account", "account_for_context", "buffer_cost", "PlanCostModel", "PlanCost", "edap", "cost_oracle"]

@@ -41,7 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitc.core.errors import VitcInputError
-from vitc.passes.reuse_tb import TB, SourceSolver, fit_tb, identity_tb
+from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine
+from vitc.passes.reuse_cost import PlanCostModel, _tokens_dim, account, cost_oracle
+from vitc.passes.reuse_plan import apply_plan, fit_plan, plan_text, working_copy
+from vitc.passes.reuse_tb import TB, SourceSolver, blas_threads, fit_tb, gelu_inverse, identity_tb
 
 MAX_NODES = 200_000
 SURROGATE_ROWS = 2048
@@ -70,7 +73,6 @@ def _sample_subset(n_samples: int, tokens: int, max_rows: int) -> np.ndarray:
 def pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: int = SURROGATE_ROWS,
                gn_steps: int = SURROGATE_GN_STEPS) -> PairTable:
     """:func:`_pair_table` with BLAS on one thread."""
-    from vitc.passes.reuse_tb import blas_threads
     acts_names = [b.attn_output for b in cm.blocks]
     ctx.activations(cm, acts_names)          # onnxruntime keeps its own threads
     with blas_threads(1):
@@ -84,8 +86,6 @@ def _pair_table(cm, ctx, kind: str, rank: int | None, ridge: float, max_rows: in
     The subset (``max_rows`` tokens) keeps the 66 fits of a 12-block model to seconds; damage
     and sample-level cosine are measured on the same samples.
     """
-    from vitc.passes.fidelity import mean_cosine
-    from vitc.passes.reuse_tb import gelu_inverse
     L = len(cm.blocks)
     attn = [b.attn_output for b in cm.blocks]
     res_names = []
@@ -312,9 +312,6 @@ def parse_latency(value, baseline_ns: float) -> float | None:
 # ----------------------------------------------------------------------------- driver
 def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]:
     """Search (see module doc); returns (plan, search record with ``files``)."""
-    from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end
-    from vitc.passes.reuse import apply_plan, fit_plan, plan_text, working_copy
-    from vitc.passes.reuse_cost import PlanCostModel, _tokens_dim, account, analyse, cost_target
     t0 = time.perf_counter()
     L = len(cm.blocks)
     if L < 2:
@@ -330,13 +327,16 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
         damage[~(pairs.cosine >= cos_floor)] = np.inf
     t_fit = time.perf_counter() - t0
     # -- cost surrogate
-    target, hw, opts = cost_target(ctx)
-    an0 = analyse(baseline_model, hw, target, opts, cm.name)
+    cost = cost_oracle(ctx)
+    if cost is None:
+        raise VitcInputError("reuse auto needs a cost model: compile with a crossbar target (--target xbar) or "
+                             "name one for reuse (--reuse-hw rram-128)")
+    an0 = cost(baseline_model, cm.name)
     all_plan = {j: 0 for j in range(1, L)}
     dummy = {j: _dummy_tb(kind, rank, cm.blocks[j].embed_dim) for j in all_plan}
     trial = working_copy(cm)
     apply_plan(trial, all_plan, dummy)
-    an_all = analyse(emit_copy(trial), hw, target, opts, cm.name)
+    an_all = cost(emit_copy(trial), cm.name)
     tokens, dim = _tokens_dim(cm, all_plan)
     pcm = PlanCostModel.build(an0, an_all, all_plan, tokens, dim)
     t_cost = time.perf_counter() - t0 - t_fit
@@ -382,7 +382,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
                 fitted[row["plan"]] = fit_plan(tr, ctx, plan, kind, rank, cfg["ridge"], cfg["mode"])
             model = emit_copy(tr)
             row.update(end_to_end(model, data, ref))
-            an1 = analyse(model, hw, target, opts, cm.name)
+            an1 = cost(model, cm.name)
             acc = account(an0, an1, plan, tokens, dim)
             w = acc["rewritten_with_buffer"]
             row.update(edap=w["edap_j_s_mm2"], latency_ns=w["latency_ns"], area_mm2=w["area_mm2"],
@@ -401,7 +401,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
 
     # What verification costs, deterministically, in MACs of onnxruntime work: one calibration
     # pass per teacher-forced plan, about one per reusing block for a sequential/corrected refit.
-    pass_macs = float(an0.totals["macs"]) / max(1, int(opts.get("batch", 1))) * data.size
+    pass_macs = float(an0.totals["macs"]) / max(1, an0.batch) * data.size
     final_runs = sum(len(e["plan"]) for e in frontier)
     verify_fit = cfg.get("verify_fit") or "auto"
     if verify_fit == "auto":

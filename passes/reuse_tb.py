@@ -41,6 +41,8 @@ import numpy as np
 
 import onnx_graphsurgeon as gs
 
+from vitc.core.errors import VitcInputError
+
 TB_KINDS = ("identity", "linear", "ln-linear", "ln-linear-gelu")
 DEFAULT_KIND = "ln-linear-gelu"
 DEFAULT_RIDGE = 1e-3
@@ -306,7 +308,6 @@ def load_tbs(path, plan: dict[int, int], embed_dim: dict[int, int], kind: str | 
 
     Raises :class:`VitcInputError` (one line) for a missing file, block, or a wrong shape.
     """
-    from vitc.core.errors import VitcInputError
     import zipfile
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -21,7 +21,6 @@ whether weights are untrained or fitted, and operation counts (baseline vs rewri
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 
 import numpy as np
@@ -32,8 +31,11 @@ from vitc.core.errors import VitcInputError
 from vitc.core.graph import const_value
 from vitc.core.ir import CompiledModel, PassRecord
 from vitc.compiler import opcount
+from vitc.compiler.emit import emit
 from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine
-from vitc.passes.registry import add_option, parse_block_list, register
+from vitc.passes.options import PassOptions, at_least, block_list, in_range, option, parse_block_list, positive
+from vitc.runtime.batching import run_batched
+from vitc.runtime.session import open_session, with_extra_outputs
 from vitc.runtime.taylor_ops import (CENTERINGS, DEFAULT_CENTERING, MASK_THRESHOLD, OP_TYPE, VARIANTS,
                                     taylor_attention_np)
 
@@ -191,65 +193,51 @@ class BlockFit:
 # ---------------------------------------------------------------------------------------------
 # the pass
 
-@register
+def _refit_value(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaylorOptions(PassOptions):
+    layers: str | None = option(None, "--taylor-layers", "--layers", metavar="LIST", check=block_list,
+                                help="blocks to linearise (candidates under --max-drop/--cos-floor): all | 0,2,5 | 0-3")
+    variant: str = option("paper", "--taylor-variant", choices=VARIANTS, type=str,
+                          help="paper (Algorithm 1, default) or code (released implementation: s·Q(K̂ᵀV))")
+    centering: str | None = option(None, "--taylor-centering", choices=CENTERINGS, type=str,
+                                   help="key centring axis (default: tokens for paper, features for code)")
+    max_drop: float | None = option(None, "--max-drop", type=float, metavar="PP", check=at_least(0.0),
+                                    help="choose layers greedily: end-to-end calibration accuracy (agreement "
+                                         "without labels) may drop at most PP percentage points")
+    cos_floor: float | None = option(None, "--cos-floor", type=float, metavar="C", check=in_range(-1.0, 1.0),
+                                     help="choose layers whose teacher-forced attention-output cosine is at least C")
+    refit: str = option("auto", "--taylor-refit", choices=("auto", "yes", "no"), type=_refit_value,
+                        help="ridge-refit the output projection of linearised blocks (auto: with --calib or a budget)")
+    ridge: float | None = option(None, "--taylor-ridge", type=float, metavar="LAMBDA", check=positive,
+                                 help="ridge strength relative to trace(XᵀX)/C (default: chosen per layer from "
+                                      f"{', '.join(f'{g:g}' for g in RIDGE_GRID)} on held-out calibration samples)")
+    metric: str = option("auto", "--taylor-metric", choices=("auto", "accuracy", "agreement", "cosine"), type=str,
+                         help="what --max-drop measures (auto: accuracy with labels, else top-1 agreement)")
+    measure: bool = option(True, "--taylor-no-measure", negate="--taylor-no-measure",
+                           help="skip the calibration fidelity measurement (cosines, end-to-end agreement) when no "
+                                "refit or budget needs it — for quick compiles of large models")
+    tokens: int | None = option(None, "--taylor-tokens", type=int, metavar="N", check=positive,
+                                help="token count for operation counts of models with a dynamic sequence length")
+
+
 class TaylorPass:
     name = "taylor"
     help = "softmax attention → first-order Taylor linear attention (ViTALiTy), O(n·d²)"
-
-    @classmethod
-    def add_arguments(cls, group) -> None:
-        add_option(group, "--taylor-layers", "--layers", dest="p_taylor_layers", metavar="LIST",
-             help="blocks to linearise (candidates under --max-drop/--cos-floor): all | 0,2,5 | 0-3")
-        add_option(group, "--taylor-variant", dest="p_taylor_variant", choices=VARIANTS,
-             help="paper (Algorithm 1, default) or code (released implementation: s·Q(K̂ᵀV))")
-        add_option(group, "--taylor-centering", dest="p_taylor_centering", choices=CENTERINGS,
-             help="key centring axis (default: tokens for paper, features for code)")
-        add_option(group, "--max-drop", dest="p_max_drop", type=float, metavar="PP",
-             help="choose layers greedily: end-to-end calibration accuracy (agreement without labels) "
-                  "may drop at most PP percentage points")
-        add_option(group, "--cos-floor", dest="p_cos_floor", type=float, metavar="C",
-             help="choose layers whose teacher-forced attention-output cosine is at least C")
-        add_option(group, "--taylor-refit", dest="p_taylor_refit", choices=("auto", "yes", "no"),
-             help="ridge-refit the output projection of linearised blocks (auto: with --calib or a budget)")
-        add_option(group, "--taylor-ridge", dest="p_taylor_ridge", type=float, metavar="LAMBDA",
-             help="ridge strength relative to trace(XᵀX)/C (default: chosen per layer from "
-                  f"{', '.join(f'{g:g}' for g in RIDGE_GRID)} on held-out calibration samples)")
-        add_option(group, "--taylor-metric", dest="p_taylor_metric", choices=("auto", "accuracy", "agreement", "cosine"),
-             help="what --max-drop measures (auto: accuracy with labels, else top-1 agreement)")
-        add_option(group, "--taylor-no-measure", dest="p_taylor_measure", action="store_const", const=False,
-             help="skip the calibration fidelity measurement (cosines, end-to-end agreement) when no refit or "
-                  "budget needs it — for quick compiles of large models")
-        add_option(group, "--taylor-tokens", dest="p_taylor_tokens", type=int, metavar="N",
-             help="token count for operation counts of models with a dynamic sequence length")
+    Options = TaylorOptions
 
     # -- option resolution
     def _config(self, cm: CompiledModel, ctx) -> dict:
-        variant = ctx.option("taylor_variant")
-        if variant is None and ctx.option("variant") in VARIANTS:
-            variant = ctx.option("variant")
-        variant = variant or "paper"
-        if variant not in VARIANTS:
-            raise VitcInputError(f"taylor: unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
-        centering = ctx.option("taylor_centering")
-        if centering is None and ctx.option("centering") in CENTERINGS:
-            centering = ctx.option("centering")
-        centering = centering or DEFAULT_CENTERING[variant]
-        if centering not in CENTERINGS:
-            raise VitcInputError(f"taylor: unknown centering '{centering}' (choose from {', '.join(CENTERINGS)})")
-        max_drop = ctx.option("taylor_max_drop", "max_drop")
-        cos_floor = ctx.option("taylor_cos_floor", "cos_floor")
-        refit = ctx.option("taylor_refit", "refit", default="auto")
-        if isinstance(refit, bool):
-            refit = "yes" if refit else "no"
-        metric = ctx.option("taylor_metric", default="auto")
-        return {"variant": variant, "centering": centering,
-                "candidates": parse_block_list(ctx.option("taylor_layers", "layers"), len(cm.blocks), "--layers"),
-                "max_drop": None if max_drop is None else float(max_drop),
-                "cos_floor": None if cos_floor is None else float(cos_floor),
-                "refit": str(refit), "metric": metric,
-                "ridge": None if ctx.option("taylor_ridge", "ridge") is None else float(ctx.option("taylor_ridge", "ridge")),
-                "tokens": ctx.option("taylor_tokens", "tokens"),
-                "measure": bool(ctx.option("taylor_measure", default=True))}
+        o: TaylorOptions = ctx.opts(self.name)
+        return {"variant": o.variant, "centering": o.centering or DEFAULT_CENTERING[o.variant],
+                "candidates": parse_block_list(o.layers, len(cm.blocks), "--layers"),
+                "max_drop": o.max_drop, "cos_floor": o.cos_floor, "refit": o.refit, "metric": o.metric,
+                "ridge": o.ridge, "tokens": o.tokens, "measure": o.measure}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()
@@ -299,14 +287,14 @@ class TaylorPass:
             "block_weights": {str(i): ("fitted" if refit and fits.get(i) and fits[i].fitted else "untrained")
                               for i in selection},
             "trials": trials, "opcount": block_opcounts(cm, selection, cfg["tokens"]),
-            "seconds": round(time.perf_counter() - t0, 2),
         }
         if notes:
             details["notes"] = notes
         fitted = [i for i in selection if refit and fits.get(i) and fits[i].fitted]
         weights = ("fitted" if len(fitted) == len(selection) else "fitted+untrained" if fitted else "untrained") \
             if selection else "none"
-        return PassRecord(self.name, selection, weights, fidelity, details)
+        return PassRecord(self.name, selection, weights, fidelity, details,
+                          timings={"seconds": round(time.perf_counter() - t0, 2)})
 
     # -- teacher-forced per-block fits
     def _fit_blocks(self, cm, ctx, candidates, cfg, refit) -> dict[int, BlockFit]:
@@ -336,7 +324,6 @@ class TaylorPass:
                 linearise_block(trial, trial.blocks[j], cfg["variant"], cfg["centering"])
                 if refit and fits[j].weight is not None:
                     replace_out_projection(trial, trial.blocks[j], fits[j].weight, fits[j].bias)
-            from vitc.compiler.emit import emit
             res = end_to_end(emit(trial), data, ref_outputs)
             drop = drop_of(res, metric)
             ok = drop <= cfg["max_drop"] + 1e-9
@@ -370,8 +357,6 @@ def mask_values(cm: CompiledModel, ctx, block: EncoderBlock) -> np.ndarray:
     if mask_name in original_names:
         return ctx.activations(cm, [mask_name])[mask_name]
     # created by the front end (e.g. bool → additive): evaluate the current canonical graph
-    from vitc.runtime.batching import run_batched
-    from vitc.runtime.session import open_session, with_extra_outputs
     cache = ctx.__dict__.setdefault("_taylor_graph_values", {})
     if mask_name not in cache:
         sess = open_session(with_extra_outputs(emit_copy(cm), [mask_name]))
@@ -435,10 +420,9 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
 def _tokens(block: EncoderBlock, override) -> tuple[int, str]:
     if override:
         return int(override), "given (--taylor-tokens)"
-    if isinstance(block.tokens, int):
+    if not block.tokens_dynamic:
         return block.tokens, "static"
-    m = re.search(r"\d+", str(block.tokens))
-    return (int(m.group()) if m else 128), "representative (dynamic sequence; probe length)"
+    return block.tokens, "representative (dynamic sequence; probe length)"
 
 
 def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None) -> dict:

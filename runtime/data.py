@@ -39,6 +39,8 @@ class Dataset:
         return len(next(iter(self.feeds.values())))
 
     def take(self, n: int | None) -> "Dataset":
+        if n is not None and n < 1:
+            raise VitcInputError(f"sample count must be at least 1 (got {n})")
         if n is None or n >= self.size:
             return self
         return Dataset({k: v[:n] for k, v in self.feeds.items()},
@@ -46,6 +48,11 @@ class Dataset:
 
 
 def _check_against(spec: InputSpec, arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype.kind not in "biuf":
+        raise VitcInputError(f"{path.name}: array for input '{spec.name}' has dtype {arr.dtype}, not numbers")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise VitcInputError(f"{path.name}: array for input '{spec.name}' holds {bad} non-finite values (NaN/Inf)")
     if arr.ndim != len(spec.shape):
         raise VitcInputError(f"{path.name}: array for input '{spec.name}' has rank {arr.ndim}, model expects "
                              f"{len(spec.shape)}")
@@ -65,14 +72,15 @@ def load_dataset(path: str | Path, model: onnx.ModelProto, preset: str = "imagen
         return _load_images(p, specs, preset)
     try:
         data = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise VitcInputError(f"cannot read {p.name} as .npy/.npz ({type(exc).__name__})") from None
-    if isinstance(data, np.ndarray):
-        arrays, labels = {"": data}, None
-    else:
-        with data:
-            arrays = {k: data[k] for k in data.files}
-        labels = next((arrays.pop(k) for k in LABEL_KEYS if k in arrays), None)
+        if isinstance(data, np.ndarray):
+            arrays, labels = {"": data}, None
+        else:
+            with data:
+                arrays = {k: data[k] for k in data.files}
+            labels = next((arrays.pop(k) for k in LABEL_KEYS if k in arrays), None)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        why = "object arrays are not data" if "allow_pickle" in str(exc) else type(exc).__name__
+        raise VitcInputError(f"cannot read {p.name} as .npy/.npz ({why})") from None
     feeds = {}
     names = {s.name for s in specs}
     if set(arrays) & names:
@@ -88,7 +96,11 @@ def load_dataset(path: str | Path, model: onnx.ModelProto, preset: str = "imagen
     if len(sizes) != 1 or 0 in sizes:
         raise VitcInputError(f"{p.name}: input arrays have different or zero sample counts {sorted(sizes)}")
     if labels is not None:
-        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        labels = np.asarray(labels).reshape(-1)
+        if labels.dtype.kind not in "biu" and not (labels.dtype.kind == "f" and np.isfinite(labels).all()
+                                                  and np.all(labels == np.round(labels))):
+            raise VitcInputError(f"{p.name}: 'labels' must be integer class indices (got dtype {labels.dtype})")
+        labels = labels.astype(np.int64)
         if len(labels) != sizes.pop():
             raise VitcInputError(f"{p.name}: {len(labels)} labels for {len(next(iter(feeds.values())))} samples")
     return Dataset(feeds, labels, str(p))

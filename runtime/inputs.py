@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from vitc.core.errors import VitcInputError
 from vitc.runtime.shapes import concrete_shape, input_specs

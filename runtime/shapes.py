@@ -16,6 +16,7 @@ non-ideal simulator all use these functions.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,6 +217,56 @@ def static_tensors(nodes, initializers) -> set[str]:
     return static
 
 
+def tensor_limit_bytes() -> int:
+    """The largest single tensor vitc will ask onnxruntime to allocate: a quarter of physical memory
+    (at most 16 GiB)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(min(16 << 30, total // 4))
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):.3g} GiB"
+
+
+def check_sizes(model: onnx.ModelProto, overrides: dict | None, batch: int = 1, seq_len: int | None = None,
+                probe_seq_len: int = 16) -> None:
+    """Refuse, before allocating, inputs or activations too large to run here (one line naming the
+    tensor, its shape and size): the inputs at the sizes vitc would run them, and every tensor
+    shape inference can size."""
+    limit = tensor_limit_bytes()
+    try:
+        concrete = concrete_inputs(model, batch, seq_len or probe_seq_len, overrides)
+    except VitcInputError:
+        return                      # symbolic dims without a rule: reported where they are used
+    itemsize = {s.name: s.dtype.itemsize for s in input_specs(model)}
+    for name, shp in concrete.items():
+        n = int(np.prod(shp, dtype=np.float64)) * itemsize.get(name, 4)
+        if n > limit:
+            raise VitcInputError(f"input '{name}' of shape {_fmt(shp)} would take {_gib(n)}; this machine allows "
+                                 f"{_gib(limit)} per tensor (give a smaller --input-shape)")
+    try:
+        info = infer(model, concrete)
+    except VitcInputError:
+        return                      # the front end reports inference trouble itself
+    worst = (0.0, "", None)
+    for name, (elem, dims) in info.items():
+        if not dims or any(d is None for d in dims):
+            continue
+        try:
+            size = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize if elem else 4
+        except (KeyError, TypeError, ValueError):
+            size = 4
+        n = float(np.prod(dims, dtype=np.float64)) * size
+        if n > worst[0]:
+            worst = (n, name, dims)
+    if worst[0] > limit:
+        raise VitcInputError(f"tensor '{worst[1]}' of shape {_fmt(worst[2])} would take {_gib(worst[0])} at these "
+                             f"input sizes; this machine allows {_gib(limit)} per tensor")
+
+
 def parse_shape_overrides(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     """``["input:1x3x224x224"]`` → {"input": (1, 3, 224, 224)}."""
     out = {}
@@ -231,4 +282,5 @@ def parse_shape_overrides(items: list[str] | None) -> dict[str, tuple[int, ...]]
 
 
 __all__ = ["InputSpec", "input_specs", "concrete_shape", "concrete_inputs", "check_overrides", "infer",
-           "resolve_by_running", "static_tensors", "weightless", "DEFAULT_IMAGE", "SMALL_INIT", "parse_shape_overrides"]
+           "resolve_by_running", "static_tensors", "weightless", "DEFAULT_IMAGE", "SMALL_INIT", "parse_shape_overrides",
+           "check_sizes", "tensor_limit_bytes"]

@@ -57,6 +57,8 @@ class ValidationResult:
         for o in self.outputs:
             lines.append(f"  {o.name}: max_abs={o.max_abs:.3e} max_rel={o.max_rel:.3e} mean_abs={o.mean_abs:.3e} "
                          f"cosine mean={o.cosine_mean:.6f} min={o.cosine_min:.6f}  {'ok' if o.allclose else 'FAIL'}")
+            if o.max_abs != o.max_abs:
+                lines.append("    non-finite values (NaN/Inf) in the outputs")
             if o.top1_agreement is not None:
                 lines.append(f"    top-1 agreement {100 * o.top1_agreement:.2f} %")
             if o.ref_accuracy is not None:
@@ -67,12 +69,16 @@ class ValidationResult:
 
 
 def sample_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine between flattened samples (axis 0) of ``a`` and ``b``; 1 where both are zero."""
+    """Cosine between flattened samples (axis 0) of ``a`` and ``b``; 1 where both are zero; NaN
+    where either sample holds a NaN or an infinity (a metric never reports non-finite data as fine)."""
     a = a.reshape(len(a), -1).astype(np.float64)
     b = b.reshape(len(b), -1).astype(np.float64)
+    finite = np.isfinite(a).all(1) & np.isfinite(b).all(1)
+    a, b = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
     num = (a * b).sum(1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+    cos = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+    return np.where(finite, cos, np.nan)
 
 
 def compare_outputs(name: str, ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float,
@@ -80,12 +86,15 @@ def compare_outputs(name: str, ref: np.ndarray, cand: np.ndarray, rtol: float, a
     if ref.shape != cand.shape:
         raise VitcInputError(f"output '{name}' shapes differ: reference {ref.shape}, candidate {cand.shape}")
     diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
+    finite = bool(np.isfinite(ref).all() and np.isfinite(cand).all())
     scale = float(np.abs(ref).max()) if ref.size else 0.0
     cos = sample_cosines(ref, cand)
     m = OutputMetrics(name, float(diff.max()) if diff.size else 0.0,
                       float(diff.max() / scale) if scale > 0 else 0.0, float(diff.mean()) if diff.size else 0.0,
                       float(cos.mean()), float(cos.min()),
-                      bool(np.allclose(cand, ref, rtol=rtol, atol=atol)))
+                      finite and bool(np.allclose(cand, ref, rtol=rtol, atol=atol)))
+    if not finite:
+        m.max_abs = m.max_rel = m.mean_abs = float("nan")
     if ref.ndim == 2 and ref.shape[1] > 1 and np.issubdtype(ref.dtype, np.floating):
         r, c = ref.argmax(1), cand.argmax(1)
         m.top1_agreement = float((r == c).mean())

@@ -9,8 +9,9 @@ import onnx
 import pytest
 
 from vitc.core.errors import VitcInputError
-from vitc.passes.bilstm import (BlockLstm, block_model, choose_units, from_far_packed, group_norms, keep_units,
-                                load_weights, numpy_forward, random_block, save_npz)
+from vitc.passes.bilstm_graph import block_model
+from vitc.passes.bilstm_weights import (BlockLstm, choose_units, from_far_packed, group_norms, keep_units,
+                                        load_weights, numpy_forward, random_block, save_npz)
 from vitc.runtime.session import open_session
 
 

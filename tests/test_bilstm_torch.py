@@ -7,7 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vitc.passes.bilstm import block_model, choose_units, group_norms, load_weights  # noqa: E402
+from vitc.passes.bilstm_graph import block_model  # noqa: E402
+from vitc.passes.bilstm_weights import choose_units, group_norms, load_weights  # noqa: E402
 from vitc.passes.bilstm_distill import make_module, torch_module_from_block  # noqa: E402
 from vitc.runtime.session import open_session  # noqa: E402
 

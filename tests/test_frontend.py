@@ -41,7 +41,7 @@ def test_compile_is_deterministic_and_input_untouched(tiny_zoo, tmp_path):
     compile_model(tiny_zoo, out=tmp_path / "a", target="none")
     compile_model(tiny_zoo, out=tmp_path / "b", target="none")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == ["blocks.json", "tiny.vitc.onnx"]
+    assert names == [".vitc-outputs", "blocks.json", "tiny.vitc.onnx"]
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert hashlib.sha256(tiny_zoo.read_bytes()).hexdigest() == before

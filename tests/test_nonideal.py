@@ -231,7 +231,7 @@ def test_cli_simulate_sweep_and_compile_emit_sim(tiny_zoo, tmp_path):
     np.savez(data, input=x, labels=y.argmax(1))
     out = tmp_path / "sim"
     assert main(["simulate", str(tiny_zoo), "--hw", "neurosim-v14", "--sim-mode", "tile", "--adc-bits", "6,8",
-                 "--inputs", str(data), "-o", str(out)]) == 0
+                 "--inputs", str(data), "--labels", "--write-models", "-o", str(out)]) == 0
     report = json.loads((out / "nonideal.json").read_text())
     assert report["bits"] == [6, 8] and report["float_accuracy"]["tiny"] == 1.0
     assert set(report["accuracy"]["tiny"]) == {"6", "8"}
@@ -248,8 +248,15 @@ def test_cli_simulate_sweep_and_compile_emit_sim(tiny_zoo, tmp_path):
                  "--sim-inputs", str(data), "-o", str(cout)]) == 0
     assert (cout / "tiny.sim.onnx").is_file()
     assert "Non-ideal accuracy vs ADC bits" in (cout / "report.md").read_text()
-    assert "data:image/png;base64" in (cout / "report.html").read_text()
+    assert "Non-ideal accuracy vs ADC bits" in (cout / "report.html").read_text()
+    assert json.loads((cout / "report.json").read_text())["sections"]["nonideal"]["bits"] == [4]
     assert main(["simulate", str(tiny_zoo), "--hw", "vitality", "-o", str(tmp_path / "bad")]) == 2
+    # without --write-models: the agreement table on synthetic inputs, no models; an OUTDIR works as input
+    assert main(["simulate", str(cout), "--hw", "neurosim-v14", "--sim-mode", "tile", "--adc-bits", "4,8",
+                 "-o", str(tmp_path / "s2")]) == 0
+    files = sorted(f.name for f in (tmp_path / "s2").iterdir())
+    assert files == [".vitc-outputs", "nonideal.json", "nonideal.md"]
+    assert json.loads((tmp_path / "s2" / "nonideal.json").read_text())["data"] == "synthetic"
 
 
 def test_lstm_input_projection_simulated():

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from vitc.backends.api import evaluate
+from vitc.report import evaluate
 from vitc.inspect import format_mapping_table
 from vitc.compiler.zoo import build_vit
 

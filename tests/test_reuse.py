@@ -7,12 +7,15 @@ import onnx
 import pytest
 
 from vitc.cli import main
-from vitc.passes.context import PassContext
+from vitc.backends.api import analyse, cost_oracle
+from vitc.passes import manager
 from vitc.core.errors import VitcInputError
 from vitc.compiler.frontend import canonicalize_model
 from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
-from vitc.passes.reuse import ReusePass, apply_plan, emit_copy, parse_plan, working_copy
+from vitc.passes.fidelity import emit_copy
+from vitc.passes.reuse import ReusePass
+from vitc.passes.reuse_plan import apply_plan, parse_plan, working_copy
 from vitc.passes.reuse_search import branch_and_bound, count_plans, exhaustive
 from vitc.passes.reuse_tb import TB, fit_tb, gelu, gelu_inverse, layer_norm
 from vitc.runtime.session import run_with_intermediates
@@ -86,7 +89,7 @@ def test_rewrite_removes_attention_and_identity_tb_matches_numpy(small_vit):
     feeds = {"input": np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)}
     b1, b0 = cm.blocks[1], cm.blocks[0]
     orig = _run(cm, [b1.block_input, b0.attn_output, cm.node(b1.residual).outputs[0].name], feeds)
-    rec = ReusePass().run(cm, PassContext({"reuse_plan": "1,3", "tb": "identity", "reuse_cost": False}))
+    rec = ReusePass().run(cm, manager.context(["reuse"], {"reuse_plan": "1,3", "tb": "identity", "reuse_cost": False}))
     assert rec.weights == "identity" and rec.blocks == [1, 3] and rec.details["plan"] == {"1": 0, "3": 2}
     assert [b.reuses for b in cm.blocks] == [None, 0, None, 2]
     model = emit_copy(cm)
@@ -165,9 +168,9 @@ def test_fitted_tb_beats_identity_and_weights_round_trip(small_vit, tmp_path):
 
 def test_teacher_and_sequential_fits(small_vit):
     cm = _cm(small_vit)
-    seq = ReusePass().run(working_copy(cm), PassContext({"reuse_plan": "1,2,3", "tb": "ln-linear-gelu",
+    seq = ReusePass().run(working_copy(cm), manager.context(["reuse"], {"reuse_plan": "1,2,3", "tb": "ln-linear-gelu",
                                                          "tb_rank": 16, "reuse_cost": False}))
-    tea = ReusePass().run(working_copy(cm), PassContext({"reuse_plan": "1,2,3", "tb": "ln-linear-gelu",
+    tea = ReusePass().run(working_copy(cm), manager.context(["reuse"], {"reuse_plan": "1,2,3", "tb": "ln-linear-gelu",
                                                          "tb_rank": 16, "tb_fit": "teacher", "reuse_cost": False}))
     assert seq.details["tb_fit"]["mode"] == "corrected" and tea.details["tb_fit"]["mode"] == "teacher"
     assert {s["input"] for s in tea.fidelity["per_layer"].values()} == {"original"}
@@ -181,29 +184,26 @@ def test_teacher_and_sequential_fits(small_vit):
 # ----------------------------------------------------------------------------- costs
 def test_crossbars_drop_by_exactly_the_removed_projections(small_vit):
     from vitc.core.hardware import load_hw
-    from vitc.backends.xbar import hand_count
-    from vitc.passes.reuse_cost import analyse
     cm = _cm(small_vit)
     spec = load_hw(HW_WRITE)
-    base = analyse(emit_copy(cm), spec)
-    ReusePass().run(cm, PassContext({"reuse_plan": "1,3", "tb": "identity", "reuse_cost": False}))
-    rew = analyse(emit_copy(cm), spec)
+    base = analyse(emit_copy(cm), "xbar", spec)
+    ReusePass().run(cm, manager.context(["reuse"], {"reuse_plan": "1,3", "tb": "identity", "reuse_cost": False}))
+    rew = analyse(emit_copy(cm), "xbar", spec)
     c = cm.blocks[0].embed_dim
-    per_block = 4 * hand_count(spec, c, c)            # q, k, v, out projections
+    per_block = 4 * spec.crossbars_for(c, c)            # q, k, v, out projections
     assert base.floorplan["crossbars"] - rew.floorplan["crossbars"] == 2 * per_block
     assert rew.floorplan["crossbars_dynamic"] < base.floorplan["crossbars_dynamic"]
 
 
 def test_cost_accounting_in_record(small_vit):
     from vitc.core.hardware import load_hw
-    from vitc.backends.xbar import hand_count
     spec = load_hw(HW_WRITE)
     res = compile_model(small_vit, passes="reuse", target="xbar", hw=HW_WRITE,
                         options={"reuse_plan": "1,2", "tb": "ln-linear", "tb_rank": 16})
     cost = res.compiled.records[0].details["cost"]
     c = 192
-    assert cost["removed"]["crossbars"] == 2 * 4 * hand_count(spec, c, c)
-    assert cost["tb_added"]["crossbars"] == 2 * (hand_count(spec, c, 16) + hand_count(spec, 16, c))
+    assert cost["removed"]["crossbars"] == 2 * 4 * spec.crossbars_for(c, c)
+    assert cost["tb_added"]["crossbars"] == 2 * (spec.crossbars_for(c, 16) + spec.crossbars_for(16, c))
     assert cost["removed"]["kv_cells_written"] > 0 and cost["removed"]["act_product_macs"] > 0
     assert cost["removed"]["softmax_elements"] == 2 * 3 * 5 * 5          # 2 blocks × heads × N × N
     assert cost["buffer"]["sources"] == {"0": {"held_until_block": 2, "reuses": 2}}
@@ -213,18 +213,19 @@ def test_cost_accounting_in_record(small_vit):
 
 def test_plan_cost_surrogate_close_to_backend(small_vit):
     from vitc.core.hardware import load_hw
-    from vitc.passes.reuse_cost import PlanCostModel, account, analyse
+    from vitc.passes.reuse_cost import PlanCostModel, account
     from vitc.passes.reuse_search import _dummy_tb
     cm = _cm(small_vit)
     spec = load_hw(HW_WRITE)
-    an0 = analyse(emit_copy(cm), spec)
+    cost = cost_oracle("xbar", spec)
+    an0 = cost(emit_copy(cm))
     full = working_copy(cm)
     apply_plan(full, {1: 0, 2: 0, 3: 0}, {j: _dummy_tb("ln-linear-gelu", None, 192) for j in (1, 2, 3)})
-    pcm = PlanCostModel.build(an0, analyse(emit_copy(full), spec), {1: 0, 2: 0, 3: 0}, 5, 192)
+    pcm = PlanCostModel.build(an0, cost(emit_copy(full)), {1: 0, 2: 0, 3: 0}, 5, 192)
     plan = {2: 1}
     trial = working_copy(cm)
     apply_plan(trial, plan, {2: _dummy_tb("ln-linear-gelu", None, 192)})
-    exact = account(an0, analyse(emit_copy(trial), spec), plan, 5, 192)["rewritten_with_buffer"]
+    exact = account(an0, cost(emit_copy(trial)), plan, 5, 192)["rewritten_with_buffer"]
     est = pcm.cost(plan)
     assert est.energy_pj == pytest.approx(exact["energy_pj"], rel=1e-3)
     assert est.area_mm2 == pytest.approx(exact["area_mm2"], rel=1e-3)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vitc.backends.api import OUTPUT_FILES, analyse, evaluate, prepared
+from vitc.backends.api import analyse, prepared
+from vitc.report import OUTPUT_FILES, evaluate
 from vitc.core.hardware import load_hw, override
 from vitc.backends.partition import ACT, FREE, MVM
 from vitc.backends.systolic import CORE, SystolicModel, gemm_shapes, systolic_hw
@@ -205,7 +206,7 @@ def test_hybrid_hardware_value_and_errors():
     m = _compiled("deit-tiny", 1, img=64)
     with pytest.raises(VitcInputError, match="one crossbar and one systolic"):
         load_hw("rram-128+rram-64")
-    with pytest.raises(VitcInputError, match="systolic hardware description"):
+    with pytest.raises(VitcInputError, match="target systolic needs systolic hardware"):
         analyse(m, "systolic", "rram-128", model_name="m")
     with pytest.raises(VitcInputError, match="rram-128\\+vitality"):
         analyse(m, "hybrid", "rram-128", model_name="m")
@@ -252,7 +253,7 @@ def test_report_files_schema_and_determinism(tiny_zoo, tmp_path, target, hw):
     assert sum(L["energy_pj"] for L in rep["layers"]) + t["energy_by_component_pj"]["leakage"] == \
         pytest.approx(t["energy_pj"], rel=1e-4)
     assert sum(t["area_by_component_mm2"].values()) == pytest.approx(t["area_mm2"], rel=1e-5)
-    sy = rep["systolic"]
+    sy = rep["sections"]["systolic"]
     assert {"preset", "units", "sram", "dram", "attention_cores", "attention_totals", "steps",
             "dataflow_comparison", "options", "by_kind", "surrogates"} <= sy.keys()
     assert "dram.energy_pj_per_bit" in sy["surrogates"]

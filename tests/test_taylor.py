@@ -8,11 +8,12 @@ import numpy as np
 import onnx
 import pytest
 
-from vitc.compiler.opcount import (core_feeds, largest_intermediate, single_core_model, softmax_attention_counts,
+from opgraph import core_feeds, largest_intermediate, single_core_model
+from vitc.compiler.opcount import (softmax_attention_counts,
                                    taylor_attention_counts)
 from vitc.pipeline import compile_model
 from vitc.compiler.zoo import build_vit
-from vitc.passes.registry import parse_block_list as parse_layers
+from vitc.passes.options import parse_block_list as parse_layers
 from vitc.passes.taylor import ridge_fit
 from vitc.runtime.session import open_session, run_with_intermediates
 from vitc.runtime.taylor_ops import taylor_attention_np

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vitc.backends.api import OUTPUT_FILES, analyse, evaluate
+from vitc.backends.api import analyse
+from vitc.report import OUTPUT_FILES, evaluate
 from vitc.backends.cost import DYNAMIC_COMPONENTS
 from vitc.core.errors import VitcInputError
 from vitc.compiler.zoo import build_vit
@@ -100,7 +101,7 @@ def test_deit_tiny_totals_and_attention_on_digital():
 
 
 def test_outputs_are_deterministic_across_processes():
-    code = ("import hashlib,sys;from vitc.compiler.zoo import build_vit;from vitc.backends.api import evaluate;"
+    code = ("import hashlib,sys;from vitc.compiler.zoo import build_vit;from vitc.report import evaluate;"
             "r=evaluate(build_vit('deit-tiny',img_size=64,depth=1),'xbar','rram-128',model_name='t');"
             "print(';'.join(k+'='+hashlib.sha256(v).hexdigest() for k,v in sorted(r.files.items())))")
     outs = []
@@ -208,11 +209,12 @@ def test_unknown_target_is_input_error():
 
 def test_sweep_parses_the_graph_once(monkeypatch):
     import vitc.backends.api as api
+    import vitc.report as report_api
     calls = []
     real = api.shape_model
     monkeypatch.setattr(api, "shape_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     api._CACHE.clear()
-    out = api.sweep(build_vit("deit-tiny", img_size=64, depth=1), ["rram-128", "isaac-128", "rram-64"],
+    out = report_api.sweep(build_vit("deit-tiny", img_size=64, depth=1), ["rram-128", "isaac-128", "rram-64"],
                     model_name="t", options={"plots": False})
     assert len(calls) == 1 and set(out) == {"rram-128", "isaac-128", "rram-64"}
     xb = {k: r.report["totals"]["crossbars"] for k, r in out.items()}
@@ -221,8 +223,9 @@ def test_sweep_parses_the_graph_once(monkeypatch):
 
 def test_second_cost_model_plugs_in():
     """A target = a list of cost models; a systolic-like model for MVMs shares the flow."""
-    from vitc.backends.cost import TARGETS, OpCost, register_target
+    from vitc.backends.cost import OpCost, Target
     from vitc.backends.digital import DigitalModel
+    from vitc.backends.targets import TARGETS, register
 
     class FakeSystolic:
         kinds = ("mvm", "act_product")
@@ -242,7 +245,8 @@ def test_second_cost_model_plugs_in():
         def leakage_uw(self):
             return 0.0
 
-    register_target("fake-systolic", lambda spec, opts: [FakeSystolic(), DigitalModel(spec, act_products=False)])
+    register(Target("fake-systolic", ("xbar",), "rram-128",
+                    lambda spec, opts: [FakeSystolic(), DigitalModel(spec, act_products=False)]))
     try:
         an = analyse(_attn_model(), "fake-systolic", "rram-128", model_name="attn")
         assert {c.unit for c in an.costs if c.kind in ("mvm", "act_product")} == {"sa"}

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper, TensorProto
 
-from vitc.backends.api import analyse, evaluate
+from vitc.backends.api import analyse
+from vitc.report import evaluate
 from vitc.core.hardware import load_hw
 from vitc.compiler.zoo import build_vit
 

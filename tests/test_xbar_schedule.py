@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from vitc.backends.api import analyse, evaluate
+from vitc.backends.api import analyse
+from vitc.report import evaluate
 from vitc.compiler.zoo import build_vit
 
 

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
 
     from vitc.core.errors import VitcError
     from vitc.compiler.frontend import read_model
-    from vitc.passes.bilstm import load_weights, save_npz
+    from vitc.passes.bilstm_weights import load_weights, save_npz
     try:
         cm = read_model(args.model)
         blocks, fmt = load_weights(args.checkpoint, cm)

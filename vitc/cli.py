@@ -1,33 +1,162 @@
-"""The ``vitc`` command line. Exit status: 0 success, 1 a check failed, 2 bad input or usage."""
+"""The ``vitc`` command line. Exit status: 0 success, 1 a check failed, 2 bad input or usage.
+
+Errors are one line on stderr (``--debug`` shows the traceback); progress goes to stderr (a
+live status on a terminal, one line per stage otherwise, nothing with ``-q``); results go to
+stdout. Every argument is checked before the long work starts.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
-import warnings
 from pathlib import Path
 
-from vitc.core.errors import VitcCheckFailed, VitcError
+import onnxruntime
+
+import vitc
+from vitc.backends.api import TARGETS
+from vitc.compiler.frontend import read_model
+from vitc.compiler.zoo import CONFIGS as ZOO
+from vitc.compiler.zoo import build_vit
+from vitc.core.config import load_config
+from vitc.core.errors import VitcCheckFailed, VitcError, VitcInputError
+from vitc.core.hardware import describe as describe_hw
+from vitc.core.hardware import DEFAULT_PRESET, list_presets, load_hw
+from vitc.core.io import load_model, model_bytes, write_outputs
+from vitc.core.progress import Progress
+from vitc.inspect import describe, describe_model, format_mapping_table, mapping_json
+from vitc.passes.registry import PASSES
+from vitc.pipeline import compile_model, frontend_summary
 from vitc.runtime.nonideal.simulate import CALIB_SAMPLES
+from vitc.runtime.shapes import parse_shape_overrides
+from vitc.runtime.validate import validate_models
+from vitc.simulation import config_from_options, nonideal_note, simulate_files
+
+SIM_KEYS = ("adc_bits", "mode", "variation", "variation_model", "on_off_ratio", "adc_range", "adc_fullscale",
+            "adc_percentile", "input_scaling", "offset_correction", "weight_bits", "input_bits", "cell_bits",
+            "dac_bits", "inputs", "samples")
 
 
-def _add_common_input_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-shape", action="append", metavar="NAME:1x3x224x224",
-                   help="concrete shape for an input with symbolic dims (repeatable)")
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one line (``vitc: error: ...``) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise VitcInputError(f"{self.prog.split()[-1] if ' ' in self.prog else 'usage'}: {message}")
 
 
+def _progress(args) -> Progress:
+    return Progress(quiet=getattr(args, "quiet", False))
+
+
+# --------------------------------------------------------------------------- pass and sim options
+def _pass_dest(pass_name: str, field: str) -> str:
+    return f"p__{pass_name}__{field}"
+
+
+def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every pass's options as flags; a flag several passes declare is added once and sets them all."""
+    seen: dict[str, str] = {}
+    for name, cls in PASSES.items():
+        group = parser.add_argument_group(f"{name} pass ({cls.help})")
+        for f in cls.Options.option_fields():
+            m = f.metadata["vitc"]
+            flags = [fl for fl in m["flags"] if fl not in seen]
+            for fl in m["flags"]:
+                if fl in seen and seen[fl] != f.name:
+                    raise AssertionError(f"flag {fl} means {seen[fl]} and {f.name}")
+            if not m["flags"] or not flags:
+                continue
+            dest = f"p__shared__{f.name}" if any(
+                fl in o.metadata["vitc"]["flags"] for other in PASSES.values() if other is not cls
+                for o in other.Options.option_fields() for fl in m["flags"]) else _pass_dest(name, f.name)
+            kw = {"dest": dest, "default": None, "help": m["help"]}
+            if m["negate"]:
+                kw.update(action="store_const", const=False)
+            elif isinstance(f.default, bool):
+                kw.update(action="store_const", const=True)
+            else:
+                kw.update(metavar=m["metavar"] or f.name.upper())
+                if m["choices"]:
+                    kw["choices"] = list(m["choices"])
+            group.add_argument(*flags, **kw)
+            for fl in m["flags"]:
+                seen[fl] = f.name
+
+
+def pass_options_from_args(args) -> dict:
+    """The pass options the user gave on the command line, as API ``options`` keys."""
+    out = {}
+    for key, value in vars(args).items():
+        if value is None or not key.startswith("p__"):
+            continue
+        _, pass_name, field = key.split("__", 2)
+        out[field if pass_name == "shared" else f"{pass_name}_{field}"] = value
+    return out
+
+
+def add_sim_arguments(p, *, for_compile: bool = False) -> None:
+    """Simulation flags, shared by ``vitc simulate`` and ``vitc compile --emit-sim``."""
+    g = p.add_argument_group("non-ideal crossbar simulation (docs/nonideal.md)")
+    if for_compile:
+        g.add_argument("--emit-sim", action="store_true",
+                       help="also write <model>.sim.onnx: crossbar MVMs as ai.vitc::XbarMatMul (non-ideal arithmetic)")
+    g.add_argument("--adc-bits", help="ADC resolution(s): one value or a sweep such as 4,5,6,7,8 (0/ideal: ideal ADC); "
+                                      "default: the preset's")
+    g.add_argument("--sim-mode", dest="mode", choices=["bitserial", "tile"],
+                   help="bitserial (default): one conversion per input bit-plane and weight slice, as the preset "
+                        "says; tile: fast approximation, one conversion per row group on the full product")
+    g.add_argument("--variation", type=float, help="conductance variation sigma (default 0)")
+    g.add_argument("--variation-model", choices=["lognormal", "gaussian"])
+    g.add_argument("--on-off-ratio", type=float, help="cell on/off conductance ratio (default 0: ideal)")
+    g.add_argument("--adc-range", choices=["fixed", "calibrated"],
+                   help="ADC full scale: fixed fraction of the worst-case current (default), or calibrated from data")
+    g.add_argument("--adc-fullscale", type=float,
+                   help="fixed: fraction of the worst-case current; calibrated: margin on the percentile (default 1)")
+    g.add_argument("--adc-percentile", type=float, help="calibrated ADC range: percentile of currents (default 100)")
+    g.add_argument("--input-scaling", choices=["dynamic", "static"],
+                   help="input quantisation scale: per input vector at run time (default), or calibrated per layer")
+    g.add_argument("--offset-correction", choices=["column", "digital"],
+                   help="offset-mapped weights: subtract an ADC-converted reference column (default), or digitally")
+    for flag in ("weight-bits", "input-bits", "cell-bits", "dac-bits"):
+        g.add_argument(f"--sim-{flag}", dest=flag.replace("-", "_"), type=int,
+                       help=f"override the preset's {flag.replace('-', '_')}")
+    if for_compile:
+        g.add_argument("--sim-inputs", dest="inputs",
+                       help="data (.npz; with 'labels': accuracy) for the ADC-bits table of the original and the "
+                            "compiled model")
+        g.add_argument("--sim-samples", dest="samples", type=int, help="use the first N samples of --sim-inputs")
+
+
+def sim_options_from_args(args) -> dict:
+    return {k: getattr(args, k, None) for k in SIM_KEYS}
+
+
+# --------------------------------------------------------------------------- commands
 def _cmd_compile(args) -> int:
-    from vitc.pipeline import compile_model
-    from vitc.runtime.shapes import parse_shape_overrides
-    options = {k: v for k, v in vars(args).items() if k.startswith("p_")}
-    options = {k[2:]: v for k, v in options.items()}
-    out = args.output or f"{Path(args.model).name.removesuffix('.onnx')}_vitc"
-    backend_options = {k: v for k, v in (("batch", args.batch), ("seq_len", args.seq_len)) if v}
-    result = compile_model(args.model, out=out, passes=args.passes, target=args.target, hw=args.hw,
-                           calib=args.calib, calib_samples=args.calib_samples, preprocess=args.preprocess,
-                           seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape),
-                           options=options, backend_options=backend_options,
-                           sim=options_from_args(args) if args.emit_sim else None)
+    progress = _progress(args)
+    cfg = load_config(args.config) if args.config else {}
+    run = cfg.get("compile", {})
+
+    def pick(flag_value, key, default=None):
+        return flag_value if flag_value is not None else run.get(key, default)
+
+    shapes = parse_shape_overrides(args.input_shape) or {k: tuple(v) for k, v in run.get("input_shape", {}).items()}
+    options = pass_options_from_args(args)
+    backend_options = {k: v for k, v in (("batch", pick(args.batch, "batch")), ("seq_len", pick(args.seq_len, "seq_len")))
+                       if v is not None}
+    sim = None
+    if args.emit_sim or cfg.get("simulate"):
+        sim = {**cfg.get("simulate", {}), **{k: v for k, v in sim_options_from_args(args).items() if v is not None}}
+    target = pick(args.target, "target", "xbar")
+    out = pick(args.output, "output") or f"{Path(args.model).name.removesuffix('.onnx')}_vitc"
+    result = compile_model(args.model, out=out, passes=pick(args.passes, "passes", "none"), target=target,
+                           hw=pick(args.hw, "hw"), calib=pick(args.calib, "calib"),
+                           calib_samples=pick(args.calib_samples, "calib_samples"),
+                           preprocess=pick(args.preprocess, "preprocess", "imagenet"), seed=pick(args.seed, "seed", 0),
+                           input_shapes=shapes or None, options=options, backend_options=backend_options, sim=sim,
+                           pass_tables=cfg.get("passes"), hw_overrides=cfg.get("hardware"), progress=progress)
     cm = result.compiled
     print(f"{cm.name}: {len(cm.blocks)} encoder blocks, passes: {','.join(r.name for r in cm.records) or 'none'}")
     for rec in cm.records:
@@ -39,6 +168,8 @@ def _cmd_compile(args) -> int:
     if result.sim_summary:
         print(result.sim_summary.rstrip())
     print(f"wrote {len(result.written)} files to {Path(out)}/")
+    if args.timings:
+        Path(args.timings).write_text(json.dumps(result.timings, indent=1, sort_keys=True) + "\n")
     return 0
 
 
@@ -46,20 +177,21 @@ def _fidelity_summary(fidelity: dict) -> str:
     """Scalar fidelity figures and the end-to-end ones; per-layer detail stays in blocks.json."""
     flat = {k: v for k, v in fidelity.items() if isinstance(v, (int, float, str)) and k != "calibration"}
     flat.update(fidelity.get("end_to_end") or {})
-    text = ", ".join(f"{k} {v}" for k, v in flat.items())
+    text = ", ".join(f"{k} {_num(v)}" for k, v in flat.items())
     source = fidelity.get("calibration")
     return (f"; {text}" if text else "") + (f" (on {source})" if source else "")
 
 
+def _num(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
 def _cmd_validate(args) -> int:
-    from vitc.runtime.shapes import parse_shape_overrides
-    from vitc.runtime.validate import validate_models
     labels = args.labels if args.labels is not None else False
     result = validate_models(args.reference, args.candidate, inputs=args.inputs, samples=args.samples,
                              labels=labels if labels != "" else True, rtol=args.rtol, atol=args.atol,
                              seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape))
     print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.format())
-    from vitc.simulation import nonideal_note
     note = "" if args.json else nonideal_note(args.candidate, result)
     if note:
         print(note)
@@ -69,27 +201,27 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from vitc.inspect import describe, describe_model
-    from vitc.core.errors import VitcInputError
     target = Path(args.target)
     if target.is_dir():
         blocks = target / "blocks.json"
         if not blocks.is_file():
             raise VitcInputError(f"{target} is not a vitc output folder (no blocks.json)")
-        summary = json.loads(blocks.read_text())
+        try:
+            summary = json.loads(blocks.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise VitcInputError(f"{blocks} is not a vitc blocks.json") from None
+        has_mapping = (target / "mapping.json").is_file()
         if args.json:
+            if has_mapping:
+                summary = {**summary, "mapping": mapping_json(target)}
             print(json.dumps(summary, indent=1, sort_keys=True))
             return 0
         print(describe(summary))
-        if (target / "mapping.json").is_file():
-            from vitc.inspect import format_mapping_table
+        if has_mapping:
             print(format_mapping_table(target))
         return 0
-    from vitc.compiler.frontend import read_model
-    from vitc.runtime.shapes import parse_shape_overrides
     cm = read_model(target, input_shapes=parse_shape_overrides(args.input_shape))
     if args.json:
-        from vitc.pipeline import frontend_summary
         print(json.dumps(frontend_summary(cm), indent=1, sort_keys=True))
     else:
         print(describe_model(cm))
@@ -97,92 +229,72 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_zoo(args) -> int:
-    from vitc.core.io import model_bytes, write_outputs
-    from vitc.compiler.zoo import build_vit
     out = Path(args.output)
+    for name, value in (("--img-size", args.img_size), ("--patch", args.patch), ("--depth", args.depth)):
+        if value is not None and value < 1:
+            raise VitcInputError(f"{name} must be a positive integer (got {value})")
+    if args.seed < 0:
+        raise VitcInputError(f"--seed must be a non-negative integer (got {args.seed})")
     model = build_vit(args.name, img_size=args.img_size, patch=args.patch, seed=args.seed, depth=args.depth)
-    write_outputs(out.parent if str(out.parent) else ".", model_bytes(model, out.name, external=False))
+    write_outputs(out.parent if str(out.parent) else ".", model_bytes(model, out.name, external=False), manifest=False)
     print(f"wrote {args.name} (img {args.img_size}, patch {args.patch}, seed {args.seed}) to {out}")
     return 0
 
 
 def _cmd_hw(args) -> int:
-    from vitc.core.hardware import describe, list_presets, load_hw
     if args.action == "list":
-        for name, desc in list_presets():
-            print(f"{name:16s} {desc}")
+        defaults = {v: k for k, v in DEFAULT_PRESET.items()}
+        print(f"{'preset':<16} {'kind':<9} description")
+        for name, kind, desc in list_presets():
+            mark = f" [default for --target {defaults[name]}]" if name in defaults else ""
+            print(f"{name:<16} {kind:<9} {desc}{mark}")
+        print(f"{'rram-128+vitality':<16} {'hybrid':<9} any crossbar + systolic pair joined by '+' "
+              "[default for --target hybrid]")
         return 0
     if not args.preset:
-        from vitc.core.errors import VitcInputError
         raise VitcInputError("usage: vitc hw show PRESET|FILE")
-    print(describe(load_hw(args.preset)))
+    print(describe_hw(load_hw(args.preset)))
     return 0
 
 
-def add_sim_arguments(p, *, for_compile: bool = False) -> None:
-    """Simulation flags, shared by ``vitc simulate`` and ``vitc compile --emit-sim``."""
-    if for_compile:
-        p.add_argument("--emit-sim", action="store_true",
-                       help="also write <model>.sim.onnx: crossbar MVMs as ai.vitc::XbarMatMul (non-ideal arithmetic)")
-    p.add_argument("--adc-bits", help="ADC resolution(s): one value or a sweep such as 4,5,6,7,8 (0/ideal: ideal ADC); "
-                                      "default: the preset's")
-    p.add_argument("--sim-mode", choices=["bitserial", "tile"], default="bitserial",
-                   help="bitserial: one conversion per input bit-plane and weight slice, as the preset says; "
-                        "tile: fast approximation, one conversion per row group on the full product")
-    p.add_argument("--variation", type=float, default=0.0, help="conductance variation sigma (default 0)")
-    p.add_argument("--variation-model", choices=["lognormal", "gaussian"], default="lognormal")
-    p.add_argument("--on-off-ratio", type=float, default=0.0, help="cell on/off conductance ratio (0: ideal)")
-    p.add_argument("--adc-range", choices=["fixed", "calibrated"], default="fixed",
-                   help="ADC full scale: fixed fraction of the worst-case current, or calibrated from data")
-    p.add_argument("--adc-fullscale", type=float, default=1.0,
-                   help="fixed: fraction of the worst-case current; calibrated: margin on the percentile")
-    p.add_argument("--adc-percentile", type=float, default=100.0, help="calibrated ADC range: percentile of currents")
-    p.add_argument("--input-scaling", choices=["dynamic", "static"], default="dynamic",
-                   help="input quantisation scale: per input vector at run time, or calibrated per layer")
-    p.add_argument("--offset-correction", choices=["column", "digital"], default="column",
-                   help="offset-mapped weights: subtract an ADC-converted reference column, or digitally")
-    for flag in ("weight-bits", "input-bits", "cell-bits", "dac-bits"):
-        p.add_argument(f"--sim-{flag}", type=int, help=f"override the preset's {flag.replace('-', '_')}")
-    if for_compile:
-        p.add_argument("--sim-inputs", help="labelled data (.npz with 'labels') for the accuracy-vs-ADC-bits table "
-                                            "of the original and the compiled model")
-        p.add_argument("--sim-samples", type=int, help="use the first N samples of --sim-inputs")
+def _simulate_model_path(path: str) -> Path:
+    """A model file, or the compiled model of a vitc output folder."""
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(f for f in p.glob("*.vitc.onnx"))
+        if len(found) != 1:
+            raise VitcInputError(f"{p} is not a vitc output folder with one <model>.vitc.onnx "
+                                 f"({len(found)} found)")
+        return found[0]
+    return p
 
 
-def options_from_args(args) -> dict:
-    """The simulation options of parsed CLI ``args`` (see :func:`add_sim_arguments`)."""
-    g = lambda k: getattr(args, k, None)  # noqa: E731
-    return {"adc_bits": g("adc_bits"), "mode": g("sim_mode"), "variation": g("variation"),
-            "variation_model": g("variation_model"), "on_off_ratio": g("on_off_ratio"), "adc_range": g("adc_range"),
-            "adc_fullscale": g("adc_fullscale"), "adc_percentile": g("adc_percentile"),
-            "input_scaling": g("input_scaling"), "offset_correction": g("offset_correction"),
-            "weight_bits": g("sim_weight_bits"), "input_bits": g("sim_input_bits"), "cell_bits": g("sim_cell_bits"),
-            "dac_bits": g("sim_dac_bits"), "inputs": g("sim_inputs"), "samples": g("sim_samples")}
-
-
-def cmd_simulate(args) -> int:
-    """``vitc simulate MODEL.onnx [MORE.onnx ...]`` (see ``vitc simulate --help``)."""
-    from vitc.core.io import load_model, write_outputs
-    from vitc.simulation import config_from_options, simulate_files
-    opts = options_from_args(args)
-    if args.inputs:
-        opts["inputs"] = args.inputs
-    if args.samples:
-        opts["samples"] = args.samples
-    cfg, bits = config_from_options(args.hw, opts, args.seed)
-    variants, stems = {}, {}
-    for path in args.models:
-        stem = Path(path).name.removesuffix(".onnx")
-        label = stem.removesuffix(".vitc")
-        while label in variants:
-            label += "'"
-        variants[label] = load_model(path).model
-        stems[label] = stem
-    out = args.output or f"{Path(args.models[0]).name.removesuffix('.onnx')}_sim"
+def _cmd_simulate(args) -> int:
+    progress = _progress(args)
+    opts = sim_options_from_args(args)
+    if args.labels and not args.inputs:
+        raise VitcInputError("--labels needs --inputs (data with a 'labels' array)")
+    _positive(args, "samples", "calib_samples")
+    with progress.stage("checking inputs"):
+        cfg, bits = config_from_options(args.hw, opts, args.seed)
+        variants, stems = {}, {}
+        for path in args.models:
+            p = _simulate_model_path(path)
+            stem = p.name.removesuffix(".onnx")
+            label = stem.removesuffix(".vitc")
+            while label in variants:
+                label += "'"
+            variants[label] = load_model(p).model
+            stems[label] = stem
+    out = args.output or f"{_simulate_model_path(args.models[0]).name.removesuffix('.onnx')}_sim"
     print(f"simulating {len(variants)} model(s) on {cfg.source}: {cfg.describe()}"
-          + (f"; ADC bits {', '.join(str(b) or 'ideal' for b in bits)}" if len(bits) > 1 else ""))
-    files, sweep = simulate_files(variants, stems, cfg, bits, opts, calib=args.calib,
-                                  calib_samples=args.calib_samples or CALIB_SAMPLES)
+          + (f"; ADC bits {', '.join(str(b) if b else 'ideal' for b in bits)}" if len(bits) > 1 else ""))
+    with progress.stage("simulate"):
+        files, sweep = simulate_files(variants, stems, cfg, bits, opts, calib=args.calib,
+                                      calib_samples=args.calib_samples or CALIB_SAMPLES, write_models=args.write_models)
+    if args.labels and sweep is not None and sweep.accuracy and all(
+            a is None for d in sweep.accuracy.values() for a in d.values()):
+        raise VitcInputError("--labels given but the input data has no 'labels' array")
     written = write_outputs(out, files)
     if sweep is not None:
         print(sweep.markdown(plot=None).strip())
@@ -190,51 +302,74 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def add_simulate_parser(sub) -> None:
-    """Register ``vitc simulate`` on the CLI's sub-parsers."""
+def _positive(args, *names) -> None:
+    for n in names:
+        v = getattr(args, n, None)
+        if v is not None and v < 1:
+            raise VitcInputError(f"--{n.replace('_', '-')} must be a positive integer (got {v})")
+
+
+# --------------------------------------------------------------------------- parser
+def _add_common_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-shape", action="append", metavar="NAME:1x3x224x224",
+                   help="concrete shape for a model input (repeatable); the batch is its first dim")
+
+
+def _add_global(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vitc", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vitc {vitc.__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("compile", help="rewrite attention, map onto hardware, report costs")
+    _add_global(p)
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("--config", metavar="FILE.toml", help="compile settings, pass options, hardware overrides "
+                                                         "(docs/config.md); flags override it")
+    p.add_argument("--target", choices=sorted(TARGETS) + ["none"], help="cost target (default xbar)")
+    p.add_argument("--passes", help="comma-separated passes in order (e.g. taylor,reorder) or none (default)")
+    p.add_argument("--hw", help="hardware preset, TOML file, or XBAR+SYSTOLIC (default: the target's preset, "
+                                "see `vitc hw list`)")
+    p.add_argument("--calib", help="calibration data: .npy/.npz or a folder of images")
+    p.add_argument("--calib-samples", type=int, help="use the first N calibration samples")
+    p.add_argument("--preprocess", choices=["imagenet", "unit"], help="preprocessing preset for an image-folder --calib")
+    p.add_argument("--seed", type=int, help="seed of synthetic data, fits and weights (default 0)")
+    p.add_argument("--batch", type=int, help="batch size to cost (default 1; figures are reported per image)")
+    p.add_argument("--seq-len", type=int, help="sequence length to cost for models with a symbolic sequence")
+    p.add_argument("-o", "--output", help="output folder (default <model>_vitc)")
+    p.add_argument("--timings", metavar="FILE.json", help="write stage and pass wall times here (not into OUTDIR)")
+    _add_common_input_args(p)
+    add_pass_arguments(p)
+    add_sim_arguments(p, for_compile=True)
+    p.set_defaults(func=_cmd_compile)
+
     p = sub.add_parser("simulate", help="run models as IMC crossbars compute (ADC, DAC, cells, variation); "
-                                        "accuracy vs ADC bits")
-    p.add_argument("models", nargs="+", help="ONNX model(s): an original and/or compiled (.vitc.onnx) variants")
-    p.add_argument("--hw", default="rram-128", help="hardware preset name or TOML file (default rram-128)")
-    p.add_argument("--inputs", help="labelled data (.npz with 'labels') for the accuracy table")
-    p.add_argument("--samples", type=int, help="use the first N samples of --inputs")
+                                        "agreement and accuracy vs ADC bits")
+    _add_global(p)
+    p.add_argument("models", nargs="+", help="ONNX model(s) or vitc output folder(s): an original and/or compiled "
+                                             "(.vitc.onnx) variants")
+    p.add_argument("--hw", default=DEFAULT_PRESET["xbar"], help="crossbar preset or TOML file (default rram-128)")
+    p.add_argument("--inputs", help="data (.npy/.npz or image folder) for the table (default: synthetic inputs)")
+    p.add_argument("--labels", action="store_true", help="report top-1 accuracy (needs 'labels' in --inputs)")
+    p.add_argument("--samples", type=int, help="use the first N samples of --inputs (synthetic: N samples, default 32)")
     p.add_argument("--calib", help="calibration data for --input-scaling static / --adc-range calibrated "
                                    "(default: synthetic)")
     p.add_argument("--calib-samples", type=int, help=f"calibration samples (default {CALIB_SAMPLES})")
     p.add_argument("--seed", type=int, default=0, help="variation seed")
+    p.add_argument("--write-models", action="store_true",
+                   help="also write the simulated models (one per model and ADC setting; large)")
     p.add_argument("-o", "--output", help="output folder (default <model>_sim)")
     add_sim_arguments(p)
-    p.set_defaults(func=cmd_simulate)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from vitc.passes.registry import load_all
-    parser = argparse.ArgumentParser(prog="vitc", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("compile", help="rewrite attention, map onto hardware, report costs")
-    p.add_argument("model", help="ONNX model file")
-    p.add_argument("--target", default="xbar", choices=["xbar", "systolic", "hybrid", "none"])
-    p.add_argument("--passes", default="none", help="comma-separated passes (e.g. taylor,reorder) or none")
-    p.add_argument("--hw", default="rram-128", help="hardware preset name or TOML file")
-    p.add_argument("--calib", help="calibration data: .npy/.npz or a folder of images")
-    p.add_argument("--calib-samples", type=int, help="use the first N calibration samples")
-    p.add_argument("--preprocess", default="imagenet", choices=["imagenet", "unit"],
-                   help="preprocessing preset for an image-folder --calib")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, help="batch size to cost (default 1)")
-    p.add_argument("--seq-len", type=int, help="sequence length to cost for dynamic models")
-    p.add_argument("-o", "--output", help="output folder (default <model>_vitc)")
-    _add_common_input_args(p)
-    for cls in sorted(load_all().values(), key=lambda c: c.name):
-        if hasattr(cls, "add_arguments"):
-            cls.add_arguments(p.add_argument_group(f"{cls.name} pass"))
-    add_sim_arguments(p.add_argument_group("non-ideal crossbar simulation (docs/nonideal.md)"), for_compile=True)
-    p.set_defaults(func=_cmd_compile)
-    add_simulate_parser(sub)
+    p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("validate", help="compare a candidate model with its reference in onnxruntime")
+    _add_global(p)
     p.add_argument("reference")
     p.add_argument("candidate")
     p.add_argument("--inputs", help=".npy/.npz (or image folder) with inputs; default synthetic")
@@ -249,13 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("inspect", help="show recognised blocks (MODEL.onnx) or the mapping (OUTDIR)")
+    _add_global(p)
     p.add_argument("target", help="ONNX model or a vitc output folder")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="everything as JSON (an OUTDIR's includes the mapping)")
     _add_common_input_args(p)
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("zoo", help="write a built-in ViT (seeded random weights) as ONNX, no torch needed")
-    p.add_argument("name", choices=["deit-tiny", "deit-small", "deit-base"])
+    _add_global(p)
+    p.add_argument("name", choices=sorted(ZOO))
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--patch", type=int, default=16)
@@ -263,22 +400,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, help="number of blocks (default 12)")
     p.set_defaults(func=_cmd_zoo)
 
-    p = sub.add_parser("hw", help="hardware presets")
+    p = sub.add_parser("hw", help="hardware presets: list, or show one with every parameter's source")
+    _add_global(p)
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("preset", nargs="?")
     p.set_defaults(func=_cmd_hw)
     return parser
 
 
+def _validate_numbers(args) -> None:
+    for key in ("calib_samples", "batch", "seq_len", "samples"):
+        v = getattr(args, key, None)
+        if v is not None and v < 1:
+            raise VitcInputError(f"--{key.replace('_', '-')} must be a positive integer (got {v})")
+    if getattr(args, "seed", None) is not None and args.seed < 0:
+        raise VitcInputError(f"--seed must be a non-negative integer (got {args.seed})")
+
+
 def main(argv: list[str] | None = None) -> int:
-    warnings.filterwarnings("ignore")
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    onnxruntime.set_default_logger_severity(3)        # onnxruntime's own warnings are not vitc's output
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
+        _validate_numbers(args)
         return args.func(args)
-    except SystemExit as exc:  # argparse usage errors exit 2 with its own one-line message
+    except SystemExit as exc:         # --help / --version
         return int(exc.code or 0)
     except VitcCheckFailed as exc:
         print(f"vitc: {exc}", file=sys.stderr)
@@ -288,9 +435,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vitc: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:           # `vitc ... | head`: the reader left; not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("vitc: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except MemoryError:
+        if debug:
+            raise
+        print("vitc: error: out of memory (the model or the requested sizes are too large for this machine)",
+              file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
         if debug:
             raise

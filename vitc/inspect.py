@@ -28,7 +28,8 @@ def blocks_table(blocks: list[dict], title: str) -> Table:
         table.add_column(col, justify="right" if col in ("block", "heads", "head dim", "dim", "tokens") else "left")
     for b in blocks:
         f = b["forms"]
-        table.add_row(str(b["index"]), str(b["num_heads"]), str(b["head_dim"]), str(b["embed_dim"]), str(b["tokens"]),
+        tokens = f"{b['tokens']}" + (" (dynamic)" if b.get("tokens_dynamic") else "")
+        table.add_row(str(b["index"]), str(b["num_heads"]), str(b["head_dim"]), str(b["embed_dim"]), tokens,
                       "pre" if b["pre_ln"] else "post", f.get("qkv", "?"), f.get("scale", "?"),
                       f.get("k_transpose", "?"), f.get("mask", "?"), f.get("layernorm", "?"), f.get("gelu", "?"),
                       f"{b.get('probe_rel_error', 0):.1e}")
@@ -57,8 +58,7 @@ def describe(summary: dict) -> str:
 
 
 def describe_model(cm: CompiledModel) -> str:
-    from vitc.pipeline import frontend_summary
-    return describe(frontend_summary(cm))
+    return describe(cm.summary())
 
 
 def _load(path: Path) -> dict:
@@ -112,4 +112,16 @@ def format_mapping_table(outdir: Path, width: int = 140) -> str:
     return cap.get()
 
 
-__all__ = ["format_mapping_table"]
+def mapping_json(outdir: Path) -> dict:
+    """The mapping of a compiled output folder for ``vitc inspect OUTDIR --json``: per layer (units,
+    crossbars, replication, utilisation, cycles, latency, energy), the totals, and every matrix's
+    crossbar placement from ``mapping.json``."""
+    outdir = Path(outdir)
+    rep = _load(outdir / "report.json")
+    mapping = _load(outdir / "mapping.json")
+    return {"hardware": rep.get("hardware", {}).get("name"), "target": rep.get("target"), "totals": rep.get("totals"),
+            "layers": rep.get("layers", []), "crossbar": mapping.get("crossbar", {}),
+            "matrices": mapping.get("matrices", [])}
+
+
+__all__ = ["describe", "describe_model", "format_mapping_table", "mapping_json"]

@@ -1,4 +1,11 @@
-"""The main job: read → canonicalise → passes → emit → (backend) → write OUTDIR atomically."""
+"""The main job: check every input → read → canonicalise → passes → emit → cost → render → write.
+
+Everything a compile needs is checked before the long work starts (:func:`plan_compile`):
+target and hardware (a target without ``--hw`` takes its default preset), pass names, order
+and options, backend options, simulation options, the calibration data (finite numbers that
+fit the model), ``--input-shape`` against the model's inputs, and the output folder. OUTDIR
+is written atomically at the end and holds exactly this run's files.
+"""
 from __future__ import annotations
 
 import json
@@ -9,17 +16,20 @@ from typing import Any
 
 import onnx
 
-from vitc.passes.context import PassContext
+from vitc.backends.api import analyse, cost_oracle, target_named
 from vitc.compiler.emit import emit
+from vitc.compiler.frontend import canonicalize_model
 from vitc.core.errors import VitcInputError
-from vitc.compiler.frontend import canonicalize_model, read_model
-from vitc.core.io import model_bytes, write_outputs
+from vitc.core.hardware import DEFAULT_PRESET, HardwareSpec, load_hw, override
+from vitc.core.io import check_outdir, load_model, model_bytes, write_outputs
 from vitc.core.ir import CompiledModel
-from vitc.passes.registry import PASSES, parse_passes
-from vitc.core.io import fits_in_protobuf
-
-TARGETS = ("xbar", "systolic", "hybrid", "none")
-
+from vitc.core.progress import SILENT, Progress
+from vitc.passes import manager
+from vitc.passes.context import PassContext
+from vitc.report import render
+from vitc.runtime import shapes
+from vitc.runtime.data import Dataset, load_dataset
+from vitc.simulation import config_from_options, emit_sim_files
 
 @dataclass
 class CompileResult:
@@ -30,77 +40,173 @@ class CompileResult:
     summary: str = ""
     sim_summary: str = ""
     report: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CompilePlan:
+    """A compile with every input checked (what :func:`plan_compile` returns)."""
+
+    source: onnx.ModelProto
+    path: Path | None
+    name: str
+    external_data: bool
+    passes: list[str]
+    pass_options: dict
+    target: str
+    hw: HardwareSpec | None
+    backend_options: dict
+    input_shapes: dict
+    calib: Dataset | None
+    calib_samples: int | None
+    preprocess: str
+    seed: int
+    sim: dict | None
+    out: Path | None
 
 
 def frontend_summary(cm: CompiledModel) -> dict:
-    """``blocks.json``: the recognised blocks, what was not recognised, what was normalised."""
-    return {"schema": "vitc.blocks/1", "model": cm.name, "opset": cm.opset,
-            "blocks": [b.to_dict() for b in cm.blocks],
-            "unrecognised": [u.__dict__ for u in cm.unrecognised], "normalized": cm.normalized,
-            "passes": [r.to_dict() for r in cm.records]}
+    """``blocks.json`` (:meth:`CompiledModel.summary`)."""
+    return cm.summary()
 
 
-def _probe_tokens(cm: CompiledModel) -> int | None:
-    """Token count the front end's probe ran with, for blocks whose token count is symbolic."""
-    for b in cm.blocks:
-        if isinstance(b.tokens, str) and b.tokens.startswith("dynamic("):
-            return int(b.tokens[len("dynamic("):-1])
-    return None
+def _positive_int(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise VitcInputError(f"{name} must be a positive integer (got {value!r})")
+    return value
+
+
+def plan_compile(model, *, out=None, passes="none", target="xbar", hw=None, calib=None, calib_samples=None,
+                 preprocess="imagenet", seed=0, input_shapes=None, options=None, backend_options=None, name=None,
+                 sim=None, pass_tables=None, hw_overrides=None) -> CompilePlan:
+    """Check every input of a compile (one-line :class:`VitcInputError` for the first bad one)."""
+    names = manager.select(passes)
+    pass_options = manager.build_options(names, options, pass_tables)
+    spec = None
+    if target != "none":
+        tgt = target_named(target)
+        spec = load_hw(hw if hw is not None else tgt.default_hw)
+        if hw_overrides:
+            spec = override(spec, hw_overrides)
+        tgt.check_hw(spec)
+    elif hw_overrides:
+        raise VitcInputError("[hardware] overrides need a cost target (not --target none)")
+    bopts = dict(backend_options or {})
+    unknown = sorted(set(bopts) - {"batch", "seq_len", "input_shapes", "plots", "dataflow", "gemm_mode",
+                                   "attention_dataflow", "attention_schedule", "stalls", "energy_model"})
+    if unknown:
+        raise VitcInputError(f"unknown backend option(s): {', '.join(unknown)}")
+    _positive_int("--batch", bopts.get("batch"))
+    _positive_int("--seq-len", bopts.get("seq_len"))
+    _positive_int("--calib-samples", calib_samples)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise VitcInputError(f"--seed must be a non-negative integer (got {seed!r})")
+    if sim is not None:
+        sim_hw = spec if spec is not None and spec.kind == "xbar" else load_hw(hw or DEFAULT_PRESET["xbar"])
+        config_from_options(sim_hw, sim, seed)      # raises on any bad simulation setting
+    outdir = check_outdir(out) if out is not None else None
+    if isinstance(model, onnx.ModelProto):
+        source, path, external = model, None, False
+        label = name or model.graph.name or "model"
+    else:
+        loaded = load_model(model)
+        source, path, external = loaded.model, loaded.path, loaded.external_data
+        label = name or Path(model).name.removesuffix(".onnx")
+    shapes.check_overrides(source, input_shapes)
+    batch = bopts.get("batch")
+    if input_shapes and batch is not None:
+        for n, shp in input_shapes.items():
+            if shp and shp[0] != batch:
+                raise VitcInputError(f"--input-shape {n} gives batch {shp[0]} but --batch is {batch}")
+    shapes.check_sizes(source, input_shapes, batch or 1, bopts.get("seq_len"))
+    data = None
+    if isinstance(calib, Dataset):
+        data = calib
+    elif calib is not None:
+        data = load_dataset(calib, source, preprocess)
+    if data is not None and calib_samples is not None:
+        data = data.take(calib_samples)
+    return CompilePlan(source, path, label, external, names, pass_options, target, spec, bopts,
+                       dict(input_shapes or {}), data, calib_samples, preprocess, seed, sim, outdir)
 
 
 def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.PathLike | None = None,
-                  passes: str | list[str] | None = "none", target: str = "xbar", hw: Any = "rram-128",
+                  passes: str | list[str] | None = "none", target: str = "xbar", hw: Any = None,
                   calib: Any = None, calib_samples: int | None = None, preprocess: str = "imagenet",
                   seed: int = 0, input_shapes: dict | None = None,
                   options: dict | None = None, backend_options: dict | None = None,
-                  name: str | None = None, sim: dict | None = None) -> CompileResult:
+                  name: str | None = None, sim: dict | None = None, pass_tables: dict | None = None,
+                  hw_overrides: dict | None = None, progress: Progress | None = None) -> CompileResult:
     """Compile ``model`` (path or ModelProto). Writes OUTDIR only if ``out`` is given.
 
-    ``options``: pass options (e.g. ``{"layers": [0, 1], "variant": "paper"}``).
-    ``sim``: non-ideal crossbar simulation options (``--emit-sim``, :mod:`vitc.runtime.nonideal.simulate`).
+    ``options``: pass options (e.g. ``{"layers": [0, 1], "variant": "paper"}``; keys in
+    ``vitc compile --help``); ``pass_tables``: ``[passes.<name>]`` tables of a config file;
+    ``hw``: preset, TOML file or spec (default: the target's preset); ``sim``: non-ideal
+    simulation options (``--emit-sim``, :mod:`vitc.simulation`); ``progress``: stage lines.
     """
-    pass_names = parse_passes(passes)
-    if target not in TARGETS:
-        raise VitcInputError(f"unknown target '{target}' (choose from {', '.join(TARGETS)})")
-    hw_spec = None
-    if target != "none":
-        from vitc.core.hardware import load_hw
-        hw_spec = load_hw(hw)
-    if isinstance(model, onnx.ModelProto):
-        cm = canonicalize_model(model, name=name or model.graph.name or "model", input_shapes=input_shapes)
-    else:
-        cm = read_model(model, input_shapes=input_shapes)
-    ctx = PassContext(options, calib, seed, calib_samples=calib_samples, preset=preprocess)
-    ctx.target, ctx.hw, ctx.backend_options = target, hw_spec, dict(backend_options or {})
-    for pass_name in pass_names:
-        cm.records.append(PASSES[pass_name]().run(cm, ctx))
+    progress = progress or SILENT
+    with progress.stage("checking inputs"):
+        plan = plan_compile(model, out=out, passes=passes, target=target, hw=hw, calib=calib,
+                            calib_samples=calib_samples, preprocess=preprocess, seed=seed, input_shapes=input_shapes,
+                            options=options, backend_options=backend_options, name=name, sim=sim,
+                            pass_tables=pass_tables, hw_overrides=hw_overrides)
+    return run_plan(plan, progress)
+
+
+def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
+    """Run a checked compile (see :func:`plan_compile`)."""
+    timings: dict[str, float] = {}
+    with progress.stage("front end (recognise, confirm, canonicalise)"):
+        cm = canonicalize_model(plan.source, name=plan.name, source=plan.path, external_data=plan.external_data,
+                                input_shapes=plan.input_shapes or None)
+    backend_options = dict(plan.backend_options)
+    if "seq_len" not in backend_options and any(b.tokens_dynamic for b in cm.blocks):
+        backend_options["seq_len"] = cm.blocks[0].tokens      # a dynamic sequence is costed at the probe length
+    if plan.input_shapes:
+        backend_options.setdefault("input_shapes", dict(plan.input_shapes))
+        backend_options.setdefault("batch", next(iter(plan.input_shapes.values()))[0])
+    cost = cost_for = None
+    if plan.passes:
+        cost_for = lambda t, h: cost_oracle(t, h, backend_options)  # noqa: E731
+        cost = cost_oracle(plan.target, plan.hw, backend_options) if plan.hw is not None else None
+    ctx = PassContext(plan.pass_options, plan.calib, plan.seed, calib_samples=plan.calib_samples,
+                      preset=plan.preprocess, target=plan.target, hw=plan.hw, cost=cost, cost_for=cost_for,
+                      progress=progress)
+    manager.run(cm, ctx, plan.passes, timings, progress=None)
     for record in cm.records:
         record.details.setdefault("calibration", ctx.calibration_source)
-    result_model = emit(cm)
-    if fits_in_protobuf(result_model):
-        onnx.checker.check_model(result_model)
-    files = model_bytes(result_model, f"{cm.name}.vitc.onnx", cm.external_data)
+        timings.update({f"pass.{record.name}.{k}": v for k, v in record.timings.items()})
+    with progress.stage("emit"):
+        result_model = emit(cm)
+        manager.check_graph(result_model, "emit")
+        files = model_bytes(result_model, f"{cm.name}.vitc.onnx", cm.external_data)
     files["blocks.json"] = (json.dumps(frontend_summary(cm), indent=1, sort_keys=True) + "\n").encode()
     for record in cm.records:
         files.update(record.files)
-    result = CompileResult(cm, result_model, files)
-    if target != "none":
-        from vitc.backends.api import evaluate
-        backend_options = dict(backend_options or {})
-        probe_tokens = _probe_tokens(cm)
-        if "seq_len" not in backend_options and probe_tokens is not None:
-            backend_options["seq_len"] = probe_tokens  # dynamic sequence: cost what the probe ran
-        if input_shapes:
-            backend_options.setdefault("input_shapes", dict(input_shapes))
-        backend = evaluate(result_model, target, hw_spec, model_name=cm.name,
-                           pass_records=[r.to_dict() for r in cm.records], options=backend_options)
-        files.update(backend.files)
-        result.summary, result.report = backend.summary, backend.report
-    if sim is not None:
-        from vitc.simulation import emit_sim_files
-        sim_files, result.sim_summary = emit_sim_files(cm, result_model, hw_spec or hw, sim, seed, calib, calib_samples,
-                                                       reports=files)
-        files.update(sim_files)
-    if out is not None:
-        result.written = write_outputs(out, files)
+    result = CompileResult(cm, result_model, files, timings=timings)
+    sections = {}
+    if plan.sim is not None:
+        with progress.stage("non-ideal simulation"):
+            sim_hw = plan.hw if plan.hw is not None and plan.hw.kind == "xbar" else load_hw(DEFAULT_PRESET["xbar"])
+            sim_files, result.sim_summary, section = emit_sim_files(cm, result_model, sim_hw, plan.sim, plan.seed,
+                                                                    plan.calib, plan.calib_samples)
+            files.update(sim_files)
+            if section is not None:
+                sections[section["key"]] = section
+    if plan.target != "none":
+        with progress.stage(f"cost on {plan.hw.name} ({plan.target})"):
+            an = analyse(result_model, plan.target, plan.hw, model_name=cm.name, options=backend_options)
+        with progress.stage("reports"):
+            rendered = render(an, [r.to_dict() for r in cm.records], sections)
+        files.update(rendered.files)
+        result.summary, result.report = rendered.summary, rendered.report
+    if plan.out is not None:
+        with progress.stage(f"write {plan.out}"):
+            result.written = write_outputs(plan.out, files)
+    timings.update({f"stage.{k}": v for k, v in progress.timings.items()})
     return result
+
+
+__all__ = ["compile_model", "plan_compile", "run_plan", "CompileResult", "CompilePlan", "frontend_summary"]

@@ -9,10 +9,13 @@ import onnx
 from vitc.core.errors import VitcInputError
 from vitc.core.hardware import load_hw
 from vitc.core.io import model_bytes
-from vitc.runtime.data import load_dataset
+from vitc.runtime.data import Dataset, load_dataset
+from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.nonideal.arith import SimConfig
 from vitc.runtime.nonideal.simulate import CALIB_SAMPLES, sim_config_of, simulate_model
 from vitc.runtime.nonideal.sweep import SweepResult, adc_sweep, parse_bits
+
+SYNTHETIC_SAMPLES = 32     # samples of the agreement table when no --inputs are given
 
 
 def config_from_options(hw, opts: dict, seed: int = 0) -> tuple[SimConfig, list[int]]:
@@ -35,13 +38,21 @@ def _sim_name(stem: str, bits: list[int], b: int) -> str:
 def simulate_files(variants: dict[str, onnx.ModelProto], stems: dict[str, str], cfg: SimConfig, bits: list[int],
                    opts: dict, *, calib: Any = None, calib_samples: int = CALIB_SAMPLES, write_models: bool = True,
                    log=print) -> tuple[dict[str, bytes], SweepResult | None]:
-    """Files for OUTDIR: simulated models (one per variant and ADC setting) and, with labelled
-    ``opts['inputs']``, the accuracy table/plot (``nonideal.{json,md}``, ``nonideal_adc.png``)."""
+    """Files for OUTDIR: the agreement/cosine (and, with labels, accuracy) tables against each variant's
+    float model over the ADC settings (``nonideal.{json,md}``, with labels ``nonideal_adc.png``), on
+    ``opts['inputs']`` or, without, on synthetic inputs (``opts['table']`` false: no table); with
+    ``write_models`` the simulated models too (one per variant and ADC setting)."""
     files: dict[str, bytes] = {}
     sweep = None
+    first = next(iter(variants.values()))
     if opts.get("inputs"):
-        first = next(iter(variants.values()))
         data = load_dataset(opts["inputs"], first).take(opts.get("samples"))
+    elif opts.get("table", True):
+        data = Dataset(synthetic_inputs(first, batch=opts.get("samples") or SYNTHETIC_SAMPLES, seed=0), None,
+                       "synthetic")
+    else:
+        data = None
+    if data is not None:
 
         def progress(v, b, m):
             acc = "" if m.cand_accuracy is None else f"accuracy {100 * m.cand_accuracy:.2f} %, "
@@ -54,7 +65,7 @@ def simulate_files(variants: dict[str, onnx.ModelProto], stems: dict[str, str], 
             for v, per in kept.items():
                 for b, res in per.items():
                     files.update(model_bytes(res.model, _sim_name(stems[v], bits, b), external=False))
-    elif write_models:
+    else:
         for v, model in variants.items():
             for b in bits:
                 res = simulate_model(model, cfg.with_(adc_bits=b), calib=calib, calib_samples=calib_samples)
@@ -65,10 +76,10 @@ def simulate_files(variants: dict[str, onnx.ModelProto], stems: dict[str, str], 
 
 
 def emit_sim_files(cm, result_model: onnx.ModelProto, hw, opts: dict, seed: int = 0, calib: Any = None,
-                   calib_samples: int | None = None, reports: dict | None = None) -> tuple[dict[str, bytes], str]:
+                   calib_samples: int | None = None) -> tuple[dict[str, bytes], str, dict | None]:
     """For ``vitc compile --emit-sim``: the simulated rewritten graph(s) and, with labelled
-    ``--sim-inputs``, the accuracy table for the original and the rewritten model — also
-    appended to ``report.md`` / ``report.html`` when ``reports`` (the OUTDIR files so far) has them."""
+    ``--sim-inputs``, the accuracy table for the original and the rewritten model, as files and as
+    the report's ``nonideal`` section."""
     cfg, bits = config_from_options(hw, opts, seed)
     lines: list[str] = []
     variants = {"compiled": result_model}
@@ -77,18 +88,11 @@ def emit_sim_files(cm, result_model: onnx.ModelProto, hw, opts: dict, seed: int 
     if opts.get("inputs") and rewritten and cm.original is not None:
         variants = {"original": cm.original, ",".join(r.name for r in cm.records): result_model}
         stems = {"original": f"{cm.name}.original", list(variants)[1]: cm.name}
-    files, sweep = simulate_files(variants, stems, cfg, bits, opts, calib=calib,
-                                  calib_samples=calib_samples or CALIB_SAMPLES, log=lines.append)
+    files, sweep = simulate_files(variants, stems, cfg, bits, {**opts, "table": bool(opts.get("inputs"))},
+                                  calib=calib, calib_samples=calib_samples or CALIB_SAMPLES, log=lines.append)
     if sweep is not None:
         lines.append(sweep.markdown(plot=None).strip())
-        reports = reports or {}
-        if "report.md" in reports:
-            files["report.md"] = reports["report.md"].rstrip(b"\n") + b"\n\n" + files["nonideal.md"]
-        html_doc = reports.get("report.html", b"")
-        if b"</body>" in html_doc:
-            head, _, tail = html_doc.rpartition(b"</body>")
-            files["report.html"] = head + sweep.html_section().encode() + b"</body>" + tail
-    return files, "\n".join(lines)
+    return files, "\n".join(lines), (sweep.section() if sweep is not None else None)
 
 
 def nonideal_note(candidate, result) -> str:

@@ -31,7 +31,6 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import helper, numpy_helper
 
-from vitc.core.errors import VitcInputError
 from vitc.core.io import default_opset, load_model
 from vitc.runtime import shapes
 from vitc.runtime.data import Dataset, load_dataset

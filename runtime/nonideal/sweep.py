@@ -77,6 +77,34 @@ class SweepResult:
     def _pct(v) -> str:
         return "—" if v is None else f"{100 * v:.2f} %"
 
+    def _label(self, b: int) -> str:
+        return "ideal ADC" if b == 0 else str(b)
+
+    def tables(self) -> list[dict]:
+        """Accuracy and agreement per ADC setting and variant, as report tables."""
+        out = []
+        if any(a is not None for d in self.accuracy.values() for a in d.values()) or \
+                any(v is not None for v in self.float_accuracy.values()):
+            rows = [["float"] + [self._pct(self.float_accuracy[v]) for v in self.variants]]
+            rows += [[self._label(b)] + [self._pct(self.accuracy[v][b]) for v in self.variants] for b in self.bits]
+            out.append({"title": "Non-ideal accuracy vs ADC bits", "header": ["ADC bits"] + self.variants,
+                        "rows": rows, "note": f"top-1 accuracy on {self.samples} labelled samples from {self.data}"})
+        rows = [[self._label(b)] + [self._pct(self.agreement[v][b]) for v in self.variants] for b in self.bits]
+        out.append({"title": "Non-ideal top-1 agreement with the float model", "header": ["ADC bits"] + self.variants,
+                    "rows": rows, "note": f"{self.samples} samples from {self.data}"})
+        rows = [[self._label(b)] + [f"{self.cosine[v][b]:.4f}" for v in self.variants] for b in self.bits]
+        out.append({"title": "Non-ideal output cosine with the float model", "header": ["ADC bits"] + self.variants,
+                    "rows": rows, "note": f"mean over {self.samples} samples"})
+        return out
+
+    def section(self) -> dict:
+        """The ``nonideal`` report section (data + tables), rendered with the other sections."""
+        c = self.config
+        return {"key": "nonideal", "title": "Non-ideal crossbar simulation", **self.to_dict(),
+                "tables": self.tables(),
+                "summary": f"non-ideal     {c.source or 'custom'} simulated at ADC bits "
+                           f"{', '.join(self._label(b) for b in self.bits)} on {self.samples} samples"}
+
     def markdown(self, plot: str | None = "nonideal_adc.png") -> str:
         c = self.config
         head = "| ADC bits | " + " | ".join(self.variants) + " |"

@@ -1,0 +1,249 @@
+"""What a cost analysis reports, as data: the contents of ``mapping.json``, ``schedule.json``
+and ``report.json`` (schemas in ``docs/report-schema.md``). Rendering (Markdown, HTML, plots)
+is the driver's (:mod:`vitc.report`); cost models add their own sections through
+``report_section()`` (a dict with ``title``, ``tables`` and any data)."""
+from __future__ import annotations
+
+import numpy as np
+
+from vitc.backends.cost import DYNAMIC_COMPONENTS, LATENCY_COMPONENTS
+from vitc.backends.partition import FREE
+
+REPORT_SCHEMA = ("vitc.report", 1)
+MAPPING_SCHEMA = ("vitc.mapping", 1)
+SCHEDULE_SCHEMA = ("vitc.schedule", 1)
+
+BLOCK_FIELDS = ["crossbar", "tile", "pe", "group", "row_tile", "col_tile", "row0", "rows", "col0", "cols",
+                "weight_col0", "weight_col1", "utilisation"]
+
+NOTES = [
+    "ops = 2 x MACs (static-weight and activation x activation products); element-wise work is not counted as ops.",
+    "Energy per image includes leakage = chip static power x pipeline interval (or x latency when the preset says so), "
+    "and is multiplied by the preset's post_layout_energy_factor.",
+    "Latency is the makespan of a list schedule of one image; throughput is 1 / pipeline interval, the busiest "
+    "resource's time per image with layers pipelined.",
+    "Per-layer energies exclude leakage; per-layer sums plus leakage equal the totals.",
+    "Layer latency is the sum of its ops' busy times (ops of a layer may overlap in the schedule).",
+    "EDAP = energy per image (J) x latency per image (s) x area (mm2).",
+    "Costs are computed at batch 1 unless options say otherwise; weights are never read, only their shapes.",
+]
+
+
+def mapping_data(an) -> dict:
+    spec = an.spec
+    if an.xbar is None:  # a target without crossbars (e.g. systolic): an empty mapping
+        return {"schema": MAPPING_SCHEMA[0], "schema_version": MAPPING_SCHEMA[1], "model": an.model_name,
+                "hardware": spec.name, "crossbar": {}, "block_fields": BLOCK_FIELDS, "totals": an.floorplan,
+                "matrices": []}
+    cpw = spec.columns_per_weight if "crossbar" in spec.data else 1
+    R, C = spec["crossbar.rows"], spec["crossbar.cols"]
+    mp = spec.section("mapping")
+    per_pe = mp["crossbars_per_pe"]
+    per_tile = per_pe * mp["pes_per_tile"]
+    mats = []
+    for mm in (an.xbar.maps if an.xbar else []):
+        g, r, c = np.meshgrid(np.arange(mm.count), np.arange(mm.row_tiles), np.arange(mm.col_tiles), indexing="ij")
+        g, r, c = g.ravel(), r.ravel(), c.ravel()
+        local = np.arange(g.size)
+        rows = mm.rows_used[r]
+        cols = mm.cols_used[c]
+        col0 = c * C
+        util = rows * cols / float(R * C)
+        blocks = np.column_stack([
+            mm.first_crossbar + local, mm.first_tile + local // per_tile, (local % per_tile) // per_pe,
+            g, r, c, r * R, rows, col0, cols, col0 // cpw, -(-(col0 + cols) // cpw)])
+        blist = [b + [round(float(u), 4)] for b, u in zip(blocks.tolist(), util)]
+        mats.append({
+            "op": mm.op, "layer": mm.layer, "matrix": mm.label, "weight": an.graph.weight_source(mm.tensor),
+            "K": mm.K, "N": mm.N, "count": mm.count, "row_tiles": mm.row_tiles, "col_tiles": mm.col_tiles,
+            "physical_cols": mm.phys_cols, "crossbars": mm.crossbars, "replication": mm.replication,
+            "crossbars_with_replicas": mm.crossbars_total, "dynamic": mm.dynamic,
+            "first_crossbar": mm.first_crossbar, "first_tile": mm.first_tile, "tiles": mm.tiles,
+            "utilisation_mean": float(util.mean()) if util.size else 0.0, "blocks": blist,
+        })
+    xb = spec.section("crossbar")
+    return {
+        "schema": MAPPING_SCHEMA[0], "schema_version": MAPPING_SCHEMA[1], "model": an.model_name,
+        "hardware": spec.name,
+        "crossbar": {"rows": R, "cols": C, "cell_bits": xb["cell_bits"], "weight_bits": xb["weight_bits"],
+                     "slices": spec.slices, "columns_per_weight": cpw, "signed": xb["signed"],
+                     "crossbars_per_pe": per_pe, "pes_per_tile": mp["pes_per_tile"]},
+        "layout": ("physical columns of weight column j: [j*columns_per_weight, (j+1)*columns_per_weight) "
+                   "(slices most-significant first, then the negative copy if differential); replicas of a "
+                   "matrix repeat its blocks on further crossbars (ids after the first copy)"),
+        "block_fields": BLOCK_FIELDS,
+        "totals": an.floorplan,
+        "matrices": mats,
+    }
+
+
+def _layers(an) -> list[dict]:
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
+    by_index = {it.op.index: it for it in an.items}
+    slot = {s.index: s for s in an.schedule.slots}
+    layers: dict[str, dict] = {}
+    for it in an.items:
+        if it.kind == FREE:
+            continue
+        L = layers.setdefault(it.layer, {
+            "layer": it.layer, "block": it.block, "role": it.role, "ops": 0, "units": set(), "crossbars": 0,
+            "crossbars_with_replicas": 0, "crossbars_dynamic": 0, "replication": 1, "macs": 0,
+            "latency_by_component_ns": {k: 0.0 for k in LATENCY_COMPONENTS},
+            "energy_by_component_pj": {k: 0.0 for k in DYNAMIC_COMPONENTS},
+            "start_cycle": None, "end_cycle": 0, "_util": []})
+    for c in an.costs:
+        it = by_index[c.index]
+        L = layers[it.layer]
+        L["ops"] += 1
+        L["units"].add(c.unit)
+        L["macs"] += c.macs
+        L["crossbars"] += c.crossbars
+        L["crossbars_dynamic"] += c.crossbars_dynamic
+        rep = c.extra.get("replication", 1)
+        L["replication"] = max(L["replication"], rep)
+        L["crossbars_with_replicas"] += c.crossbars * rep
+        for k, v in c.latency.items():
+            L["latency_by_component_ns"][k] += v
+        for k, v in c.energy.items():
+            L["energy_by_component_pj"][k] += v * zeta
+        s = slot.get(c.index)
+        if s is not None:
+            L["start_cycle"] = s.start if L["start_cycle"] is None else min(L["start_cycle"], s.start)
+            L["end_cycle"] = max(L["end_cycle"], s.end)
+        for mm in c.extra.get("maps", []):
+            L["_util"].append(mm.utilisation(an.param("crossbar.rows"), an.param("crossbar.cols")))
+    out = []
+    for L in layers.values():
+        if L["ops"] == 0:
+            continue
+        u = np.concatenate(L.pop("_util")) if L["_util"] else np.zeros(0)
+        L.pop("_util", None)
+        L["utilisation_mean"] = float(u.mean()) if u.size else None
+        L["units"] = sorted(L["units"])
+        L["latency_ns"] = sum(L["latency_by_component_ns"].values())
+        L["energy_pj"] = sum(L["energy_by_component_pj"].values())
+        L["start_cycle"] = L["start_cycle"] or 0
+        out.append(L)
+    out.sort(key=lambda L: (L["start_cycle"], L["end_cycle"], L["layer"]))
+    return out
+
+
+def _ops(an) -> list[dict]:
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
+    by_index = {it.op.index: it for it in an.items}
+    slot = {s.index: s for s in an.schedule.slots}
+    out = []
+    for c in an.costs:
+        it = by_index[c.index]
+        s = slot[c.index]
+        out.append({"name": c.name, "op_type": it.op.op_type, "origin": it.op.origin, "layer": c.layer,
+                    "kind": c.kind, "unit": c.unit, "resource": c.resource, "instance": s.instance,
+                    "start": s.start, "end": s.end, "cycles": c.cycles,
+                    "latency_ns": c.latency_ns, "energy_pj": c.energy_pj * zeta, "macs": c.macs,
+                    "crossbars": c.crossbars, "crossbars_dynamic": c.crossbars_dynamic,
+                    "replication": c.extra.get("replication", 1)})
+    return out
+
+
+def schedule_data(an) -> dict:
+    sched, spec = an.schedule, an.spec
+    costs = {c.index: c for c in an.costs}
+    counts = an.unit_counts
+    res = {}
+    for r, b in sorted(sched.resource_busy.items()):
+        n = counts.get(r, 1)
+        res[r] = {"instances": n, "busy_cycles": b,
+                  "utilisation": b / (n * sched.makespan) if sched.makespan else 0.0}
+    ops = [{"op": s.name, "layer": s.layer, "unit": costs[s.index].unit, "resource": s.resource,
+            "instance": s.instance, "start": s.start, "end": s.end}
+           for s in sched.slots if s.index in costs]
+    return {
+        "schema": SCHEDULE_SCHEMA[0], "schema_version": SCHEDULE_SCHEMA[1], "model": an.model_name,
+        "hardware": spec.name, "clock_mhz": spec.freq_ghz * 1000.0, "makespan_cycles": sched.makespan,
+        "interval_cycles": an.totals["pipeline_interval_cycles"], "bottleneck": sched.bottleneck,
+        "resources": res, "ops": ops,
+        "critical_path": [{"op": s.name, "layer": s.layer, "resource": s.resource, "start": s.start, "end": s.end}
+                          for s in sched.critical_path],
+    }
+
+
+def _calibration_source(rec: dict) -> str:
+    for where in (rec, rec.get("details") or {}, rec.get("fidelity") or {}):
+        if isinstance(where, dict):
+            v = where.get("calibration") or where.get("calibration_source")
+            if isinstance(v, str):
+                return v
+    return ""
+
+
+def _surrogate_section(an, pass_records: list[dict]) -> dict:
+    """Which figures in this report are surrogates (hardware parameters, pass fidelity)."""
+    hw = sorted(an.spec.surrogates)
+    passes = []
+    for rec in pass_records:
+        status = str(rec.get("weights", rec.get("weights_status", ""))).lower()
+        calib = _calibration_source(rec).lower()
+        why = []
+        if status in ("untrained", "fitted"):
+            why.append(f"replacement weights are {status}")
+        if "synthetic" in calib or rec.get("synthetic_calibration") or rec.get("synthetic"):
+            why.append("fidelity measured on synthetic calibration inputs, not real data")
+        if why:
+            passes.append({"pass": rec.get("name", "?"), "weights": status or None, "why": "; ".join(why)})
+    return {
+        "hardware": hw,
+        "hardware_note": ("hardware figures marked surrogate come from related tools, calibrations to a published "
+                          "result, or our own choices; docs/hardware.md gives the source of each"),
+        "passes": passes,
+    }
+
+
+def report_data(an, pass_records: list[dict]) -> dict:
+    t = an.totals
+    util = np.concatenate([mm.utilisation(an.param("crossbar.rows"), an.param("crossbar.cols"))
+                           for mm in (an.xbar.maps if an.xbar else []) if not mm.dynamic] or [np.zeros(0)])
+    counts, edges = np.histogram(util, bins=np.linspace(0, 1, 11))
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
+    return {
+        "schema": REPORT_SCHEMA[0], "schema_version": REPORT_SCHEMA[1],
+        "model": {"name": an.model_name, "fingerprint": an.graph.fingerprint, "batch": an.graph.batch,
+                  "seq_len": an.graph.seq_len, "input_shapes": an.graph.input_shapes,
+                  "nodes_expanded": len(an.graph.ops), "ops_costed": len(an.costs),
+                  "top_level_nodes": len(an.graph.origin_nodes)},
+        "target": an.target,
+        "hardware": {"name": an.spec.name, "origin": an.spec.origin, "kind": an.spec.kind,
+                     "description": an.spec.description, "parameters": an.spec.fingerprint(),
+                     "surrogates": sorted(an.spec.surrogates)},
+        "totals": {**t, "energy_pre_layout_pj": t["energy_pj"] / zeta,
+                   "dynamic_energy_share": {k: (t["energy_by_component_pj"][k] / t["dynamic_energy_pj"]
+                                                if t["dynamic_energy_pj"] else 0.0) for k in DYNAMIC_COMPONENTS}},
+        "layers": _layers(an),
+        "ops": _ops(an),
+        "units": {u: {"count": n, "lanes": an.unit_lanes.get(u)} for u, n in sorted(an.unit_counts.items())},
+        "attention_products": ("systolic" if an.target in ("systolic", "hybrid")
+                               else an.param("attention_products.mode")),
+        "utilisation": {"mean": float(util.mean()) if util.size else None, "histogram_edges": edges.tolist(),
+                        "histogram_counts": counts.tolist()},
+        "critical_path": [{"op": s.name, "layer": s.layer, "resource": s.resource, "start": s.start, "end": s.end}
+                          for s in an.schedule.critical_path],
+        "pass_records": list(pass_records),
+        "surrogates": _surrogate_section(an, pass_records),
+        "lifetime": _lifetime(an),
+        "warnings": sorted(set(an.warnings)),
+        "notes": NOTES,
+        "sections": dict(an.sections),
+    }
+
+
+def _lifetime(an) -> dict | None:
+    if an.param("attention_products.mode") != "xbar-write" or not an.floorplan.get("crossbars_dynamic"):
+        return None
+    endurance = an.spec["attention_products.endurance_cycles"]
+    thr = an.totals["throughput_ips"]
+    return {"writes_per_cell_per_inference": 1, "endurance_cycles": endurance,
+            "inferences_until_wearout": endurance,
+            "seconds_until_wearout_at_throughput": endurance / thr if thr else None}
+
+
+__all__ = ["report_data", "mapping_data", "schedule_data", "REPORT_SCHEMA", "MAPPING_SCHEMA", "SCHEDULE_SCHEMA",
+           "BLOCK_FIELDS", "NOTES"]
