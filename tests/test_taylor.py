@@ -165,17 +165,14 @@ def test_layers_option_and_pass_record(tiny_zoo):
 
 
 def test_max_drop_selection_respects_budget(tiny_zoo):
+    # random weights and synthetic data: linearising either block flips > 10 % of the top-1 labels
     res = compile_model(tiny_zoo, passes="taylor", target="none", options={"max_drop": 10.0})
     rec = res.compiled.records[0]
     assert rec.details["selection"] == "max-drop"
-    assert rec.weights in (("fitted", "untrained", "fitted+untrained") if rec.blocks else ("none",))
     trials = rec.details["trials"]
-    assert len(trials) == 2
-    kept = [t for t in trials if t["kept"]]
-    assert all(t["drop"] <= 10.0 for t in kept) and all(t["drop"] > 10.0 for t in trials if not t["kept"])
-    assert rec.blocks == (kept[-1]["layers"] if kept else [])
-    if rec.blocks:
-        assert 100.0 - rec.fidelity["end_to_end"]["agreement"] <= 10.0
+    assert [(t["add"], t["kept"]) for t in trials] == [(1, False), (0, False)]   # least cosine damage first
+    assert all(t["drop"] > 10.0 for t in trials)
+    assert (rec.blocks, rec.weights, rec.fidelity["end_to_end"]["agreement"]) == ([], "none", 100.0)
     assert set(rec.fidelity["per_layer"]) == {"0", "1"}
     # a budget that anything meets keeps every layer, each trial measured end to end
     loose = compile_model(tiny_zoo, passes="taylor", target="none", options={"max_drop": 100.0}).compiled.records[0]
