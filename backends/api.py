@@ -99,7 +99,8 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     spec = load_hw(hw)
     tgt = target_named(target)
     tgt.check_hw(spec)
-    batch = int(options.get("batch", 1))
+    shapes_given = options.get("input_shapes") or {}
+    batch = int(options.get("batch") or (next(iter(shapes_given.values()))[0] if shapes_given else 1))
     seq_len = options.get("seq_len")
     models = tgt.models(spec, options)
     whole = [m for m in models if CORE in m.kinds]
@@ -149,7 +150,7 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
         for k, v in m.area().items():
             area[k] = area.get(k, 0.0) + v
         leak += m.leakage_uw()
-    totals = _totals(spec, costs, sched, area, leak, floor)
+    totals = _totals(spec, costs, sched, area, leak, floor, batch)
     sections = {}
     for m in models:
         warnings.extend(getattr(m, "warnings", []))
@@ -161,29 +162,36 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
                     warnings, options, counts, lanes, sections)
 
 
-def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict, leak_uw: float, floor: dict) -> dict:
+def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict, leak_uw: float, floor: dict,
+            batch: int = 1) -> dict:
+    """Per-image figures of a schedule of ``batch`` images: energy, MACs and ops divided by the
+    batch, latency per image = the batch's makespan / batch (``batch_latency_ns`` keeps the
+    makespan), throughput = batch / pipeline interval (the interval is per batch)."""
     f = spec.freq_ghz
     zeta = spec.get("calibration.post_layout_energy_factor", 1.0)
     pipelined = spec.get("pipeline.enabled", True)
-    latency_ns = sched.makespan / f
-    interval_ns = (sched.interval / f) if pipelined else latency_ns
-    window = interval_ns if spec.get("pipeline.leakage_window", "interval") == "interval" else latency_ns
+    batch_latency_ns = sched.makespan / f
+    interval_ns = (sched.interval / f) if pipelined else batch_latency_ns
+    window = interval_ns if spec.get("pipeline.leakage_window", "interval") == "interval" else batch_latency_ns
     energy = {k: 0.0 for k in COMPONENTS}
     for c in costs:
         for k, v in c.energy.items():
             energy[k] += v
     energy["leakage"] = leak_uw * 1e-6 * window * 1e-9 * 1e12  # pJ
-    energy = {k: v * zeta for k, v in energy.items()}
+    energy = {k: v * zeta / batch for k, v in energy.items()}
     e_pj = sum(energy.values())
     dyn_pj = sum(energy[k] for k in DYNAMIC_COMPONENTS)
-    macs = sum(c.macs for c in costs)
+    macs = sum(c.macs for c in costs) // batch
     ops = 2 * macs
     area_mm2 = sum(area.values())
-    thr = 1e9 / interval_ns if interval_ns > 0 else 0.0
+    thr = batch * 1e9 / interval_ns if interval_ns > 0 else 0.0
     tops = ops * thr / 1e12
     e_j = e_pj * 1e-12
+    latency_ns = batch_latency_ns / batch
     return {
+        "batch": batch,
         "latency_ns": latency_ns,
+        "batch_latency_ns": batch_latency_ns,
         "latency_cycles": sched.makespan,
         "pipeline_interval_ns": interval_ns,
         "pipeline_interval_cycles": sched.interval if pipelined else sched.makespan,

@@ -25,7 +25,10 @@ NOTES = [
     "Per-layer energies exclude leakage; per-layer sums plus leakage equal the totals.",
     "Layer latency is the sum of its ops' busy times (ops of a layer may overlap in the schedule).",
     "EDAP = energy per image (J) x latency per image (s) x area (mm2).",
-    "Costs are computed at batch 1 unless options say otherwise; weights are never read, only their shapes.",
+    "Costs are computed for the batch (--batch, default 1) and reported per image: energies, MACs and ops "
+    "divided by the batch, latency per image = the batch's latency / batch (batch_latency_ns is the batch's), "
+    "throughput = batch / pipeline interval; cycle columns and the schedule are the batch's. Weights are never "
+    "read, only their shapes.",
 ]
 
 
@@ -78,7 +81,7 @@ def mapping_data(an) -> dict:
 
 
 def _layers(an) -> list[dict]:
-    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0) / an.totals.get("batch", 1)   # per image
     by_index = {it.op.index: it for it in an.items}
     slot = {s.index: s for s in an.schedule.slots}
     layers: dict[str, dict] = {}
@@ -129,7 +132,7 @@ def _layers(an) -> list[dict]:
 
 
 def _ops(an) -> list[dict]:
-    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0) / an.totals.get("batch", 1)   # per image
     by_index = {it.op.index: it for it in an.items}
     slot = {s.index: s for s in an.schedule.slots}
     out = []

@@ -1,8 +1,9 @@
 """Turn a :class:`CompiledModel` back into a valid, deterministic ONNX model.
 
 Adds the ``ai.vitc`` function bodies the graph uses, the opset import for the domain,
-function overloads (chosen by arity), node metadata (block / role), and an IR version the
-installed onnxruntime accepts.
+function overloads (chosen by arity), node metadata (block / role), and the lowest IR
+version the graph needs (the input's; 10 where function overloads are used), so a compiled
+model loads in the same onnxruntime releases as its input (from 1.17, for IR 10).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import helper
 
+from vitc.core.errors import VitcInputError
 from vitc.core.ir import CompiledModel
 from vitc.core.version import VERSION
 from vitc.runtime.function_builder import DOMAIN, DOMAIN_VERSION
@@ -40,9 +42,12 @@ def emit(cm: CompiledModel) -> onnx.ModelProto:
     if used:
         model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
         model.functions.extend(functions_for(used, cm.opset))
-    model.ir_version = max_ir_version() if used else min(max_ir_version(), max(model.ir_version, 8))
-    if used and model.ir_version < MIN_IR_FOR_OVERLOADS:
-        raise RuntimeError("installed onnxruntime is too old for ONNX function overloads (needs IR ≥ 10)")
+    # the lowest IR version the graph needs: the input's, raised to 10 where function overloads are used
+    base = cm.original.ir_version if cm.original is not None and cm.original.ir_version else 8
+    model.ir_version = max(base, MIN_IR_FOR_OVERLOADS) if used else base
+    if model.ir_version > max_ir_version():
+        raise VitcInputError(f"the installed onnxruntime loads ONNX IR up to {max_ir_version()}; the compiled model "
+                             f"needs IR {model.ir_version} (pip install -U onnxruntime)")
     model.producer_name, model.producer_version = "vitc", VERSION
     del model.metadata_props[:]
     for key, value in (("vitc.passes", ",".join(r.name for r in cm.records) or "none"),

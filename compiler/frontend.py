@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
@@ -32,12 +33,20 @@ def read_model(path: str | os.PathLike, input_shapes: dict | None = None) -> Com
 
 
 def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None) -> dict:
+    """One onnxruntime run of ``model`` on seeded synthetic inputs exposing ``names``; the model's
+    own outputs must be finite (NaN/Inf there means corrupt weights or an unusable graph)."""
     feeds = synthetic_inputs(model, batch=1, seq_len=PROBE_SEQ_LEN, seed=0, shapes=input_shapes)
+    outputs = [o.name for o in model.graph.output]
     try:
-        return run_with_intermediates(model, names, feeds)
+        values = run_with_intermediates(model, names + outputs, feeds)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types
-        first = str(exc).strip().splitlines()[0][:300]
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise VitcInputError(f"the model does not run in onnxruntime on synthetic inputs: {first}") from None
+    bad = [n for n in outputs if values[n].dtype.kind == "f" and not np.isfinite(values[n]).all()]
+    if bad:
+        raise VitcInputError(f"the model's output {bad[0]!r} is not finite (NaN/Inf) on synthetic inputs; "
+                             "the weights or the graph are corrupt")
+    return values
 
 
 def find_sites(graph: gs.Graph) -> tuple[list[AttentionSite], list[Unrecognised]]:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 from onnx import external_data_helper, helper
 
 from vitc.core.errors import VitcInputError
@@ -62,21 +61,151 @@ def _check_external_data(model: onnx.ModelProto, base: Path) -> bool:
         if not external_data_helper.uses_external_data(tensor):
             continue
         found = True
-        info = external_data_helper.ExternalDataInfo(tensor)
+        try:
+            info = external_data_helper.ExternalDataInfo(tensor)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise VitcInputError(f"external data entry of tensor '{tensor.name}' is malformed "
+                                 f"({type(exc).__name__})") from None
         loc = info.location
-        target = (base / loc).resolve()
+        if not isinstance(loc, str) or not loc or "\x00" in loc:
+            raise VitcInputError(f"external data location {loc!r} of tensor '{tensor.name}' is not a file name")
+        try:
+            target = (base / loc).resolve()
+        except (OSError, ValueError, RuntimeError):
+            raise VitcInputError(f"external data location {loc!r} of tensor '{tensor.name}' is not a file name") \
+                from None
         if os.path.isabs(loc) or not target.is_relative_to(root):
             raise VitcInputError(f"external data path '{loc}' of tensor '{tensor.name}' escapes the model folder")
         if not target.is_file():
             raise VitcInputError(f"external data file '{loc}' of tensor '{tensor.name}' is missing")
+        if (info.offset or 0) < 0 or (info.length or 0) < 0:
+            raise VitcInputError(f"external data of tensor '{tensor.name}' has a negative offset or length")
         end = (info.offset or 0) + (info.length or 0)
         if end > target.stat().st_size:
             raise VitcInputError(f"external data file '{loc}' is truncated (tensor '{tensor.name}' needs {end} bytes)")
     return found
 
 
+_TYPED_FIELD = {1: "float_data", 2: "int32_data", 3: "int32_data", 4: "int32_data", 5: "int32_data",
+                6: "int32_data", 7: "int64_data", 9: "int32_data", 10: "int32_data", 11: "double_data",
+                12: "uint64_data", 13: "uint64_data", 16: "int32_data"}
+
+
+def check_initializers(model: onnx.ModelProto, label: str) -> None:
+    """Every initializer has a known element type, sane dims, and exactly the data its dims need
+    (cheap: sizes only, no conversion)."""
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            raise VitcInputError(f"invalid ONNX model {label}: initializer '{t.name}' has an unknown element type "
+                                 f"({t.data_type})") from None
+        if any(d < 0 for d in t.dims):
+            raise VitcInputError(f"invalid ONNX model {label}: initializer '{t.name}' has a negative dimension")
+        n = int(np.prod(t.dims, dtype=np.float64)) if t.dims else 1
+        if t.data_type == onnx.TensorProto.STRING:
+            have = len(t.string_data)
+        elif t.HasField("raw_data"):
+            if len(t.raw_data) != n * itemsize and t.data_type not in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+                raise VitcInputError(f"invalid ONNX model {label}: initializer '{t.name}' holds {len(t.raw_data)} "
+                                     f"bytes, its shape {list(t.dims)} needs {n * itemsize}")
+            continue
+        else:
+            field = _TYPED_FIELD.get(t.data_type)
+            have = len(getattr(t, field)) if field else n
+            if t.data_type in (14, 15):      # complex: two values per element
+                have //= 2
+        if have != n:
+            raise VitcInputError(f"invalid ONNX model {label}: initializer '{t.name}' holds {have} values, its "
+                                 f"shape {list(t.dims)} needs {n}")
+
+
+def _strings(model: onnx.ModelProto):
+    """Every name and string field of ``model`` (graphs, sub-graphs, functions, metadata)."""
+    def graph(g):
+        yield g.name
+        for n in g.node:
+            yield from (n.name, n.op_type, n.domain, *n.input, *n.output)
+            for a in n.attribute:
+                yield from (a.name, a.ref_attr_name)
+                if a.type == onnx.AttributeProto.STRING:
+                    yield a.s
+                yield from a.strings
+                for t in ([a.t] if a.HasField("t") else []) + list(a.tensors):
+                    yield t.name
+                    yield from t.string_data
+                if a.type == onnx.AttributeProto.GRAPH:
+                    yield from graph(a.g)
+                for sub in a.graphs:
+                    yield from graph(sub)
+            for p in n.metadata_props:
+                yield from (p.key, p.value)
+        for t in g.initializer:
+            yield t.name
+            for e in t.external_data:
+                yield from (e.key, e.value)
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            yield vi.name
+            yield from (d.dim_param for d in vi.type.tensor_type.shape.dim)
+    yield from (model.producer_name, model.producer_version, model.domain)
+    for p in model.metadata_props:
+        yield from (p.key, p.value)
+    for o in model.opset_import:
+        yield o.domain
+    for f in model.functions:
+        yield from (f.name, f.domain, f.overload, *f.input, *f.output, *f.attribute)
+        for n in f.node:
+            yield from (n.name, n.op_type, n.domain, *n.input, *n.output)
+    yield from graph(model.graph)
+
+
+def check_text(model: onnx.ModelProto, label: str) -> None:
+    """Every name and string is valid UTF-8 (protobuf keeps undecodable bytes as surrogates; they
+    would surface deep inside a later stage)."""
+    try:
+        for text in _strings(model):
+            text.decode("utf-8") if isinstance(text, bytes) else text.encode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        raise VitcInputError(f"invalid ONNX model {label}: a name or string is not valid UTF-8 (corrupt file?)") \
+            from None
+
+
+def check_structure(model: onnx.ModelProto, label: str) -> None:
+    """The ONNX checker on a weight-less view of ``model`` (large initializers as shaped inputs), so
+    a 350 MB model is never serialised for it; data sizes are :func:`check_initializers`'."""
+    g = model.graph
+    small, big = [], []
+    for t in g.initializer:
+        n = int(np.prod(t.dims, dtype=np.float64)) if t.dims else 1
+        (small if n <= 4096 and t.data_location != onnx.TensorProto.EXTERNAL else big).append(t)
+    view = onnx.ModelProto()
+    view.ir_version, view.producer_name = model.ir_version, model.producer_name
+    view.opset_import.extend(model.opset_import)
+    view.functions.extend(model.functions)
+    graph = view.graph
+    graph.name = g.name
+    graph.node.extend(g.node)
+    graph.input.extend(g.input)
+    present = {vi.name for vi in g.input}
+    graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big
+                       if t.name not in present)
+    graph.initializer.extend(small)
+    graph.output.extend(g.output)
+    graph.value_info.extend(g.value_info)
+    graph.sparse_initializer.extend(g.sparse_initializer)
+    try:
+        onnx.checker.check_model(view, full_check=False)
+    except (onnx.checker.ValidationError, ValueError, RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VitcInputError(f"invalid ONNX model {label}: {first[:300]}") from None
+
+
 def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Read, check and shape-infer the model at ``path``."""
+    """Read and check the model at ``path`` (module docstring); never modifies the file."""
+    if "\x00" in os.fspath(path):
+        raise VitcInputError("model path contains a NUL byte")
     p = Path(path)
     if not p.exists():
         raise VitcInputError(f"model file not found: {p}")
@@ -84,24 +213,24 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise VitcInputError(f"not a file: {p}")
     try:
         model = onnx.load(str(p), load_external_data=False)
-    except (DecodeError, RuntimeWarning, ValueError, OSError) as exc:
+    except MemoryError:
+        raise VitcInputError(f"not a readable ONNX model (too large or corrupt): {p}") from None
+    except Exception as exc:  # noqa: BLE001 - protobuf and onnx raise DecodeError, UnicodeDecodeError, ...
         raise VitcInputError(f"not a readable ONNX model (truncated or not ONNX): {p} ({type(exc).__name__})") from None
     if model.ir_version == 0 or not model.HasField("graph") or len(model.graph.node) == 0:
         raise VitcInputError(f"not an ONNX model (no graph found): {p}")
+    check_text(model, p.name)
     external = _check_external_data(model, p.parent)
     if external:
-        onnx.load_external_data_for_model(model, str(p.parent))
+        try:
+            onnx.load_external_data_for_model(model, str(p.parent))
+        except Exception as exc:  # noqa: BLE001 - OSError, ValueError from onnx's reader
+            raise VitcInputError(f"cannot read the external data of {p.name} ({type(exc).__name__})") from None
     opset = default_opset(model)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise VitcInputError(f"unsupported opset {opset} in {p.name} (vitc reads opsets {MIN_OPSET}-{MAX_OPSET})")
-    try:
-        if fits_in_protobuf(model):
-            onnx.checker.check_model(model)
-        else:
-            onnx.checker.check_model(str(p))
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VitcInputError(f"invalid ONNX model {p.name}: {first}") from None
+    check_initializers(model, p.name)
+    check_structure(model, p.name)
     return LoadedModel(model, p, opset, external)
 
 

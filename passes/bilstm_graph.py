@@ -9,7 +9,6 @@ import onnx_graphsurgeon as gs
 
 from vitc.core.ir import CompiledModel
 from vitc.passes.bilstm_weights import BlockLstm, LstmDirection
-from vitc.runtime.session import max_ir_version
 
 TORCH_TO_ONNX_GATES = (0, 3, 1, 2)   # PyTorch (i, f, g, o) → ONNX (i, o, f, c)
 
@@ -128,7 +127,7 @@ def block_model(b: BlockLstm, opset: int = 17, force_split_directions: bool = Fa
     graph.outputs = [y]
     graph.cleanup().toposort()
     model = gs.export_onnx(graph, do_type_check=False)
-    model.ir_version = min(max_ir_version(), 10)
+    model.ir_version = 8                    # standard ops only
     onnx.checker.check_model(model)
     return model
 

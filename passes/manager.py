@@ -22,11 +22,11 @@ import onnx
 
 from vitc.compiler.emit import emit
 from vitc.core.errors import VitcInputError
+from vitc.core.io import check_structure
 from vitc.core.ir import CompiledModel
 from vitc.passes.context import PassContext
 from vitc.passes.options import PassOptions
 from vitc.passes.registry import PASSES
-from vitc.runtime import shapes
 from vitc.runtime.batching import run_batched
 from vitc.runtime.session import open_session
 
@@ -115,12 +115,11 @@ def context(names: list[str], options: dict | None = None, **kw) -> PassContext:
 
 
 def check_graph(model: onnx.ModelProto, where: str) -> None:
-    """ONNX checker on a weight-less copy of ``model`` (structure, types, opset use)."""
+    """ONNX checker on a weight-less view of ``model`` (structure, types, opset use)."""
     try:
-        onnx.checker.check_model(shapes.weightless(model, value_info=False), full_check=False)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VitcInputError(f"{where} produced an invalid graph: {first}") from None
+        check_structure(model, "")
+    except VitcInputError as exc:
+        raise VitcInputError(f"{where} produced an invalid graph: {str(exc).split(': ', 1)[-1]}") from None
 
 
 def check_finite(model: onnx.ModelProto, ctx: PassContext, cm: CompiledModel, where: str) -> None:

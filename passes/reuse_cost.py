@@ -119,7 +119,7 @@ def account(an0: CostBreakdown, an1: CostBreakdown, plan: dict[int, int], tokens
     added = [r for r in r1 if r.name not in names0]
     buf = buffer_cost(plan, tokens, embed_dim, spec, an1.batch)
     t0, t1 = an0.totals, an1.totals
-    e1 = t1["energy_pj"] + buf["energy_pj"]
+    e1 = t1["energy_pj"] + buf["energy_pj"] / max(1, an1.batch)       # per image
     a1 = t1["area_mm2"] + buf["area_mm2"]
     edap0 = t0["edap_j_s_mm2"]
     edap1 = edap(e1, t1["latency_ns"], a1)
@@ -288,8 +288,9 @@ class PlanCostModel:
         buf = buffer_cost(plan, self.tokens, self.embed_dim, spec, self.batch)
         area = (b["area_mm2"] + d_xbar * per_crossbar_area_mm2(spec) + d_tiles * tile_area_mm2(spec)
                 + buf["area_mm2"])
+        B = max(1, self.batch)          # records are per batch, totals per image
         latency_cycles = b["latency_cycles"] - sum(self.dlat_cycles[j] for j in blocks)
-        latency_ns = latency_cycles / self.freq_ghz
+        latency_ns = latency_cycles / self.freq_ghz / B
         # pipeline interval: busiest digital unit kind, or the slowest remaining crossbar op
         busy = dict(self.busy0)
         for j in blocks:
@@ -303,12 +304,12 @@ class PlanCostModel:
         xmax = max([xmax] + [self.tb_xbar_cycles[j] for j in blocks])
         interval_cycles = max(per_stage + [xmax]) if spec["pipeline.enabled"] else latency_cycles
         interval_ns = interval_cycles / self.freq_ghz
-        window = interval_ns if spec["pipeline.leakage_window"] == "interval" else latency_ns
+        window = interval_ns if spec["pipeline.leakage_window"] == "interval" else latency_ns * B
         leak_uw = self.leak_uw0 + d_xbar * per_crossbar_leak_uw(spec) + d_tiles * spec["buffer.leakage_uw_per_tile"]
-        dyn = (b["dynamic_energy_pj"] + sum(self.tb[j]["energy_pj"] - self.removed[j]["energy_pj"] for j in blocks))
-        energy = dyn + leak_uw * 1e-6 * window * 1e-9 * 1e12 * zeta + buf["energy_pj"]
-        ops = b["ops"] + 2 * sum(self.tb[j]["macs"] - self.removed[j]["macs"] for j in blocks)
-        thr = 1e9 / interval_ns if interval_ns > 0 else 0.0
+        dyn = (b["dynamic_energy_pj"] + sum(self.tb[j]["energy_pj"] - self.removed[j]["energy_pj"] for j in blocks) / B)
+        energy = dyn + (leak_uw * 1e-6 * window * 1e-9 * 1e12 * zeta + buf["energy_pj"]) / B
+        ops = b["ops"] + 2 * sum(self.tb[j]["macs"] - self.removed[j]["macs"] for j in blocks) // B
+        thr = B * 1e9 / interval_ns if interval_ns > 0 else 0.0
         return PlanCost(energy, latency_ns, interval_ns, area, ops, edap(energy, latency_ns, area),
                         ops * thr / 1e12 / area, b["ops"] * thr / 1e12 / area,
                         int(b["crossbars_with_replicas"] + d_static))

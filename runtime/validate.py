@@ -103,6 +103,22 @@ def compare_outputs(name: str, ref: np.ndarray, cand: np.ndarray, rtol: float, a
     return m
 
 
+def _session(model: onnx.ModelProto, which: str):
+    try:
+        return open_session(model)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise VitcInputError(f"the {which} model does not load in onnxruntime: {first}") from None
+
+
+def _run(sess, feeds, names, batch_size: int, which: str):
+    try:
+        return run_batched(sess, feeds, names, batch_size)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise VitcInputError(f"the {which} model does not run in onnxruntime on these inputs: {first}") from None
+
+
 def _as_model(m) -> onnx.ModelProto:
     return m if isinstance(m, onnx.ModelProto) else load_model(m).model
 
@@ -132,7 +148,7 @@ def validate_models(reference: str | os.PathLike | onnx.ModelProto, candidate: s
             raise VitcInputError("--labels given but the input data has no 'labels' array")
         else:
             label_arr = data.labels
-    ref_sess, cand_sess = open_session(ref_model), open_session(cand_model)
+    ref_sess, cand_sess = _session(ref_model, "reference"), _session(cand_model, "candidate")
     ref_names = [o.name for o in ref_sess.get_outputs()]
     cand_names = [o.name for o in cand_sess.get_outputs()]
     if len(ref_names) != len(cand_names):
@@ -140,8 +156,11 @@ def validate_models(reference: str | os.PathLike | onnx.ModelProto, candidate: s
     cand_feeds = {i.name: data.feeds[i.name] for i in cand_sess.get_inputs() if i.name in data.feeds}
     if len(cand_feeds) != len(cand_sess.get_inputs()):
         raise VitcInputError("candidate model inputs differ from the reference model's")
-    ref_out = run_batched(ref_sess, data.feeds, ref_names, batch_size)
-    cand_out = run_batched(cand_sess, cand_feeds, cand_names, batch_size)
+    ref_feeds = {i.name: data.feeds[i.name] for i in ref_sess.get_inputs() if i.name in data.feeds}
+    if len(ref_feeds) != len(ref_sess.get_inputs()):
+        raise VitcInputError("the inputs lack arrays for some reference model inputs")
+    ref_out = _run(ref_sess, ref_feeds, ref_names, batch_size, "reference")
+    cand_out = _run(cand_sess, cand_feeds, cand_names, batch_size, "candidate")
     result = ValidationResult(data.size, data.source, rtol, atol)
     for name, r, c in zip(ref_names, ref_out, cand_out):
         result.outputs.append(compare_outputs(name, r, c, rtol, atol, label_arr))

@@ -198,7 +198,7 @@ def test_symbolic_sequence_length():
     with pytest.raises(VitcInputError, match="--seq-len"):
         analyse(m, "xbar", "rram-128", model_name="b")
     a = analyse(m, "xbar", "rram-128", model_name="b", options={"seq_len": 128, "batch": 2})
-    assert a.totals["macs"] == 2 * 128 * 64 * 64
+    assert (a.totals["batch"], a.totals["macs"]) == (2, 128 * 64 * 64)      # per image, batch of 2 costed
     assert a.items[1].block == 0 and a.items[1].role == "q_proj"
 
 

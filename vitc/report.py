@@ -90,10 +90,13 @@ def summary(an) -> str:
     if t["crossbars_dynamic"]:
         extra.append(f"{t['crossbars_dynamic']:,} reprogrammed per inference")
     xb = f"{t['crossbars']:,}" + (f" (+ {', '.join(extra)})" if extra else "")
+    b = t.get("batch", 1)
+    batch_note = f" (batch of {b}: {_si(t['batch_latency_ns'] * 1e-9, 's')})" if b > 1 else ""
     lines = [
         f"{an.model_name} on {an.spec.name} ({an.target})",
-        f"  latency       {_si(t['latency_ns'] * 1e-9, 's')} / image",
-        f"  throughput    {t['throughput_ips']:.4g} images/s (pipelined; interval {_si(t['pipeline_interval_ns'] * 1e-9, 's')})",
+        f"  latency       {_si(t['latency_ns'] * 1e-9, 's')} / image{batch_note}",
+        f"  throughput    {t['throughput_ips']:.4g} images/s (pipelined; interval {_si(t['pipeline_interval_ns'] * 1e-9, 's')}"
+        f"{' per batch' if b > 1 else ''})",
         f"  energy        {_si(t['energy_pj'] * 1e-12, 'J')} / image",
         f"  area          {t['area_mm2']:.4g} mm²",
         f"  EDAP          {t['edap_j_s_mm2']:.4g} J·s·mm²",
@@ -126,9 +129,13 @@ def _md_table(header: list[str], rows: list[list]) -> str:
 
 
 def _totals_rows(t: dict) -> list[list]:
+    b = t.get("batch", 1)
     return [
+        ["batch (costed together)", f"{b}"],
         ["latency per image", _si(t["latency_ns"] * 1e-9, "s")],
-        ["pipeline interval", _si(t["pipeline_interval_ns"] * 1e-9, "s") + f" (bottleneck {t['pipeline_bottleneck']})"],
+        ["latency of the batch", _si(t["batch_latency_ns"] * 1e-9, "s")],
+        ["pipeline interval (per batch)", _si(t["pipeline_interval_ns"] * 1e-9, "s")
+         + f" (bottleneck {t['pipeline_bottleneck']})"],
         ["throughput", f"{t['throughput_ips']:.4g} images/s"],
         ["energy per image", _si(t["energy_pj"] * 1e-12, "J")],
         ["area", f"{t['area_mm2']:.4g} mm²"],

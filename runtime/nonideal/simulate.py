@@ -39,7 +39,7 @@ from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.nonideal.arith import (SimConfig, adc_inverse, calibrate_adc, calibrate_input_scale, output_step,
                                          program_matrix)
 from vitc.runtime.nonideal.xbar_op import OP_TYPE, build_xbar_function, overload_name
-from vitc.runtime.session import max_ir_version, run_with_intermediates
+from vitc.runtime.session import run_with_intermediates
 
 CALIB_SAMPLES = 16
 
@@ -400,7 +400,7 @@ def simulate_model(model: onnx.ModelProto | str | os.PathLike, cfg: SimConfig | 
             fn = build_xbar_function(cfg, opset, static, zp)
             if (fn.domain, fn.name, fn.overload) not in have:
                 m.functions.append(fn)
-        m.ir_version = max(m.ir_version, max_ir_version())
+        m.ir_version = max(m.ir_version, 10)      # function overloads need IR 10
     for name, pm in rw.programmed.items():
         if mvms[name].op_type in ("LSTM", "GRU", "RNN"):
             skipped.append((name, f"recurrent matrix R of {mvms[name].op_type} kept ideal (input projection W "

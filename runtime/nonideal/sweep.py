@@ -31,7 +31,7 @@ def parse_bits(spec) -> list[int]:
     for part in str(spec).split(","):
         part = part.strip().lower()
         if not part:
-            continue
+            raise VitcInputError(f"--adc-bits: empty entry in '{spec}' (use e.g. 4,5,6,7,8 or 4-8 or ideal)")
         try:
             if part == "ideal":
                 out.append(0)
