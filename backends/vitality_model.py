@@ -4,7 +4,7 @@ What is modelled
 ----------------
 The attention *core* of one layer (no Q/K/V/output projections, no MLP), per head,
 for ``n`` tokens and head dimension ``d`` (Algorithm 1 of Dass et al., HPCA'23,
-``papers/002``), on the accelerator of Table III (``core/hw/vitality.toml``):
+arXiv:2211.05109), on the accelerator of Table III (``core/hw/vitality.toml``):
 
 ====  ==========================================  =====================================
 step  work (per head)                             unit

@@ -3,7 +3,7 @@
 Two accountings, both reported by the passes that rewrite attention:
 
 * **paper** — the attention core (everything between the q/k/v projections and the output
-  projection), per head, step by step, as ViTALiTy counts it (papers/002 Eq. (1)–(3), Table I):
+  projection), per head, step by step, as ViTALiTy counts it (ViTALiTy, HPCA 2023, Eq. (1)–(3), Table I):
   a length-K dot product is K multiplications and K additions (accumulation into zero); the
   softmax scale is folded into q (not counted); softmax is n² exponentials, n² additions (row
   sums) and n² divisions. With these rules the softmax baseline is exactly the paper's

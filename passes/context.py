@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from vitc.core.ir import CompiledModel
+from vitc.core.progress import SILENT
 from vitc.passes.options import PassOptions
 from vitc.runtime.data import Dataset, load_dataset
 from vitc.runtime.batching import run_batched
@@ -38,7 +39,7 @@ class PassContext:
         self._cache: dict[str, np.ndarray] = {}
         self.target, self.hw = target, hw
         self.cost, self.cost_for = cost, cost_for
-        self.progress = progress
+        self.progress = progress if progress is not None else SILENT
 
     def opts(self, pass_name: str) -> PassOptions | None:
         """The validated options of ``pass_name`` (None if that pass is not part of this compile)."""

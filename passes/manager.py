@@ -23,6 +23,7 @@ import onnx
 from vitc.compiler.emit import emit
 from vitc.core.errors import VitcInputError
 from vitc.core.io import check_structure
+from vitc.core.progress import SILENT, Progress
 from vitc.core.ir import CompiledModel
 from vitc.passes.context import PassContext
 from vitc.passes.options import PassOptions
@@ -134,17 +135,15 @@ def check_finite(model: onnx.ModelProto, ctx: PassContext, cm: CompiledModel, wh
 
 
 def run(cm: CompiledModel, ctx: PassContext, names: list[str], timings: dict | None = None,
-        progress=None) -> None:
+        progress: Progress = SILENT) -> None:
     """Run ``names`` on ``cm`` in order, appending one record per pass (see module docstring)."""
     for name in names:
-        if progress is not None:
-            progress(f"pass {name}")
         t0 = time.perf_counter()
-        record = PASSES[name]().run(cm, ctx)
-        record.details.pop("seconds", None)
-        model = emit(dataclasses.replace(cm, graph=cm.graph.copy()))
-        check_graph(model, f"pass {name}")
-        check_finite(model, ctx, cm, f"pass {name}")
+        with progress.stage(f"pass {name}"):
+            record = PASSES[name]().run(cm, ctx)
+            model = emit(dataclasses.replace(cm, graph=cm.graph.copy()))
+            check_graph(model, f"pass {name}")
+            check_finite(model, ctx, cm, f"pass {name}")
         record.details["checks"] = {"onnx_checker": "passed", "finite_outputs": f"{CHECK_SAMPLES} samples"}
         cm.records.append(record)
         if timings is not None:

@@ -321,12 +321,14 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
     if max_drop is None and cos_floor is None:
         max_drop = DEFAULT_MAX_DROP
     # -- fidelity surrogate
+    ctx.progress.note(f"reuse auto: teacher-forced TB fits for {L * (L - 1) // 2} block pairs")
     pairs = pair_table(cm, ctx, kind, rank, cfg["ridge"])
     damage = pairs.damage.copy()
     if cos_floor is not None:
         damage[~(pairs.cosine >= cos_floor)] = np.inf
     t_fit = time.perf_counter() - t0
     # -- cost surrogate
+    ctx.progress.note("reuse auto: cost surrogate (baseline and all-reuse graphs through the backend)")
     cost = cost_oracle(ctx)
     if cost is None:
         raise VitcInputError("reuse auto needs a cost model: compile with a crossbar target (--target xbar) or "
@@ -369,6 +371,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
 
     def verify(e: dict) -> dict:
         plan = e["plan"]
+        ctx.progress.note(f"reuse auto: verifying plan {plan_text(plan) or '(none)'}")
         row = {"k": e["k"], "plan": plan_text(plan), "reusing": sorted(plan), "damage": e["damage"],
                "surrogate_edap": e["cost"].edap, "surrogate_latency_ns": e["cost"].latency_ns,
                "min_tb_cosine": float(min((pairs.cosine[s, t] for t, s in plan.items()), default=1.0)),

@@ -263,7 +263,7 @@ class TaylorPass:
             notes.append("model output is not a classifier: --max-drop measures 100·(1 − output cosine)")
         if metric == "accuracy" and data.labels is None:
             raise VitcInputError("taylor: --taylor-metric accuracy needs labels in the calibration data")
-        selection, trials = self._select(cm, candidates, fits, cfg, data, ref_outputs, metric, refit)
+        selection, trials = self._select(cm, ctx, candidates, fits, cfg, data, ref_outputs, metric, refit)
         for i in selection:
             block = cm.blocks[i]
             linearise_block(cm, block, cfg["variant"], cfg["centering"])
@@ -302,12 +302,12 @@ class TaylorPass:
         if not (refit or budget or cfg["measure"]):
             return {}
         fits = {}
-        for i in candidates:
+        for i in ctx.progress.bar(candidates, "taylor: block fits" if refit else "taylor: block fidelity"):
             fits[i] = fit_block(cm, ctx, cm.blocks[i], cfg["variant"], cfg["centering"], refit, cfg["ridge"])
         return fits
 
     # -- layer selection
-    def _select(self, cm, candidates, fits, cfg, data, ref_outputs, metric, refit):
+    def _select(self, cm, ctx, candidates, fits, cfg, data, ref_outputs, metric, refit):
         if cfg["cos_floor"] is not None:
             sel = [i for i in candidates if 1.0 - fits[i].damage >= cfg["cos_floor"]]
             if cfg["max_drop"] is None:
@@ -317,7 +317,7 @@ class TaylorPass:
             return candidates, []
         order = sorted(candidates, key=lambda i: fits[i].damage)
         chosen, trials = [], []
-        for i in order:
+        for i in ctx.progress.bar(order, "taylor: layer selection (end-to-end trials)"):
             trial = dataclasses.replace(cm, graph=cm.graph.copy(), blocks=[dataclasses.replace(
                 b, out_proj=dataclasses.replace(b.out_proj)) for b in cm.blocks], records=[])
             for j in chosen + [i]:

@@ -3,7 +3,7 @@
 Per head, with Q, K, V of shape [n, d], ``s`` the node's ``scale`` attribute (1/√d) and
 key weights w_j ∈ {0, 1} (1 unless the key is masked out):
 
-* ``paper`` variant (papers/002 Algorithm 1, exp(x) ≈ 1 + x applied to softmax(s·q·k̂ᵀ))::
+* ``paper`` variant (ViTALiTy, Dass et al. HPCA 2023, Algorithm 1, exp(x) ≈ 1 + x applied to softmax(s·q·k̂ᵀ))::
 
       n_w   = Σ_j w_j                              (= n without a mask)
       K̄     = Σ_j w_j k_j / n_w                    (centring over tokens; or per key over features)

@@ -131,3 +131,23 @@ def test_python_api_mirrors_cli(tiny_zoo, tmp_path):
     assert len(res.compiled.blocks) == 2
     v = vitc.validate(tiny_zoo, res.model, samples=2)
     assert v.passed and np.isclose(v.outputs[0].cosine_min, 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--passes", "taylor", "--max-drop", "50"],
+    ["--passes", "taylor,reorder", "--reorder-simplify", "--target", "systolic"],
+    ["--passes", "reuse", "--reuse-plan", "auto", "--max-drop", "50"],
+    ["--passes", "bilstm", "--bilstm-weights", "untrained", "--prune-ratio", "0.25"],
+    ["--emit-sim", "--adc-bits", "4,6"],
+], ids=["taylor", "taylor-reorder-systolic", "reuse-auto", "bilstm", "emit-sim"])
+def test_every_pass_gives_byte_identical_outdirs(tiny_zoo, tmp_path, argv):
+    """Same inputs and seed → the same bytes in every output file (wall times only on stdout)."""
+    from vitc.cli import main
+    for d in ("a", "b"):
+        assert main(["compile", str(tiny_zoo), *argv, "-q", "-o", str(tmp_path / d)]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and "report.json" in names
+    differ = [n for n in names if (tmp_path / "a" / n).read_bytes() != (tmp_path / "b" / n).read_bytes()]
+    assert differ == []
+    text = (tmp_path / "a" / "blocks.json").read_text()
+    assert "seconds" not in text and "wall" not in text

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from vitc.core.errors import VitcInputError
 from vitc.core.ir import CompiledModel
+from vitc.fmt import si
 
 
 def render(renderables) -> str:
@@ -103,8 +104,8 @@ def format_mapping_table(outdir: Path, width: int = 140) -> str:
     with console.capture() as cap:
         console.print(table)
         console.print(
-            f"latency {t['latency_ns'] / 1e6:.4g} ms/image · throughput {t['throughput_ips']:.4g} images/s · "
-            f"energy {t['energy_pj'] / 1e6:.4g} µJ/image · area {t['area_mm2']:.4g} mm² · "
+            f"latency {si(t['latency_ns'] * 1e-9, 's')}/image · throughput {t['throughput_ips']:.4g} images/s · "
+            f"energy {si(t['energy_pj'] * 1e-12, 'J')}/image · area {t['area_mm2']:.4g} mm² · "
             f"EDAP {t['edap_j_s_mm2']:.4g} J·s·mm² · {t['tops_per_w']:.4g} TOPS/W · "
             f"{t['tops_per_mm2']:.4g} TOPS/mm² · crossbars {t['crossbars']:,}"
             + (f" ({t['crossbars_with_replicas']:,} with replicas)" if t["crossbars_with_replicas"] != t["crossbars"]

@@ -174,7 +174,7 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
     ctx = PassContext(plan.pass_options, plan.calib, plan.seed, calib_samples=plan.calib_samples,
                       preset=plan.preprocess, target=plan.target, hw=plan.hw, cost=cost, cost_for=cost_for,
                       progress=progress)
-    manager.run(cm, ctx, plan.passes, timings, progress=None)
+    manager.run(cm, ctx, plan.passes, timings, progress=progress)
     for record in cm.records:
         record.details.setdefault("calibration", ctx.calibration_source)
         timings.update({f"pass.{record.name}.{k}": v for k, v in record.timings.items()})

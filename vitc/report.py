@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitc import plots
+from vitc.fmt import num, si
 from vitc.backends.api import Analysis, analyse
 from vitc.backends.cost import DYNAMIC_COMPONENTS, LATENCY_COMPONENTS
 from vitc.backends.results import mapping_data, report_data, schedule_data
@@ -70,17 +71,6 @@ def _dumps_mapping(mapping: dict) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def _si(x: float, unit: str) -> str:
-    """Human-readable number with an SI prefix (x in base units)."""
-    if x == 0:
-        return f"0 {unit}"
-    for f, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"),
-                 (1e-12, "p")):
-        if abs(x) >= f:
-            return f"{x / f:.4g} {p}{unit}"
-    return f"{x:.3g} {unit}"
-
-
 # --------------------------------------------------------------------------- text
 def summary(an) -> str:
     t = an.totals
@@ -91,13 +81,13 @@ def summary(an) -> str:
         extra.append(f"{t['crossbars_dynamic']:,} reprogrammed per inference")
     xb = f"{t['crossbars']:,}" + (f" (+ {', '.join(extra)})" if extra else "")
     b = t.get("batch", 1)
-    batch_note = f" (batch of {b}: {_si(t['batch_latency_ns'] * 1e-9, 's')})" if b > 1 else ""
+    batch_note = f" (batch of {b}: {si(t['batch_latency_ns'] * 1e-9, 's')})" if b > 1 else ""
     lines = [
         f"{an.model_name} on {an.spec.name} ({an.target})",
-        f"  latency       {_si(t['latency_ns'] * 1e-9, 's')} / image{batch_note}",
-        f"  throughput    {t['throughput_ips']:.4g} images/s (pipelined; interval {_si(t['pipeline_interval_ns'] * 1e-9, 's')}"
+        f"  latency       {si(t['latency_ns'] * 1e-9, 's')} / image{batch_note}",
+        f"  throughput    {t['throughput_ips']:.4g} images/s (pipelined; interval {si(t['pipeline_interval_ns'] * 1e-9, 's')}"
         f"{' per batch' if b > 1 else ''})",
-        f"  energy        {_si(t['energy_pj'] * 1e-12, 'J')} / image",
+        f"  energy        {si(t['energy_pj'] * 1e-12, 'J')} / image",
         f"  area          {t['area_mm2']:.4g} mm²",
         f"  EDAP          {t['edap_j_s_mm2']:.4g} J·s·mm²",
         f"  TOPS/W        {t['tops_per_w']:.4g}",
@@ -110,21 +100,10 @@ def summary(an) -> str:
     return "\n".join(lines)
 
 
-def _g(x, nd=4) -> str:
-    """A table cell: integers with thousands separators, floats to ``nd`` significant digits."""
-    if x is None:
-        return "–"
-    if isinstance(x, bool) or isinstance(x, str):
-        return str(x)
-    if isinstance(x, int):
-        return f"{x:,}"
-    return f"{x:.{nd}g}"
-
-
 def _md_table(header: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
-        out.append("| " + " | ".join(_g(c) for c in r) + " |")
+        out.append("| " + " | ".join(num(c) for c in r) + " |")
     return "\n".join(out)
 
 
@@ -132,12 +111,12 @@ def _totals_rows(t: dict) -> list[list]:
     b = t.get("batch", 1)
     return [
         ["batch (costed together)", f"{b}"],
-        ["latency per image", _si(t["latency_ns"] * 1e-9, "s")],
-        ["latency of the batch", _si(t["batch_latency_ns"] * 1e-9, "s")],
-        ["pipeline interval (per batch)", _si(t["pipeline_interval_ns"] * 1e-9, "s")
+        ["latency per image", si(t["latency_ns"] * 1e-9, "s")],
+        ["latency of the batch", si(t["batch_latency_ns"] * 1e-9, "s")],
+        ["pipeline interval (per batch)", si(t["pipeline_interval_ns"] * 1e-9, "s")
          + f" (bottleneck {t['pipeline_bottleneck']})"],
         ["throughput", f"{t['throughput_ips']:.4g} images/s"],
-        ["energy per image", _si(t["energy_pj"] * 1e-12, "J")],
+        ["energy per image", si(t["energy_pj"] * 1e-12, "J")],
         ["area", f"{t['area_mm2']:.4g} mm²"],
         ["EDAP", f"{t['edap_j_s_mm2']:.4g} J·s·mm²"],
         ["TOPS", f"{t['tops']:.4g}"],
@@ -156,10 +135,10 @@ def _totals_rows(t: dict) -> list[list]:
 def _layer_rows(rep: dict) -> list[list]:
     rows = []
     for L in rep["layers"]:
-        rows.append([L["layer"], "/".join(L["units"]), _g(L["crossbars"]), _g(L["replication"]),
+        rows.append([L["layer"], "/".join(L["units"]), num(L["crossbars"]), num(L["replication"]),
                      "–" if L["utilisation_mean"] is None else f"{100 * L['utilisation_mean']:.1f}%",
-                     _g(L["macs"]), _g(L["start_cycle"]), _g(L["end_cycle"]),
-                     _g(L["latency_ns"] / 1e3), _g(L["energy_pj"] / 1e6)])
+                     num(L["macs"]), num(L["start_cycle"]), num(L["end_cycle"]),
+                     num(L["latency_ns"] / 1e3), num(L["energy_pj"] / 1e6)])
     return rows
 
 
@@ -178,14 +157,14 @@ def render_md(rep: dict, summary_text: str) -> str:
              "## Totals", "", _md_table(["metric", "value"], _totals_rows(t)), "",
              "## Energy by component", "",
              _md_table(["component", "µJ / image", "share of dynamic"],
-                       [[k, _g(v / 1e6), "–" if k == "leakage" else f"{100 * t['dynamic_energy_share'].get(k, 0):.1f}%"]
+                       [[k, num(v / 1e6), "–" if k == "leakage" else f"{100 * t['dynamic_energy_share'].get(k, 0):.1f}%"]
                         for k, v in t["energy_by_component_pj"].items()]), "",
              "## Area by component", "",
-             _md_table(["component", "mm²"], [[k, _g(v)] for k, v in t["area_by_component_mm2"].items()]), "",
+             _md_table(["component", "mm²"], [[k, num(v)] for k, v in t["area_by_component_mm2"].items()]), "",
              "## Layers", "", _md_table(_LAYER_HEADER, _layer_rows(rep)), "",
              "## Critical path", "",
              _md_table(["op", "layer", "resource", "start", "end"],
-                       [[c["op"], c["layer"], c["resource"], _g(c["start"]), _g(c["end"])]
+                       [[c["op"], c["layer"], c["resource"], num(c["start"]), num(c["end"])]
                         for c in rep["critical_path"]]), ""]
     for sec in rep.get("sections", {}).values():
         for title, header, rows, note in section_tables(sec):
@@ -209,7 +188,7 @@ def render_md(rep: dict, summary_text: str) -> str:
         lt = rep["lifetime"]
         parts += ["", "## Crossbar write endurance", "",
                   f"Attention operands are written every inference: {lt['inferences_until_wearout']:.3g} inferences "
-                  f"until wear-out ({_g(lt['seconds_until_wearout_at_throughput'])} s at full throughput)."]
+                  f"until wear-out ({num(lt['seconds_until_wearout_at_throughput'])} s at full throughput)."]
     if rep["warnings"]:
         parts += ["", "## Warnings", ""] + [f"- {w}" for w in rep["warnings"]]
     parts += ["", "## Notes", ""] + [f"- {n}" for n in rep["notes"]]
@@ -231,7 +210,7 @@ pre{background:#f7f7f7;padding:8px;font-size:11px;overflow-x:auto}
 
 def _html_table(header: list[str], rows: list[list]) -> str:
     h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_g(c))}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(num(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -274,12 +253,12 @@ def render_html(rep: dict, an, mapping: dict, sched: dict, with_plots: bool = Tr
     parts.append("</div>")
     parts += ["<h2>Energy by component</h2>",
               _html_table(["component", "µJ / image", "share of dynamic"],
-                          [[k, _g(v / 1e6), "–" if k == "leakage" else f"{100 * t['dynamic_energy_share'].get(k, 0):.1f}%"]
+                          [[k, num(v / 1e6), "–" if k == "leakage" else f"{100 * t['dynamic_energy_share'].get(k, 0):.1f}%"]
                            for k, v in t["energy_by_component_pj"].items()]),
               "<h2>Layers</h2>", _html_table(_LAYER_HEADER, _layer_rows(rep)),
               "<h2>Critical path</h2>",
               _html_table(["op", "layer", "resource", "start", "end"],
-                          [[c["op"], c["layer"], c["resource"], _g(c["start"]), _g(c["end"])]
+                          [[c["op"], c["layer"], c["resource"], num(c["start"]), num(c["end"])]
                            for c in rep["critical_path"]])]
     for sec in rep.get("sections", {}).values():
         for title, header, rows, note in section_tables(sec):

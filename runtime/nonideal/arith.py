@@ -78,6 +78,7 @@ class SimConfig:
     """
 
     rows: int = 128                 # crossbar rows R (tile height)
+    cols: int = 128                 # crossbar columns (only sets the crossbar count)
     rows_parallel: int = 128        # rows read at once = rows per ADC conversion (Rp)
     cell_bits: int = 1
     weight_bits: int = 8
@@ -105,7 +106,7 @@ class SimConfig:
         """Defaults from a hardware preset (name, path or :class:`HardwareSpec`), then overrides."""
         spec = load_hw(spec) if not hasattr(spec, "section") else spec
         xb = spec.section("crossbar")
-        base = dict(rows=xb["rows"], rows_parallel=xb.get("rows_parallel") or xb["rows"],
+        base = dict(rows=xb["rows"], cols=xb["cols"], rows_parallel=xb.get("rows_parallel") or xb["rows"],
                     cell_bits=xb["cell_bits"], weight_bits=xb["weight_bits"], input_bits=xb["input_bits"],
                     dac_bits=xb["dac_bits"], adc_bits=xb["adc_bits"], signed=xb["signed"],
                     source=getattr(spec, "name", ""))
@@ -116,7 +117,7 @@ class SimConfig:
         """Validate; returns self. Raises :class:`VitcInputError` naming the bad field."""
         def bad(msg):
             raise VitcInputError(f"invalid simulation setting: {msg}")
-        for name in ("rows", "rows_parallel", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
+        for name in ("rows", "cols", "rows_parallel", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 bad(f"{name} must be a positive integer (got {v!r})")
@@ -354,8 +355,10 @@ def program_matrix(W: np.ndarray, cfg: SimConfig, name: str = "") -> ProgrammedM
     cell_zp = 0 if codes.max(initial=0) <= 127 else -128
     cells = (g_codes.reshape(P * S, G, cfg.rows_parallel, Np).transpose(1, 2, 0, 3)
              .reshape(G, cfg.rows_parallel, P * S * Np) + cell_zp).astype(np.int8)
+    row_tiles = -(-K // cfg.rows)
     stats = {"codes_per_level": unit, "g_max_levels": gmax, "cell_zero_point": cell_zp,
-             "crossbars": -(-K // cfg.rows) * -(-(Np * S * P) // max(1, cfg.rows))}
+             "crossbars": row_tiles * -(-(Np * S * P) // cfg.cols),
+             "crossbars_weights": row_tiles * -(-(N * S * P) // cfg.cols)}      # as the cost model maps W
     return ProgrammedMatrix(K, N, G, q, s_w, q.sum(axis=0), g_codes, np.ascontiguousarray(cells), row_index,
                             unit, cfg.fixed_fullscale, name, None, stats)
 

@@ -53,7 +53,8 @@ class SimLayer:
     K: int
     N: int
     groups: int
-    crossbars: int
+    crossbars: int                 # incl. the offset reference column of each row tile, if the mapping has one
+    crossbars_weights: int         # the weights alone: what the cost model's mapping counts
     conversions_per_vector: int
     x_scale: float | None = None
     fullscale: float = 0.0
@@ -74,10 +75,13 @@ class SimResult:
     programmed: dict = field(default_factory=dict)   # node name -> ProgrammedMatrix (for the numpy twin)
 
     def summary(self) -> str:
+        total = sum(l.crossbars for l in self.layers)
+        weights = sum(l.crossbars_weights for l in self.layers)
+        ref = f" = {weights} for the weights + {total - weights} for offset reference columns" if total != weights else ""
         lines = [f"non-ideal simulation ({self.config.source or 'custom'}): {self.config.describe()}",
                  f"  {len(self.layers)} crossbar-mapped MVMs replaced by {DOMAIN}::{OP_TYPE}"
-                 f" ({sum(l.crossbars for l in self.layers)} crossbars, "
-                 f"{sum(l.conversions_per_vector for l in self.layers)} ADC conversions per input vector)"]
+                 f" ({total} crossbars{ref}; {sum(l.conversions_per_vector for l in self.layers)} ADC conversions "
+                 "per input vector)"]
         if self.calibration != "none":
             lines.append(f"  calibration data: {self.calibration}")
         c = self.config
@@ -408,7 +412,7 @@ def simulate_model(model: onnx.ModelProto | str | os.PathLike, cfg: SimConfig | 
     layers = []
     for name, pm in rw.programmed.items():
         layers.append(SimLayer(name, mvms[name].op_type, pm.K, pm.N, pm.groups, int(pm.stats["crossbars"]),
-                               pm.groups * cfg.conversions_per_output * pm.n_cols, pm.x_scale, pm.fullscale,
+                               int(pm.stats["crossbars_weights"]), pm.groups * cfg.conversions_per_output * pm.n_cols, pm.x_scale, pm.fullscale,
                                pm.stats.get("adc_clip_fraction")))
     res = SimResult(m, cfg, layers, skipped, source, programmed=dict(rw.programmed))
     meta = {p.key: p for p in m.metadata_props}
