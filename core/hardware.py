@@ -631,16 +631,21 @@ def override(spec: HardwareSpec, values: dict[str, Any], label: str | None = Non
         if parts[-1] not in node and not _optional_field(spec, dotted):
             raise VitcInputError(f"hardware field '{dotted}' does not exist in {spec.name}")
         node[parts[-1]] = v
-    label = label or f"{spec.name} with " + ", ".join(f"{k}={v}" for k, v in values.items())
+    changes = ", ".join(f"{k}={v}" for k, v in values.items())
+    label = label or f"{spec.name} with {changes}"
+    name = f"{spec.name}[{changes}]"
+    data.setdefault("meta", {})
+    data["meta"]["name"] = name
+    data["meta"]["description"] = f"{spec.description} — modified: {changes}"
     if spec.kind == "hybrid":
         sa = data.pop("parts")["systolic"]
         meta = data.pop("meta")
         xb = validate({**data, "meta": {**meta, "kind": "xbar"}}, label)
         sa = validate(sa, label)
         out = combine([HardwareSpec(xb["meta"]["name"], xb), HardwareSpec(sa["meta"]["name"], sa)], label)
-        out.data["meta"]["name"] = meta["name"]
-        return HardwareSpec(meta["name"], out.data, spec.sources, label)
-    return HardwareSpec(spec.name, validate(data, label), spec.sources, label)
+        out.data["meta"].update(name=name, description=meta["description"])
+        return HardwareSpec(name, out.data, spec.sources, label)
+    return HardwareSpec(name, validate(data, label), spec.sources, label)
 
 
 def _optional_field(spec: HardwareSpec, dotted: str) -> bool:
