@@ -52,6 +52,7 @@ class OpCost:
     macs: int = 0
     crossbars: int = 0
     crossbars_dynamic: int = 0
+    traffic: dict = field(default_factory=dict)     # bits moved: buffer_bits, interconnect_bits, dram_bits
     extra: dict = field(default_factory=dict)
 
     @property

@@ -73,7 +73,8 @@ class DigitalModel:
         lat = cycles / self.f
         return OpCost(op.index, op.name, item.layer, item.kind, unit, unit,
                       latency={"digital": lat}, energy={"digital": e_dig, "buffer": self._buffer_pj(item)},
-                      cycles=to_cycles(lat, self.f), macs=item.macs if item.kind == ACT else 0)
+                      cycles=to_cycles(lat, self.f), macs=item.macs if item.kind == ACT else 0,
+                      traffic={"buffer_bits": (item.in_elements + item.out_elements) * self.act_bits})
 
     def gate_cost(self, item: WorkItem) -> tuple[float, float]:
         """(latency ns per recurrence step, energy pJ per inference) of RNN gates on the SFU."""

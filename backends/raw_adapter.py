@@ -15,7 +15,7 @@ _BLOCK_RES = [re.compile(p) for p in (
 )]
 
 _ROLE_PATTERNS = [
-    ("patch_embed", ("patch_embed", "embeddings/patch", "patch_embeddings")),
+    ("patch_embedding", ("patch_embed", "embeddings/patch", "patch_embeddings")),
     ("qkv_proj", ("qkv",)),
     ("q_proj", ("q_proj", "query", "/q/", ".q.", "to_q")),
     ("k_proj", ("k_proj", "/key", "/k/", ".k.", "to_k")),

@@ -9,12 +9,35 @@ import numpy as np
 from vitc.backends.cost import DYNAMIC_COMPONENTS, LATENCY_COMPONENTS
 from vitc.backends.partition import FREE
 
-REPORT_SCHEMA = ("vitc.report", 1)
+REPORT_SCHEMA = ("vitc.report", 2)
 MAPPING_SCHEMA = ("vitc.mapping", 1)
 SCHEDULE_SCHEMA = ("vitc.schedule", 1)
 
 BLOCK_FIELDS = ["crossbar", "tile", "pe", "group", "row_tile", "col_tile", "row0", "rows", "col0", "cols",
                 "weight_col0", "weight_col1", "utilisation"]
+
+#: what a role (vitc.role metadata, or the raw adapter's guess) counts as in the rollups
+OP_KINDS = ("patch_embedding", "qkv_projection", "attention_core", "output_projection", "reuse_tb", "bilstm", "mlp",
+            "norm_nonlinear", "head", "other")
+ATTENTION_KINDS = ("qkv_projection", "attention_core", "output_projection", "reuse_tb", "bilstm")
+_ROLE_KIND = {"q_proj": "qkv_projection", "k_proj": "qkv_projection", "v_proj": "qkv_projection",
+              "qkv_proj": "qkv_projection", "attention": "attention_core", "out_proj": "output_projection",
+              "mlp_fc1": "mlp", "mlp_fc2": "mlp", "norm1": "norm_nonlinear", "norm2": "norm_nonlinear",
+              "norm": "norm_nonlinear", "residual": "norm_nonlinear", "patch_embedding": "patch_embedding",
+              "embed": "patch_embedding", "head": "head", "reuse_tb": "reuse_tb"}
+
+
+def op_kind(role: str | None) -> str:
+    """The rollup kind of a role (``q_proj_bias`` counts with ``q_proj``; LSTM roles as ``bilstm``)."""
+    if not role:
+        return "other"
+    base = role.removesuffix("_bias")
+    if base in _ROLE_KIND:
+        return _ROLE_KIND[base]
+    if base.startswith(("lstm", "bilstm")):
+        return "bilstm"
+    return "other"
+
 
 NOTES = [
     "ops = 2 x MACs (static-weight and activation x activation products); element-wise work is not counted as ops.",
@@ -89,7 +112,8 @@ def _layers(an) -> list[dict]:
         if it.kind == FREE:
             continue
         L = layers.setdefault(it.layer, {
-            "layer": it.layer, "block": it.block, "role": it.role, "ops": 0, "units": set(), "crossbars": 0,
+            "layer": it.layer, "block": it.block, "role": it.role, "kind_of_op": op_kind(it.role), "ops": 0,
+            "units": set(), "crossbars": 0, "area_mm2": 0.0, "buffer_bits": 0.0, "interconnect_bits": 0.0,
             "crossbars_with_replicas": 0, "crossbars_dynamic": 0, "replication": 1, "macs": 0,
             "latency_by_component_ns": {k: 0.0 for k in LATENCY_COMPONENTS},
             "energy_by_component_pj": {k: 0.0 for k in DYNAMIC_COMPONENTS},
@@ -101,6 +125,9 @@ def _layers(an) -> list[dict]:
         L["units"].add(c.unit)
         L["macs"] += c.macs
         L["crossbars"] += c.crossbars
+        L["area_mm2"] += _op_area(an, c)
+        L["buffer_bits"] += c.traffic.get("buffer_bits", 0) / an.totals.get("batch", 1)
+        L["interconnect_bits"] += c.traffic.get("interconnect_bits", 0) / an.totals.get("batch", 1)
         L["crossbars_dynamic"] += c.crossbars_dynamic
         rep = c.extra.get("replication", 1)
         L["replication"] = max(L["replication"], rep)
@@ -131,6 +158,113 @@ def _layers(an) -> list[dict]:
     return out
 
 
+def _op_area(an, c) -> float:
+    return an.xbar.op_area_mm2(c) if an.xbar is not None and c.extra.get("maps") else 0.0
+
+
+def rollups(an) -> dict:
+    """Energy, busy latency, dedicated area, MACs, crossbars and traffic per encoder block and per
+    op kind, and the attention share. Energies per image (post-layout factor applied, no
+    leakage); busy latency = the sum of the ops' times (ops overlap in the schedule); area = what
+    the op occupies alone (crossbars and their tiles) — shared digital units are listed apart."""
+    zeta = an.param("calibration.post_layout_energy_factor", 1.0) / an.totals.get("batch", 1)
+    items = {it.op.index: it for it in an.items}
+    f = an.spec.freq_ghz
+    blocks: dict = {}
+    kinds = {k: {"energy_pj": 0.0, "latency_ns": 0.0, "area_mm2": 0.0, "macs": 0, "crossbars": 0, "ops": 0}
+             for k in OP_KINDS}
+    slot = {sl.index: sl for sl in an.schedule.slots}
+    for c in an.costs:
+        it = items[c.index]
+        k = op_kind(it.role)
+        e = c.energy_pj * zeta
+        area = _op_area(an, c)
+        rec = kinds[k]
+        rec["energy_pj"] += e
+        rec["latency_ns"] += c.latency_ns
+        rec["area_mm2"] += area
+        rec["macs"] += c.macs
+        rec["crossbars"] += c.crossbars
+        rec["ops"] += 1
+        b = blocks.setdefault(it.block, {"block": it.block, "energy_pj": 0.0, "latency_ns": 0.0, "area_mm2": 0.0,
+                                         "macs": 0, "crossbars": 0, "buffer_bits": 0.0, "interconnect_bits": 0.0,
+                                         "start_cycle": None, "end_cycle": 0,
+                                         "energy_by_kind_pj": {}, "latency_by_kind_ns": {}})
+        b["energy_pj"] += e
+        b["latency_ns"] += c.latency_ns
+        b["area_mm2"] += area
+        b["macs"] += c.macs
+        b["crossbars"] += c.crossbars
+        b["buffer_bits"] += c.traffic.get("buffer_bits", 0)
+        b["interconnect_bits"] += c.traffic.get("interconnect_bits", 0)
+        b["energy_by_kind_pj"][k] = b["energy_by_kind_pj"].get(k, 0.0) + e
+        b["latency_by_kind_ns"][k] = b["latency_by_kind_ns"].get(k, 0.0) + c.latency_ns
+        s = slot.get(c.index)
+        if s is not None:
+            b["start_cycle"] = s.start if b["start_cycle"] is None else min(b["start_cycle"], s.start)
+            b["end_cycle"] = max(b["end_cycle"], s.end)
+    by_block = []
+    for key in sorted(blocks, key=lambda b: (b is None, b if b is not None else 0)):
+        b = blocks[key]
+        b["start_cycle"] = b["start_cycle"] or 0
+        b["span_ns"] = (b["end_cycle"] - b["start_cycle"]) / f
+        b["macs"] //= an.totals.get("batch", 1)
+        by_block.append(b)
+    t = an.totals
+    dyn = sum(v["energy_pj"] for v in kinds.values())
+    busy = sum(v["latency_ns"] for v in kinds.values())
+    dedicated = sum(v["area_mm2"] for v in kinds.values())
+    att = {m: sum(kinds[k][m] for k in ATTENTION_KINDS) for m in ("energy_pj", "latency_ns", "area_mm2")}
+    return {
+        "by_kind": {k: v for k, v in kinds.items() if v["ops"]},
+        "by_block": by_block,
+        "shared_area_mm2": max(0.0, t["area_mm2"] - dedicated),
+        "attention_share": {"energy": att["energy_pj"] / dyn if dyn else 0.0,
+                            "latency": att["latency_ns"] / busy if busy else 0.0,
+                            "area": att["area_mm2"] / t["area_mm2"] if t["area_mm2"] else 0.0},
+        "attention_kinds": list(ATTENTION_KINDS),
+        "note": "energy: dynamic, per image; latency: busy time (sum over ops, which overlap in the schedule); "
+                "area: dedicated to the ops (crossbars and their tiles); shared digital units are 'shared_area_mm2'",
+    }
+
+
+def pipeline_data(an) -> dict:
+    """The steady state behind the throughput: the interval, the bottleneck, and every resource
+    kind's occupancy of the interval (busy time per image / interval)."""
+    sched, t = an.schedule, an.totals
+    f = an.spec.freq_ghz
+    counts = an.unit_counts
+    kinds: dict[str, dict] = {}
+    for r, b in sched.resource_busy.items():
+        kind = r.split(":", 1)[0] if r else "none"
+        k = kinds.setdefault(kind, {"resources": 0, "busy_ns_max": 0.0, "busy_ns_total": 0.0})
+        n = counts.get(r, 1)
+        k["resources"] += n
+        k["busy_ns_total"] += b / f
+        k["busy_ns_max"] = max(k["busy_ns_max"], b / f / n)
+    interval = t["pipeline_interval_ns"]
+    for k in kinds.values():
+        k["occupancy"] = k["busy_ns_max"] / interval if interval else 0.0
+    return {"interval_ns": interval, "interval_cycles": t["pipeline_interval_cycles"],
+            "bottleneck": t["pipeline_bottleneck"], "batch": t.get("batch", 1), "by_resource_kind": kinds,
+            "note": "one pipeline stage per crossbar op (its own crossbars) and per digital unit instance; "
+                    "occupancy = the busiest resource of that kind's time per batch / the interval"}
+
+
+def traffic_data(an) -> dict:
+    """Bits moved per image through the buffers and the interconnect (crossbar and digital ops),
+    and SRAM/DRAM words of a systolic unit when the target has one."""
+    B = an.totals.get("batch", 1)
+    out = {"buffer_bits": sum(c.traffic.get("buffer_bits", 0) for c in an.costs) / B,
+           "interconnect_bits": sum(c.traffic.get("interconnect_bits", 0) for c in an.costs) / B}
+    sy = an.sections.get("systolic")
+    if sy:
+        bits = sy.get("precision_bits", 16)
+        out["sram_bits"] = sy["sram"]["words"] * bits / B
+        out["dram_bits"] = sy["dram"]["words"] * bits / B
+    return out
+
+
 def _ops(an) -> list[dict]:
     zeta = an.param("calibration.post_layout_energy_factor", 1.0) / an.totals.get("batch", 1)   # per image
     by_index = {it.op.index: it for it in an.items}
@@ -140,6 +274,7 @@ def _ops(an) -> list[dict]:
         it = by_index[c.index]
         s = slot[c.index]
         out.append({"name": c.name, "op_type": it.op.op_type, "origin": it.op.origin, "layer": c.layer,
+                    "kind_of_op": op_kind(it.role), "area_mm2": _op_area(an, c),
                     "kind": c.kind, "unit": c.unit, "resource": c.resource, "instance": s.instance,
                     "start": s.start, "end": s.end, "cycles": c.cycles,
                     "latency_ns": c.latency_ns, "energy_pj": c.energy_pj * zeta, "macs": c.macs,
@@ -220,6 +355,9 @@ def report_data(an, pass_records: list[dict]) -> dict:
         "totals": {**t, "energy_pre_layout_pj": t["energy_pj"] / zeta,
                    "dynamic_energy_share": {k: (t["energy_by_component_pj"][k] / t["dynamic_energy_pj"]
                                                 if t["dynamic_energy_pj"] else 0.0) for k in DYNAMIC_COMPONENTS}},
+        "rollups": rollups(an),
+        "pipeline": pipeline_data(an),
+        "traffic": traffic_data(an),
         "layers": _layers(an),
         "ops": _ops(an),
         "units": {u: {"count": n, "lanes": an.unit_lanes.get(u)} for u, n in sorted(an.unit_counts.items())},

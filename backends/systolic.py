@@ -527,6 +527,7 @@ class SystolicModel:
         return {
             "preset": shw.name,
             "clock_mhz": hw.freq_mhz,
+            "precision_bits": hw.bits,
             "array": {"rows": hw.rows, "cols": hw.cols, "diag_rows": hw.diag_rows, "diag_cols": hw.diag_cols},
             "options": dict(self.opts),
             "component_map": dict(self.components),

@@ -206,6 +206,8 @@ class XbarModel:
         xbars = sum(mm.crossbars for mm in maps)
         oc = OpCost(op.index, op.name, item.layer, item.kind, "xbar", f"xbar:{op.name}", latency=lat, energy=energy,
                     cycles=to_cycles(lat_ns, self.f), macs=item.macs, crossbars=xbars,
+                    traffic={"buffer_bits": counts_total.get("buffer_bits", 0),
+                             "interconnect_bits": counts_total.get("interconnect_bits", 0)},
                     extra={"counts": counts_total, "maps": maps, "items": item.matrices})
         return oc
 
@@ -236,6 +238,8 @@ class XbarModel:
         return OpCost(op.index, op.name, item.layer, item.kind, "xbar-write", f"xbar-write:{op.name}", latency=lat,
                       energy=e, cycles=to_cycles(sum(lat.values()), self.f), macs=item.macs,
                       crossbars_dynamic=mm.crossbars,
+                      traffic={"buffer_bits": counts["buffer_bits"] + cells / self.cpw * self.spec["crossbar.input_bits"],
+                               "interconnect_bits": counts["interconnect_bits"]},
                       extra={"counts": counts, "maps": [mm], "cells_written": cells})
 
     # ------------------------------------------------------------------ replication
@@ -297,6 +301,17 @@ class XbarModel:
             "tiles": int(tile),
             "crossbars_per_tile": int(per_tile),
         }
+
+    def op_area_mm2(self, cost: OpCost) -> float:
+        """Area dedicated to one op: its crossbars (with replicas) with their ADCs, accumulation and
+        periphery, and its tiles' buffers and interconnect (every layer starts a fresh tile)."""
+        s = self.spec
+        maps = cost.extra.get("maps", []) if isinstance(cost.extra, dict) else []
+        n = sum(mm.crossbars_total for mm in maps)
+        tiles = sum(mm.tiles for mm in maps)
+        per_xbar = (s["crossbar.area_um2"] + self.C / s["crossbar.cols_per_adc"] * s["adc.area_um2"]
+                    + s["accumulation.area_um2_per_crossbar"] + s["periphery.area_um2_per_crossbar"]) * 1e-6
+        return n * per_xbar + tiles * (s["buffer.area_mm2_per_tile"] + s["interconnect.area_mm2_per_tile"])
 
     def physical_crossbars(self) -> int:
         return int(sum(mm.crossbars_total for mm in self.maps))

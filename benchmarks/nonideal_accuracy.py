@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     from vitc.core.io import write_outputs
     from vitc.pipeline import compile_model
     from vitc.runtime.nonideal.sweep import adc_sweep, parse_bits
+    from vitc.simulation import sweep_files
     from vitc.runtime.nonideal.arith import SimConfig
 
     model_path, test, calib = REF / "vit_digits_p4.onnx", REF / "digits_test.npz", REF / "digits_calib.npz"
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
         cfg = SimConfig.from_hw(hw, **kw)
         t0 = time.perf_counter()
         sweep, _ = adc_sweep(variants, cfg, bits, data, calib=str(calib))
-        files = sweep.files()
+        files = sweep_files(sweep)
         write_outputs(Path(args.output) / name, files)
         print(f"### {name} ({hw}, {time.perf_counter() - t0:.0f} s)\n")
         print(files["nonideal.md"].decode().split("Top-1 agreement")[0].split("\n\n", 2)[2].strip() + "\n")

@@ -21,7 +21,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from vitc.runtime.data import load_dataset
 from vitc.core.io import load_model

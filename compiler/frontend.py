@@ -143,7 +143,7 @@ def _tag_model_ends(cm: CompiledModel) -> None:
     first_block = next((i for i, n in enumerate(weighted) if n.name in tagged), None)
     if first_block:
         for n in weighted[:first_block]:
-            cm.tag(n.name, None, "patch_embed" if n.op == "Conv" else "embed")
+            cm.tag(n.name, None, "patch_embedding" if n.op == "Conv" else "embed")
     last = max((i for i, n in enumerate(weighted) if n.name in tagged), default=None)
     if last is not None:
         for n in weighted[last + 1:]:

@@ -73,6 +73,7 @@ class PassRecord:
     details: dict[str, Any] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)   # extra OUTDIR files (name -> bytes); not in to_dict
     timings: dict[str, float] = field(default_factory=dict)  # wall/CPU seconds; printed, never in OUTDIR files
+    sections: dict[str, dict] = field(default_factory=dict)  # report sections (key -> title, tables, figures)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "blocks": self.blocks, "weights": self.weights,

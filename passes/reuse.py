@@ -156,7 +156,7 @@ class ReusePass:
             if baseline is None:
                 baseline = emit_copy(cm)
             plan, search = auto_plan(cm, ctx, cfg, baseline)
-            files.update(search.pop("files", {}))
+            section = search.pop("section")
             teacher_tbs = search.pop("_teacher_tbs", {})
             verified_fit = search.pop("_verified_fit", (None, None))
         else:
@@ -212,6 +212,8 @@ class ReusePass:
             if cost is not None:
                 details["cost"] = cost
         rec = PassRecord(self.name, sorted(plan), weights, fidelity, details)
+        if search is not None:
+            rec.sections[section["key"]] = section
         rec.timings["seconds"] = round(time.perf_counter() - t0, 2)
         if search is not None:
             rec.timings.update({f"search_{k}": v for k, v in search.pop("seconds", {}).items()})

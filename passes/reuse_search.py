@@ -28,8 +28,8 @@ any computing source i < j — for 12 blocks 2¹¹ sets and far more (set, sourc
    ``--max-drop`` (accuracy with labels, else top-1 agreement; default 1 pp when no budget is
    given), ``--cos-floor`` and ``--max-latency``.
 
-The frontier is reported as a table (``reuse_frontier.md``), a plot (``reuse_frontier.svg``)
-and JSON in the pass record.
+The frontier goes into the report as a section (table and scatter; ``frontier_section``) and
+into the pass record as JSON.
 """
 from __future__ import annotations
 
@@ -479,8 +479,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
     }
     if notes:
         record["notes"] = notes
-    record["files"] = {"reuse_frontier.md": frontier_markdown(record).encode(),
-                       "reuse_frontier.svg": frontier_svg(record).encode()}
+    record["section"] = frontier_section(record)
     record["_teacher_tbs"] = {t: pairs.tbs[(s, t)] for t, s in plan.items()}
     record["_verified_fit"] = (verify_fit, fitted.get(plan_text(plan)) if plan else None)
     return plan, record
@@ -523,88 +522,38 @@ def _json_row(r: dict) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- rendering
-def frontier_markdown(rec: dict) -> str:
+# ----------------------------------------------------------------------------- report section
+def frontier_section(rec: dict) -> dict:
+    """The ``reuse_frontier`` report section: the frontier as a table and as a scatter (EDAP
+    relative to the baseline against the measured drop), rendered with the other sections."""
     b = rec["budget"]
-    metric = b["metric"]
     has_acc = any("accuracy" in r for r in rec["frontier"])
     v = rec.get("verification", {})
-    lines = ["# Reuse plan search: EDAP vs fidelity frontier", "",
-             f"search: {rec['method']}, {rec['nodes']} nodes visited for {rec['reuse_sets']} reuse sets "
-             f"({rec['plans_in_space']} plans with source choices); {rec['frontier_size']} frontier plans, "
-             f"{v.get('verified', '?')} verified ({v.get('mode', '?')}) in onnxruntime on the calibration data "
-             "and costed by the backend.", "",
-             f"budget: max drop {b['max_drop']} pp ({metric})"
-             + (f", cos floor {b['cos_floor']}" if b["cos_floor"] is not None else "")
-             + (f", max latency {b['max_latency_ns']:.4g} ns" if b["max_latency_ns"] else ""), "",
-             "| k | plan (target:source) | surrogate damage | surrogate EDAP | EDAP (J·s·mm²) | EDAP reduction "
-             f"| latency (ns) | TOPS/mm² gain | agreement % | {'accuracy % | ' if has_acc else ''}output cos "
-             "| drop (pp) | ok |",
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if has_acc else "") + "---|---|---|"]
-
-    def f(r, key, fmt):
-        v = r.get(key)
-        return "—" if v is None else format(v, fmt)
-
+    header = ["k", "plan (target:source)", "surrogate damage", "surrogate EDAP", "EDAP (J·s·mm²)", "EDAP reduction",
+              "latency (ns)", "TOPS/mm² gain", "agreement %"] + (["accuracy %"] if has_acc else []) + \
+             ["output cos", "drop (pp)", "meets budget"]
+    rows = []
     for r in rec["frontier"]:
-        mark = " **chosen**" if r.get("chosen") else ""
-        ok = "—" if not r.get("verified") else ("yes" if r["meets_budget"] else "no")
-        cells = [str(r["k"]), r["plan"] + mark, f(r, "damage", ".4g"), f(r, "surrogate_edap", ".4g"),
-                 f(r, "edap", ".4g"), (f(r, "edap_reduction", ".3f") + "×") if r.get("edap_reduction") else "—",
-                 f(r, "latency_ns", ".4g"), (f(r, "tops_per_mm2_gain", ".3f") + "×") if r.get("tops_per_mm2_gain") else "—",
-                 f(r, "agreement", ".2f")]
-        if has_acc:
-            cells.append(f(r, "accuracy", ".2f"))
-        cells += [f(r, "output_cosine", ".4f"), f(r, "drop", ".2f"), ok]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"chosen plan: {rec['chosen']}", ""]
-    return "\n".join(lines)
-
-
-def frontier_svg(rec: dict, width: int = 640, height: int = 400) -> str:
-    """EDAP (relative to baseline) vs measured drop of the verified frontier, as a standalone SVG."""
-    rows = [r for r in rec["frontier"] if r.get("verified")]
+        row = [r["k"], r["plan"] + (" (chosen)" if r.get("chosen") else ""), r.get("damage"), r.get("surrogate_edap"),
+               r.get("edap"), r.get("edap_reduction"), r.get("latency_ns"), r.get("tops_per_mm2_gain"),
+               r.get("agreement")] + ([r.get("accuracy")] if has_acc else []) + \
+            [r.get("output_cosine"), r.get("drop"), "–" if not r.get("verified") else
+             ("yes" if r["meets_budget"] else "no")]
+        rows.append(row)
+    note = (f"search: {rec['method']}, {rec['nodes']} nodes for {rec['reuse_sets']} reuse sets "
+            f"({rec['plans_in_space']} plans with source choices); {rec['frontier_size']} frontier plans, "
+            f"{v.get('verified', '?')} verified ({v.get('mode', '?')}); budget: max drop {b['max_drop']} pp "
+            f"({b['metric']})" + (f", cos floor {b['cos_floor']}" if b["cos_floor"] is not None else "")
+            + (f", max latency {b['max_latency_ns']:.4g} ns" if b["max_latency_ns"] else "")
+            + f"; chosen: {rec['chosen']}")
     base = rec["baseline"]["edap_j_s_mm2"] or 1.0
-    pts = [(r["drop"], r["edap"] / base, r) for r in rows]
-    ml, mr, mt, mb = 70, 20, 40, 55
-    xs = [p[0] for p in pts] + [0.0] + ([rec["budget"]["max_drop"]] if rec["budget"]["max_drop"] is not None else [])
-    ys = [p[1] for p in pts] + [1.0]
-    x0, x1 = min(xs + [0.0]), max(xs) * 1.08 + 1e-9 if max(xs) > 0 else 1.0
-    y0, y1 = 0.0, max(ys) * 1.08
+    points = [{"label": r["plan"], "edap_rel": r["edap"] / base, "drop": r["drop"], "k": r["k"]}
+              for r in rec["frontier"] if r.get("verified")]
+    return {"key": "reuse_frontier", "title": "Reuse plan search (TReX): EDAP against fidelity",
+            "tables": [{"title": "Frontier plans", "header": header, "rows": rows, "note": note}],
+            "figures": [{"kind": "scatter", "title": "Verified frontier: EDAP (relative to the baseline) vs drop",
+                         "points": points, "x": "drop", "y": "edap_rel", "xlabel": f"drop ({b['metric']}, pp)",
+                         "ylabel": "EDAP / baseline EDAP", "color": "k", "label": "label",
+                         "front": sorted(points, key=lambda q: q["drop"])}]}
 
-    def sx(x):
-        return ml + (x - x0) / (x1 - x0) * (width - ml - mr)
 
-    def sy(y):
-        return height - mb - (y - y0) / (y1 - y0) * (height - mt - mb)
-
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-           'font-size="11">', f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="13">Reuse plans: EDAP vs fidelity '
-           f'(verified frontier, {rec["budget"]["metric"]})</text>',
-           f'<line x1="{ml}" y1="{height - mb}" x2="{width - mr}" y2="{height - mb}" stroke="black"/>',
-           f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{height - mb}" stroke="black"/>']
-    for t in np.linspace(x0, x1, 6):
-        out.append(f'<text x="{sx(t):.1f}" y="{height - mb + 15}" text-anchor="middle">{t:.2g}</text>')
-    for t in np.linspace(y0, y1, 6):
-        out.append(f'<text x="{ml - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{t:.2f}</text>')
-        out.append(f'<line x1="{ml}" y1="{sy(t):.1f}" x2="{width - mr}" y2="{sy(t):.1f}" stroke="#eee"/>')
-    out.append(f'<text x="{(ml + width - mr) / 2}" y="{height - 15}" text-anchor="middle">'
-               f'drop on calibration data (pp, {rec["budget"]["metric"]})</text>')
-    out.append(f'<text x="15" y="{(mt + height - mb) / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 15 {(mt + height - mb) / 2})">EDAP / baseline EDAP</text>')
-    if rec["budget"]["max_drop"] is not None:
-        bx = sx(rec["budget"]["max_drop"])
-        out.append(f'<line x1="{bx:.1f}" y1="{mt}" x2="{bx:.1f}" y2="{height - mb}" stroke="#c33" '
-                   'stroke-dasharray="4 3"/>')
-        out.append(f'<text x="{bx + 4:.1f}" y="{mt + 12}" fill="#c33">budget</text>')
-    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in sorted(pts, key=lambda p: p[1]))
-    out.append(f'<polyline points="{line}" fill="none" stroke="#36c" stroke-width="1"/>')
-    for x, y, r in pts:
-        color = "#2a2" if r.get("chosen") else ("#36c" if r["meets_budget"] else "#999")
-        rad = 6 if r.get("chosen") else 4
-        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{rad}" fill="{color}"><title>k={r["k"]} '
-                   f'{r["plan"]}: EDAP x{y:.3f}, drop {x:.2f} pp</title></circle>')
-        out.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 5:.1f}" fill="#555">k={r["k"]}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"

@@ -25,3 +25,13 @@ def tiny_zoo(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("zoo")
     write_outputs(d, model_bytes(build_vit("deit-tiny", img_size=64, patch=16, depth=2), "tiny.onnx", False))
     return d / "tiny.onnx"
+
+
+def assert_offline_html(html: str) -> str:
+    """Assert a report page loads nothing from outside itself; returns the markup without script bodies."""
+    import re
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html)                    # every script inline
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)      # the page around the scripts
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", markup)
+    assert "@import" not in markup and "url(http" not in markup
+    return markup

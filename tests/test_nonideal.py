@@ -235,7 +235,9 @@ def test_cli_simulate_sweep_and_compile_emit_sim(tiny_zoo, tmp_path):
     report = json.loads((out / "nonideal.json").read_text())
     assert report["bits"] == [6, 8] and report["float_accuracy"]["tiny"] == 1.0
     assert set(report["accuracy"]["tiny"]) == {"6", "8"}
-    assert (out / "nonideal_adc.png").stat().st_size > 1000 and (out / "tiny.sim-adc8.onnx").is_file()
+    assert (out / "tiny.sim-adc8.onnx").is_file()
+    page = (out / "nonideal.html").read_text()
+    assert page.count("class='plot'") == 1 and "ADC bits" in page
     md = (out / "nonideal.md").read_text()
     assert "| 6 |" in md and "| 8 |" in md
     # a simulated model validates against the float one (the candidate's accuracy is the non-ideal accuracy)
@@ -255,7 +257,7 @@ def test_cli_simulate_sweep_and_compile_emit_sim(tiny_zoo, tmp_path):
     assert main(["simulate", str(cout), "--hw", "neurosim-v14", "--sim-mode", "tile", "--adc-bits", "4,8",
                  "-o", str(tmp_path / "s2")]) == 0
     files = sorted(f.name for f in (tmp_path / "s2").iterdir())
-    assert files == [".vitc-outputs", "nonideal.json", "nonideal.md"]
+    assert files == [".vitc-outputs", "nonideal.html", "nonideal.json", "nonideal.md"]
     assert json.loads((tmp_path / "s2" / "nonideal.json").read_text())["data"] == "synthetic"
 
 

@@ -259,8 +259,10 @@ def test_auto_search_meets_budget_and_writes_frontier(small_vit, tmp_path):
     assert len(chosen) == 1 and chosen[0]["drop"] <= 30 and chosen[0]["latency_ns"] <= 0.9 * s["budget"]["baseline_latency_ns"]
     assert chosen[0]["edap"] == min(r["edap"] for r in s["frontier"] if r["meets_budget"])
     assert rec.blocks == chosen[0]["reusing"] and rec.blocks
-    assert (tmp_path / "reuse_frontier.md").read_text().count("\n|") >= s["frontier_size"] + 1
-    assert (tmp_path / "reuse_frontier.svg").read_text().startswith("<svg")
+    sec = res.report["sections"]["reuse_frontier"]
+    assert len(sec["tables"][0]["rows"]) == s["frontier_size"]
+    assert sum("(chosen)" in str(row[1]) for row in sec["tables"][0]["rows"]) == 1
+    assert "Frontier plans" in (tmp_path / "report.md").read_text()
 
 
 def test_reference_vit_fitted_beats_identity():

@@ -97,7 +97,7 @@ def test_deit_tiny_totals_and_attention_on_digital():
     assert t["pipeline_interval_ns"] <= t["latency_ns"]
     assert "TOPS/W" in res.summary and "crossbars     3,366" in res.summary
     roles = {L["role"] for L in rep["layers"]}
-    assert {"qkv_proj", "attention", "out_proj", "mlp_fc1", "mlp_fc2", "patch_embed", "head"} <= roles
+    assert {"qkv_proj", "attention", "out_proj", "mlp_fc1", "mlp_fc2", "patch_embedding", "head"} <= roles
 
 
 def test_outputs_are_deterministic_across_processes():
@@ -115,7 +115,7 @@ def test_outputs_are_deterministic_across_processes():
     here = ";".join(k + "=" + hashlib.sha256(v).hexdigest() for k, v in sorted(r.files.items()))
     assert here == outs[0]
     rep = json.loads(r.files["report.json"])
-    assert rep["schema"] == "vitc.report" and rep["schema_version"] == 1
+    assert rep["schema"] == "vitc.report" and rep["schema_version"] == 2
 
 
 def _attn_model(n=16, c=32):

@@ -32,6 +32,7 @@ from vitc.pipeline import compile_model, frontend_summary
 from vitc.runtime.nonideal.simulate import CALIB_SAMPLES
 from vitc.runtime.shapes import parse_shape_overrides
 from vitc.runtime.validate import validate_models
+from vitc.report import section_markdown
 from vitc.simulation import config_from_options, nonideal_note, simulate_files
 
 SIM_KEYS = ("adc_bits", "mode", "variation", "variation_model", "on_off_ratio", "adc_range", "adc_fullscale",
@@ -297,7 +298,7 @@ def _cmd_simulate(args) -> int:
         raise VitcInputError("--labels given but the input data has no 'labels' array")
     written = write_outputs(out, files)
     if sweep is not None:
-        print(sweep.markdown(plot=None).strip())
+        print(section_markdown(sweep.section()).strip())
     print(f"wrote {len(written)} files to {out}/")
     return 0
 

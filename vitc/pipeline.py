@@ -8,6 +8,7 @@ is written atomically at the end and holds exactly this run's files.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import onnx
 
-from vitc.backends.api import analyse, cost_oracle, target_named
+from vitc.backends.api import cost_oracle, target_named
 from vitc.compiler.emit import emit
 from vitc.compiler.frontend import canonicalize_model
 from vitc.core.errors import VitcInputError
@@ -26,7 +27,7 @@ from vitc.core.ir import CompiledModel
 from vitc.core.progress import SILENT, Progress
 from vitc.passes import manager
 from vitc.passes.context import PassContext
-from vitc.report import render
+from vitc.report import evaluate
 from vitc.runtime import shapes
 from vitc.runtime.data import Dataset, load_dataset
 from vitc.simulation import config_from_options, emit_sim_files
@@ -94,8 +95,9 @@ def plan_compile(model, *, out=None, passes="none", target="xbar", hw=None, cali
     elif hw_overrides:
         raise VitcInputError("[hardware] overrides need a cost target (not --target none)")
     bopts = dict(backend_options or {})
-    unknown = sorted(set(bopts) - {"batch", "seq_len", "input_shapes", "plots", "dataflow", "gemm_mode",
-                                   "attention_dataflow", "attention_schedule", "stalls", "energy_model"})
+    unknown = sorted(set(bopts) - {"batch", "seq_len", "input_shapes", "plots", "sensitivity", "dataflow",
+                                   "gemm_mode", "attention_dataflow", "attention_schedule", "stalls",
+                                   "energy_model"})
     if unknown:
         raise VitcInputError(f"unknown backend option(s): {', '.join(unknown)}")
     _positive_int("--batch", bopts.get("batch"))
@@ -174,6 +176,7 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
     ctx = PassContext(plan.pass_options, plan.calib, plan.seed, calib_samples=plan.calib_samples,
                       preset=plan.preprocess, target=plan.target, hw=plan.hw, cost=cost, cost_for=cost_for,
                       progress=progress)
+    baseline = emit(dataclasses.replace(cm, graph=cm.graph.copy())) if plan.passes and plan.hw is not None else None
     manager.run(cm, ctx, plan.passes, timings, progress=progress)
     for record in cm.records:
         record.details.setdefault("calibration", ctx.calibration_source)
@@ -186,7 +189,7 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
     for record in cm.records:
         files.update(record.files)
     result = CompileResult(cm, result_model, files, timings=timings)
-    sections = {}
+    sections = {k: v for r in cm.records for k, v in r.sections.items()}
     if plan.sim is not None:
         with progress.stage("non-ideal simulation"):
             sim_hw = plan.hw if plan.hw is not None and plan.hw.kind == "xbar" else load_hw(DEFAULT_PRESET["xbar"])
@@ -196,10 +199,9 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
             if section is not None:
                 sections[section["key"]] = section
     if plan.target != "none":
-        with progress.stage(f"cost on {plan.hw.name} ({plan.target})"):
-            an = analyse(result_model, plan.target, plan.hw, model_name=cm.name, options=backend_options)
-        with progress.stage("reports"):
-            rendered = render(an, [r.to_dict() for r in cm.records], sections)
+        with progress.stage(f"cost on {plan.hw.name} ({plan.target}) and reports"):
+            rendered = evaluate(result_model, plan.target, plan.hw, model_name=cm.name, options=backend_options,
+                                pass_records=[r.to_dict() for r in cm.records], sections=sections, baseline=baseline)
         files.update(rendered.files)
         result.summary, result.report = rendered.summary, rendered.report
     if plan.out is not None:

@@ -1,206 +1,206 @@
-"""Matplotlib figures for report.html, rendered to deterministic inline SVG.
+"""The one plotting path: plotly figures for report.html, compare.html and sweep.html.
 
-No pyplot (no global backend state): every figure is a :class:`matplotlib.figure.Figure`
-saved with a fixed ``svg.hashsalt``, text kept as text, and no date metadata, so the same
-report renders byte-identical SVG.
+Every figure is built from report data (dicts), rendered with a fixed ``div_id`` so pages are
+byte-identical for identical inputs, and the plotly.js bundle is inlined once per page, so a
+page works offline and from a file. Figures are interactive (hover shows values, legends
+toggle components, drag zooms). Markdown reports carry the same numbers as tables.
 """
 from __future__ import annotations
 
-import io
+import json
 
-import matplotlib
-import matplotlib.patches
-import numpy as np
-from matplotlib.collections import PolyCollection
-from matplotlib.figure import Figure
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 
-# component colours (stable across reports)
-COLORS = {
-    "adc": "#d62728", "accumulation": "#ff7f0e", "array": "#1f77b4", "other_periph": "#9467bd",
-    "buffer": "#8c564b", "interconnect": "#7f7f7f", "digital": "#2ca02c", "write": "#e377c2",
-    "leakage": "#bcbd22",
-}
+# stable colours
+KIND_COLORS = {"patch_embedding": "#8c564b", "qkv_projection": "#1f77b4", "attention_core": "#d62728",
+               "output_projection": "#9467bd", "reuse_tb": "#e377c2", "bilstm": "#bcbd22", "mlp": "#2ca02c",
+               "norm_nonlinear": "#ff7f0e", "head": "#7f7f7f", "other": "#c7c7c7"}
+COMPONENT_COLORS = {"adc": "#d62728", "accumulation": "#ff7f0e", "array": "#1f77b4", "other_periph": "#9467bd",
+                    "buffer": "#8c564b", "interconnect": "#7f7f7f", "digital": "#2ca02c", "write": "#e377c2",
+                    "leakage": "#bcbd22"}
 UNIT_COLORS = {"xbar": "#1f77b4", "xbar-write": "#e377c2", "mac": "#2ca02c", "sfu": "#ff7f0e", "vector": "#9467bd",
                "sa": "#17becf", "pp": "#8c564b"}
+PAIR_COLORS = ("#7f7f7f", "#1f77b4")
 
-_RC = {"svg.hashsalt": "vitc", "svg.fonttype": "none", "font.size": 8, "axes.titlesize": 10,
-       "font.family": "DejaVu Sans"}
-
-
-def _svg(fig: Figure) -> str:
-    buf = io.StringIO()
-    with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "vitc"})
-    text = buf.getvalue()
-    # drop the XML prolog/doctype so the SVG embeds inline in HTML
-    i = text.find("<svg")
-    return text[i:] if i >= 0 else text
+_LAYOUT = dict(template="plotly_white", font=dict(size=11), margin=dict(l=60, r=20, t=40, b=60), height=360,
+               legend=dict(orientation="h", y=-0.2))
+_CONFIG = {"displaylogo": False, "responsive": True}
 
 
-def _figure(w: float, h: float) -> Figure:
-    with matplotlib.rc_context(_RC):
-        return Figure(figsize=(w, h), dpi=96)
+class Page:
+    """Figures for one HTML page: the first carries the plotly.js bundle; ids are sequential."""
+
+    def __init__(self, prefix: str = "fig"):
+        self.prefix, self.count = prefix, 0
+
+    def html(self, fig: go.Figure) -> str:
+        self.count += 1
+        div = f"{self.prefix}{self.count}"
+        # plotly's to_html adds a random id; a fixed div id and our own script keep pages deterministic
+        spec = json.dumps(fig.to_plotly_json(), sort_keys=True, separators=(",", ":"), default=_json_default)
+        lib = f"<script type='text/javascript'>{get_plotlyjs()}</script>" if self.count == 1 else ""
+        return (f"{lib}<div id='{div}' class='plot'></div><script type='text/javascript'>"
+                f"(function(){{var s={spec};Plotly.newPlot('{div}',s.data,s.layout,{json.dumps(_CONFIG)});}})();"
+                "</script>")
 
 
-def stacked_layers(layers: list[dict], key: str, comps: tuple[str, ...], title: str, unit: str, scale: float) -> str:
-    """Per-layer stacked bars of ``layer[key][component]`` (divided by ``scale``)."""
-    names = [l["layer"] for l in layers]
-    n = max(1, len(names))
-    with matplotlib.rc_context(_RC):
-        w = min(18.0, 3.5 + 0.16 * n)
-        fig = _figure(w, 4.6)
-        fig.subplots_adjust(left=0.7 / w, right=1 - 1.4 / w, bottom=0.32, top=0.92)
-        ax = fig.add_subplot(1, 1, 1)
-        x = np.arange(len(names))
-        bottom = np.zeros(len(names))
-        for c in comps:
-            vals = np.array([l[key].get(c, 0.0) for l in layers], dtype=float) / scale
-            if not vals.any():
-                continue
-            # one PolyCollection per component: far faster than a Rectangle per bar
-            x0, x1, y0, y1 = x - 0.4, x + 0.4, bottom, bottom + vals
-            verts = np.stack([np.stack([x0, y0], 1), np.stack([x0, y1], 1), np.stack([x1, y1], 1),
-                              np.stack([x1, y0], 1)], 1)
-            ax.add_collection(PolyCollection(verts, facecolors=COLORS.get(c, "#333333"), linewidths=0, label=c))
-            bottom += vals
-        ax.set_ylim(0, max(1e-12, float(bottom.max())) * 1.05)
-        ax.set_xticks(x)
-        ax.set_xticklabels(names, rotation=90, fontsize=6 if n > 40 else 7)
-        ax.set_xlim(-0.6, len(names) - 0.4)
-        ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        ax.grid(axis="y", alpha=0.3)
-        return _svg(fig)
+def _json_default(o):
+    try:
+        return o.tolist()
+    except AttributeError:
+        return str(o)
 
 
-def component_breakdown(energy: dict, area: dict) -> str:
-    """Energy (µJ) and area (mm²) per component, side by side."""
-    with matplotlib.rc_context(_RC):
-        fig = _figure(10.0, 3.4)
-        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
-        for i, (data, title, unit, scale) in enumerate(((energy, "Energy per image by component", "µJ", 1e6),
-                                                        (area, "Area by component", "mm²", 1.0))):
-            ax = fig.add_subplot(1, 2, i + 1)
-            items = [(k, v / scale) for k, v in data.items() if v > 0]
-            ks = [k for k, _ in items]
-            vs = [v for _, v in items]
-            y = np.arange(len(ks))
-            ax.barh(y, vs, color=[COLORS.get(k, "#333333") for k in ks])
-            ax.set_yticks(y)
-            ax.set_yticklabels(ks)
-            ax.invert_yaxis()
-            tot = sum(vs) or 1.0
-            for yi, v in zip(y, vs):
-                ax.text(v, yi, f" {100 * v / tot:.1f}%", va="center", fontsize=7)
-            ax.set_xlabel(unit)
-            ax.set_title(title)
-            ax.set_xlim(0, max(vs or [1]) * 1.25)
-        fig.subplots_adjust(wspace=0.45)
-        return _svg(fig)
+def _block_label(b) -> str:
+    return "outside blocks" if b is None else f"block {b}"
 
 
-def utilisation_histogram(util: np.ndarray) -> str:
-    """Histogram of per-crossbar utilisation (used cells / all cells)."""
-    with matplotlib.rc_context(_RC):
-        fig = _figure(6.0, 3.0)
-        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.17, top=0.9)
-        ax = fig.add_subplot(1, 1, 1)
-        bins = np.linspace(0, 1, 21)
-        counts, _ = np.histogram(util, bins=bins)
-        ax.bar(bins[:-1] * 100, counts, width=5, align="edge", color="#1f77b4", edgecolor="white", linewidth=0.5)
-        ax.set_xlabel("crossbar utilisation (%)")
-        ax.set_ylabel("crossbars")
-        mean = float(util.mean()) if util.size else 0.0
-        ax.set_title(f"Crossbar utilisation ({util.size} crossbars, mean {100 * mean:.1f}%)")
-        ax.set_xlim(0, 100)
-        return _svg(fig)
+def _fig(title: str, **layout) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=dict(text=title, x=0.01), **{**_LAYOUT, **layout})
+    return fig
 
 
-def gantt(slots: list[dict], makespan: int, freq_mhz: float, max_rows: int = 120) -> str:
-    """Schedule timeline: one row per resource instance, bars per op, coloured by unit kind."""
-    rows: dict[str, list[tuple[int, int, str]]] = {}
-    for s in slots:
-        if s["unit"] is None or s["end"] <= s["start"]:
-            continue
-        key = s["resource"] if s["unit"] in ("xbar", "xbar-write") else f"{s['unit']}[{s['instance']}]"
-        rows.setdefault(key, []).append((s["start"], s["end"] - s["start"], s["unit"]))
-    names = sorted(rows, key=lambda k: (min(r[0] for r in rows[k]), k))
-    if len(names) > max_rows:
-        names = names[:max_rows]
-    with matplotlib.rc_context(_RC):
-        h = max(2.5, 0.9 + 0.13 * len(names))
-        fig = _figure(12.0, h)
-        fig.subplots_adjust(left=0.2, right=0.9, bottom=0.5 / h, top=1 - 0.35 / h)
-        ax = fig.add_subplot(1, 1, 1)
-        us = 1.0 / freq_mhz  # µs per cycle
-        for i, k in enumerate(names):
-            bars = rows[k]
-            by_unit: dict[str, list] = {}
-            for st, d, u in bars:
-                by_unit.setdefault(u, []).append((st * us, d * us))
-            for u, b in sorted(by_unit.items()):
-                ax.broken_barh(b, (i - 0.4, 0.8), facecolors=UNIT_COLORS.get(u, "#333333"), linewidth=0)
-        ax.set_yticks(np.arange(len(names)))
-        ax.set_yticklabels([n.replace("xbar:", "") for n in names], fontsize=5 if len(names) > 40 else 7)
-        ax.invert_yaxis()
-        ax.set_xlim(0, max(1, makespan) * us)
-        ax.set_xlabel("time (µs)")
-        ax.set_title("Schedule (one image, list scheduling)")
-        handles = [matplotlib.patches.Patch(color=c, label=u) for u, c in UNIT_COLORS.items()]
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        ax.grid(axis="x", alpha=0.3)
-        return _svg(fig)
+def by_block_kind(by_block: list[dict], key: str, title: str, unit: str, scale: float) -> go.Figure:
+    """Per encoder block, stacked by op kind (click the legend to hide kinds)."""
+    fig = _fig(title, barmode="stack", yaxis_title=unit)
+    x = [_block_label(b["block"]) for b in by_block]
+    kinds = [k for k in KIND_COLORS if any(b[key].get(k) for b in by_block)]
+    for k in kinds:
+        fig.add_bar(name=k, x=x, y=[b[key].get(k, 0.0) / scale for b in by_block], marker_color=KIND_COLORS[k],
+                    hovertemplate="%{x}<br>" + k + ": %{y:.4g} " + unit + "<extra></extra>")
+    return fig
 
 
-def systolic_units(sy: dict) -> str:
-    """Systolic target: busy time (µs) and energy (µJ) per unit, plus SRAM and DRAM energy."""
-    f = sy["clock_mhz"]
-    units = [(u, v) for u, v in sy["units"].items() if v["instantiated"]]
-    with matplotlib.rc_context(_RC):
-        fig = _figure(10.0, 3.2)
-        fig.subplots_adjust(left=0.14, right=0.97, bottom=0.16, top=0.88, wspace=0.55)
-        ax = fig.add_subplot(1, 2, 1)
-        y = np.arange(len(units))
-        ax.barh(y, [v["busy_cycles"] / f for _, v in units], color="#17becf")
-        ax.set_yticks(y)
-        ax.set_yticklabels([u for u, _ in units])
-        ax.invert_yaxis()
-        ax.set_xlabel("busy time (µs)")
-        ax.set_title("Busy time per unit")
-        ax = fig.add_subplot(1, 2, 2)
-        rows = [(u, v["energy_pj"] / 1e6) for u, v in units] + [("SRAM", sy["sram"]["energy_pj"] / 1e6),
-                                                                ("DRAM", sy["dram"]["energy_pj"] / 1e6)]
-        y = np.arange(len(rows))
-        ax.barh(y, [v for _, v in rows], color=["#17becf"] * len(units) + ["#8c564b", "#7f7f7f"])
-        ax.set_yticks(y)
-        ax.set_yticklabels([u for u, _ in rows])
-        ax.invert_yaxis()
-        ax.set_xlabel("energy (µJ)")
-        ax.set_title("Energy per unit")
-        return _svg(fig)
+def by_kind_pie(by_kind: dict, key: str, title: str) -> go.Figure:
+    fig = _fig(title, height=320, legend=dict(orientation="v"), uniformtext=dict(minsize=10, mode="hide"))
+    names = [k for k in KIND_COLORS if k in by_kind and by_kind[k][key] > 0]
+    fig.add_pie(labels=names, values=[by_kind[k][key] for k in names], sort=False, hole=0.35,
+                marker=dict(colors=[KIND_COLORS[k] for k in names]), textinfo="percent", textposition="inside",
+                hovertemplate="%{label}: %{percent}<extra></extra>")
+    return fig
 
 
-def step_shares(tab: dict) -> str:
-    """Per-step busy time of the attention cores (ViTALiTy Table II analogue), one bar per step."""
-    steps = tab["steps"]
-    with matplotlib.rc_context(_RC):
-        fig = _figure(8.0, 0.9 + 0.28 * len(steps))
-        fig.subplots_adjust(left=0.36, right=0.9, bottom=0.5 / (0.9 + 0.28 * len(steps)), top=0.85)
-        ax = fig.add_subplot(1, 1, 1)
-        y = np.arange(len(steps))
-        vals = [s["latency_ns"] / 1e3 for s in steps]
-        ax.barh(y, vals, color="#17becf")
-        for yi, s in zip(y, steps):
-            ax.text(s["latency_ns"] / 1e3, yi, f" {100 * s['share']:.0f}%", va="center", fontsize=7)
-        ax.set_yticks(y)
-        ax.set_yticklabels([f"{s['step']} [{s['unit']}]" for s in steps], fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xlim(0, max(vals or [1]) * 1.2)
-        ax.set_xlabel(f"busy time, all {tab['instances']} heads (µs)")
-        ax.set_title("Attention core: per-step busy time")
-        return _svg(fig)
+def components(energy: dict, area: dict) -> go.Figure:
+    """Energy per image and area by hardware component, one stacked bar each (toggle components)."""
+    fig = _fig("Energy and area by component", barmode="stack", height=300,
+               xaxis=dict(domain=[0, 0.45]), xaxis2=dict(domain=[0.55, 1.0]), yaxis=dict(title="µJ / image"),
+               yaxis2=dict(title="mm²", anchor="x2"))
+    for k, v in energy.items():
+        if v:
+            fig.add_bar(name=k, x=["energy"], y=[v / 1e6], marker_color=COMPONENT_COLORS.get(k), legendgroup=k,
+                        hovertemplate=k + ": %{y:.4g} µJ<extra></extra>")
+    for k, v in area.items():
+        if v:
+            fig.add_bar(name=k, x=["area"], y=[v], marker_color=COMPONENT_COLORS.get(k), legendgroup=k,
+                        showlegend=k not in energy or not energy.get(k), xaxis="x2", yaxis="y2",
+                        hovertemplate=k + ": %{y:.4g} mm²<extra></extra>")
+    return fig
 
 
-__all__ = ["stacked_layers", "component_breakdown", "utilisation_histogram", "gantt", "systolic_units",
-           "step_shares", "COLORS"]
+def comparison_bars(cmp: dict) -> go.Figure:
+    """Baseline and candidate per metric, normalised to the baseline (1 = unchanged)."""
+    la, lb = cmp["labels"]
+    rows = [r for r in cmp["totals"] if isinstance(r.get(la), (int, float)) and r.get(la)]
+    fig = _fig(f"{lb} relative to {la}", barmode="group", yaxis_title=f"relative to {la}", height=320)
+    x = [r["label"] for r in rows]
+    fig.add_bar(name=la, x=x, y=[1.0] * len(rows), marker_color=PAIR_COLORS[0],
+                customdata=[r[la] for r in rows], hovertemplate="%{x}: %{customdata:.4g}<extra>" + la + "</extra>")
+    fig.add_bar(name=lb, x=x, y=[(r[lb] or 0) / r[la] for r in rows], marker_color=PAIR_COLORS[1],
+                customdata=[r[lb] for r in rows], hovertemplate="%{x}: %{customdata:.4g} (%{y:.3g}×)<extra>" + lb
+                + "</extra>")
+    return fig
+
+
+def per_block_pair(cmp: dict, key: str, title: str, unit: str, scale: float) -> go.Figure:
+    la, lb = cmp["labels"]
+    fig = _fig(title, barmode="group", yaxis_title=unit)
+    x = [_block_label(r["block"]) for r in cmp["per_block"]]
+    for label, color in zip((la, lb), PAIR_COLORS):
+        fig.add_bar(name=label, x=x, y=[r[key][label] / scale for r in cmp["per_block"]], marker_color=color,
+                    hovertemplate="%{x}: %{y:.4g} " + unit + "<extra>" + label + "</extra>")
+    return fig
+
+
+def occupancy(pipeline: dict) -> go.Figure:
+    """Each resource kind's busiest instance as a share of the pipeline interval."""
+    kinds = pipeline["by_resource_kind"]
+    names = sorted(kinds, key=lambda k: -kinds[k]["occupancy"])
+    fig = _fig(f"Pipeline: occupancy of the interval (bottleneck {pipeline['bottleneck']})", height=280,
+               yaxis=dict(title="busy / interval", range=[0, 1.05]))
+    fig.add_bar(x=names, y=[kinds[k]["occupancy"] for k in names],
+                marker_color=[UNIT_COLORS.get(k, "#888") for k in names],
+                customdata=[[kinds[k]["resources"], kinds[k]["busy_ns_max"]] for k in names],
+                hovertemplate="%{x}: %{y:.1%} of the interval<br>%{customdata[0]} resource(s), busiest "
+                              "%{customdata[1]:.4g} ns<extra></extra>")
+    return fig
+
+
+def tornado(sens: dict, top: int = 12) -> go.Figure:
+    rows = sens["rows"][:top][::-1]
+    fig = _fig("Surrogate sensitivity: EDAP change with each surrogate at ×0.5 / ×1.5", barmode="overlay",
+               height=max(260, 28 * len(rows) + 90), xaxis=dict(title="relative change of EDAP", tickformat=".0%"),
+               margin=dict(l=260, r=20, t=40, b=50))
+    y = [r["parameter"] for r in rows]
+    for f, color in zip(sens["factors"], ("#1f77b4", "#d62728")):
+        fig.add_bar(name=f"×{f:g}", y=y, x=[r[f"x{f:g}"]["edap_j_s_mm2"] or 0.0 for r in rows], orientation="h",
+                    marker_color=color, hovertemplate="%{y}: %{x:.2%}<extra>×" + f"{f:g}" + "</extra>")
+    return fig
+
+
+def utilisation(edges: list, counts: list) -> go.Figure:
+    fig = _fig("Crossbar utilisation (cells used per crossbar)", height=280,
+               xaxis=dict(title="utilisation", tickformat=".0%"), yaxis_title="crossbars")
+    fig.add_bar(x=[(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])], y=counts, width=[b - a for a, b in
+                                                                                        zip(edges[:-1], edges[1:])],
+                marker_color="#1f77b4", hovertemplate="%{x:.0%}: %{y} crossbars<extra></extra>")
+    return fig
+
+
+def gantt(sched: dict, max_ops: int = 4000) -> go.Figure:
+    """The schedule of one image: one row per resource instance, bars named by canonical layer."""
+    ops = sched["ops"][:max_ops]
+    f = sched["clock_mhz"] / 1e3
+    rows = sorted({(o["resource"] or "-", o["instance"]) for o in ops}, key=lambda r: (r[0].split(":")[0], r))
+    index = {r: i for i, r in enumerate(rows)}
+    fig = _fig("Schedule of one image (hover: layer, start/end)", barmode="overlay",
+               height=min(900, 120 + 14 * len(rows)), xaxis_title="µs", showlegend=True,
+               yaxis=dict(tickvals=list(range(len(rows))), ticktext=[f"{r[0]}#{r[1]}" if r[1] else r[0] for r in rows],
+                          autorange="reversed"), margin=dict(l=160, r=20, t=40, b=50))
+    for unit in sorted({o["unit"] for o in ops}):
+        sel = [o for o in ops if o["unit"] == unit]
+        fig.add_bar(name=unit, orientation="h", y=[index[(o["resource"] or "-", o["instance"])] for o in sel],
+                    x=[(o["end"] - o["start"]) / f / 1e3 for o in sel], base=[o["start"] / f / 1e3 for o in sel],
+                    marker_color=UNIT_COLORS.get(unit, "#888"), customdata=[o["layer"] for o in sel],
+                    hovertemplate="%{customdata}<br>%{base:.4g}–%{x:.4g} µs<extra>" + unit + "</extra>")
+    return fig
+
+
+def line(title: str, x: list, series: dict[str, list], xlabel: str, ylabel: str, percent: bool = False) -> go.Figure:
+    fig = _fig(title, xaxis_title=xlabel, yaxis=dict(title=ylabel, tickformat=".0%" if percent else None))
+    for name, ys in series.items():
+        fig.add_scatter(name=name, x=x, y=ys, mode="lines+markers")
+    return fig
+
+
+def scatter(title: str, points: list[dict], x: str, y: str, xlabel: str, ylabel: str, color: str | None = None,
+            label: str = "label", log_x: bool = False, log_y: bool = False, front: list[dict] | None = None) -> go.Figure:
+    """Points with hover text; ``front``: a Pareto front drawn as a line over them."""
+    fig = _fig(title, xaxis=dict(title=xlabel, type="log" if log_x else None),
+               yaxis=dict(title=ylabel, type="log" if log_y else None), height=420)
+    groups: dict = {}
+    for p in points:
+        groups.setdefault(str(p.get(color)) if color else "points", []).append(p)
+    for name, pts in sorted(groups.items()):
+        fig.add_scatter(name=f"{color}={name}" if color else name, x=[p[x] for p in pts], y=[p[y] for p in pts],
+                        mode="markers", text=[p.get(label, "") for p in pts],
+                        hovertemplate="%{text}<br>" + xlabel + ": %{x:.4g}<br>" + ylabel + ": %{y:.4g}<extra></extra>")
+    if front:
+        fig.add_scatter(name="Pareto front", x=[p[x] for p in front], y=[p[y] for p in front], mode="lines",
+                        line=dict(color="black", dash="dot"), hoverinfo="skip")
+    return fig
+
+
+__all__ = ["Page", "by_block_kind", "by_kind_pie", "components", "comparison_bars", "per_block_pair", "occupancy",
+           "tornado", "utilisation", "gantt", "line", "scatter", "KIND_COLORS"]

@@ -2,6 +2,7 @@
 the accuracy-vs-ADC-bits files for OUTDIR (``vitc simulate``, ``vitc compile --emit-sim``)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import onnx
@@ -13,6 +14,7 @@ from vitc.runtime.data import Dataset, load_dataset
 from vitc.runtime.inputs import synthetic_inputs
 from vitc.runtime.nonideal.arith import SimConfig
 from vitc.runtime.nonideal.simulate import CALIB_SAMPLES, sim_config_of, simulate_model
+from vitc.report import section_markdown, section_page
 from vitc.runtime.nonideal.sweep import SweepResult, adc_sweep, parse_bits
 
 SYNTHETIC_SAMPLES = 32     # samples of the agreement table when no --inputs are given
@@ -29,6 +31,14 @@ def config_from_options(hw, opts: dict, seed: int = 0) -> tuple[SimConfig, list[
     cfg = SimConfig.from_hw(spec, seed=seed, **{k: opts.get(k) for k in keys})
     bits = parse_bits(opts.get("adc_bits")) or [cfg.adc_bits]
     return cfg, bits
+
+
+def sweep_files(sweep: SweepResult, prefix: str = "nonideal") -> dict[str, bytes]:
+    """``nonideal.json`` (data), ``nonideal.md`` (tables) and ``nonideal.html`` (tables and the curve)."""
+    sec = sweep.section()
+    return {f"{prefix}.json": (json.dumps(sweep.to_dict(), indent=1, sort_keys=True) + "\n").encode(),
+            f"{prefix}.md": section_markdown(sec, level=1).encode(),
+            f"{prefix}.html": section_page(sec, f"Non-ideal simulation on {sweep.config.source or 'custom'}").encode()}
 
 
 def _sim_name(stem: str, bits: list[int], b: int) -> str:
@@ -60,7 +70,7 @@ def simulate_files(variants: dict[str, onnx.ModelProto], stems: dict[str, str], 
                 f"{100 * (m.top1_agreement or 0):.2f} %, cosine {m.cosine_mean:.4f}")
         sweep, kept = adc_sweep(variants, cfg, bits, data, calib=calib, calib_samples=calib_samples,
                                 keep_models=write_models, progress=progress)
-        files.update(sweep.files())
+        files.update(sweep_files(sweep))
         if write_models:
             for v, per in kept.items():
                 for b, res in per.items():
@@ -91,7 +101,7 @@ def emit_sim_files(cm, result_model: onnx.ModelProto, hw, opts: dict, seed: int 
     files, sweep = simulate_files(variants, stems, cfg, bits, {**opts, "table": bool(opts.get("inputs"))},
                                   calib=calib, calib_samples=calib_samples or CALIB_SAMPLES, log=lines.append)
     if sweep is not None:
-        lines.append(sweep.markdown(plot=None).strip())
+        lines.append(section_markdown(sweep.section()).strip())
     return files, "\n".join(lines), (sweep.section() if sweep is not None else None)
 
 

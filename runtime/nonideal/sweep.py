@@ -3,12 +3,9 @@ and measure top-1 accuracy (with labels), top-1 agreement and output cosine agai
 variant's own float outputs."""
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import onnx
 
 from vitc.core.errors import VitcInputError
@@ -90,7 +87,7 @@ class SweepResult:
             out.append({"title": "Non-ideal accuracy vs ADC bits", "header": ["ADC bits"] + self.variants,
                         "rows": rows, "note": f"top-1 accuracy on {self.samples} labelled samples from {self.data}"})
         rows = [[self._label(b)] + [self._pct(self.agreement[v][b]) for v in self.variants] for b in self.bits]
-        out.append({"title": "Non-ideal top-1 agreement with the float model", "header": ["ADC bits"] + self.variants,
+        out.append({"title": "Non-ideal top-1 agreement with each variant's float model", "header": ["ADC bits"] + self.variants,
                     "rows": rows, "note": f"{self.samples} samples from {self.data}"})
         rows = [[self._label(b)] + [f"{self.cosine[v][b]:.4f}" for v in self.variants] for b in self.bits]
         out.append({"title": "Non-ideal output cosine with the float model", "header": ["ADC bits"] + self.variants,
@@ -98,92 +95,19 @@ class SweepResult:
         return out
 
     def section(self) -> dict:
-        """The ``nonideal`` report section (data + tables), rendered with the other sections."""
+        """The ``nonideal`` report section (data, tables, and the curve against ADC bits as a figure
+        description), rendered by the driver like every other section."""
         c = self.config
+        bits = [b for b in self.bits if b]
+        labelled = any(a is not None for d in self.accuracy.values() for a in d.values())
+        series = {v: [(self.accuracy if labelled else self.agreement)[v][b] for b in bits] for v in self.variants}
+        figure = {"kind": "line", "title": f"{c.source or 'custom'}: {'accuracy' if labelled else 'top-1 agreement'} "
+                                           "vs ADC resolution", "x": bits, "series": series, "xlabel": "ADC bits",
+                  "ylabel": "top-1 accuracy" if labelled else "top-1 agreement with the float model", "percent": True}
         return {"key": "nonideal", "title": "Non-ideal crossbar simulation", **self.to_dict(),
-                "tables": self.tables(),
+                "tables": self.tables(), "figures": [figure] if bits else [],
                 "summary": f"non-ideal     {c.source or 'custom'} simulated at ADC bits "
                            f"{', '.join(self._label(b) for b in self.bits)} on {self.samples} samples"}
-
-    def markdown(self, plot: str | None = "nonideal_adc.png") -> str:
-        c = self.config
-        head = "| ADC bits | " + " | ".join(self.variants) + " |"
-        lines = ["## Non-ideal accuracy vs ADC bits", "",
-                 f"Crossbar preset `{c.source or 'custom'}` simulated as the chip computes "
-                 f"({c.describe().replace(f'{c.adc_bits}-bit ADC', 'b-bit ADC')}); "
-                 f"top-1 accuracy on {self.samples} labelled samples from `{self.data}`"
-                 + (f"; calibration data: {self.calibration}" if self.calibration != "none" else "") + ".", "",
-                 head, "|" + "---|" * (len(self.variants) + 1),
-                 "| float | " + " | ".join(self._pct(self.float_accuracy[v]) for v in self.variants) + " |"]
-        for b in self.bits:
-            label = "ideal ADC" if b == 0 else str(b)
-            lines.append(f"| {label} | " + " | ".join(self._pct(self.accuracy[v][b]) for v in self.variants) + " |")
-        lines += ["", "Top-1 agreement with each variant's own float outputs:", "", head,
-                  "|" + "---|" * (len(self.variants) + 1)]
-        for b in self.bits:
-            label = "ideal ADC" if b == 0 else str(b)
-            lines.append(f"| {label} | " + " | ".join(self._pct(self.agreement[v][b]) for v in self.variants) + " |")
-        kept = {v: s for v, s in self.skipped.items() if s}
-        if kept:
-            lines += ["", "Kept ideal (not crossbar-simulated): " + "; ".join(
-                f"{v}: {', '.join(n for n, _ in s)}" for v, s in kept.items())]
-        if plot:
-            lines += ["", f"![accuracy vs ADC bits]({plot})"]
-        return "\n".join(lines) + "\n"
-
-    def plot_png(self) -> bytes:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=120)
-        bits = [b for b in self.bits if b]
-        for i, v in enumerate(self.variants):
-            color = f"C{i}"
-            ys = [self.accuracy[v][b] for b in bits]
-            if any(y is not None for y in ys):
-                ax.plot(bits, [100 * y if y is not None else np.nan for y in ys], "o-", color=color, label=v)
-            if self.float_accuracy.get(v) is not None:
-                ax.axhline(100 * self.float_accuracy[v], color=color, ls="--", lw=0.8, label=f"{v} (float)")
-        ax.set_xlabel("ADC bits")
-        ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_xticks(bits)
-        ax.set_title(f"{self.config.source or 'custom'}: accuracy vs ADC resolution", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        plt.close(fig)
-        return buf.getvalue()
-
-    def html_section(self) -> str:
-        """A self-contained HTML section (table + the plot as a data URI) for report.html."""
-        import base64
-        import html
-        esc = html.escape
-        rows = [["float"] + [self._pct(self.float_accuracy[v]) for v in self.variants]]
-        rows += [["ideal ADC" if b == 0 else str(b)] + [self._pct(self.accuracy[v][b]) for v in self.variants]
-                 for b in self.bits]
-        table = ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in ["ADC bits"] + self.variants) + "</tr>"
-                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
-        c = self.config
-        parts = ["<h2>Non-ideal accuracy vs ADC bits</h2>",
-                 f"<p class='note'>Crossbar preset {esc(c.source or 'custom')} simulated as the chip computes "
-                 f"({esc(c.describe().replace(f'{c.adc_bits}-bit ADC', 'b-bit ADC'))}); top-1 accuracy on "
-                 f"{self.samples} labelled samples from {esc(self.data)}. See docs/nonideal.md.</p>", table]
-        if any(a is not None for d in self.accuracy.values() for a in d.values()):
-            parts.append("<p><img alt='accuracy vs ADC bits' src='data:image/png;base64,"
-                         + base64.b64encode(self.plot_png()).decode() + "'></p>")
-        return "\n".join(parts) + "\n"
-
-    def files(self, prefix: str = "nonideal") -> dict[str, bytes]:
-        out = {f"{prefix}.json": (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode()}
-        has_acc = any(a is not None for d in self.accuracy.values() for a in d.values())
-        png = f"{prefix}_adc.png" if has_acc else None
-        if png:
-            out[png] = self.plot_png()
-        out[f"{prefix}.md"] = self.markdown(png).encode()
-        return out
 
 
 def adc_sweep(variants: dict[str, onnx.ModelProto], cfg: SimConfig, bits: list[int], data, *,
