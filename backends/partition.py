@@ -360,6 +360,7 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
         it.layer, it.block, it.role = key, block, role
         layer_meta.setdefault(key, (block, role))
 
+    first_block_op = min((op.index for op in pg.ops if op.block is not None), default=None)
     # 1) explicit metadata, custom ops, and weight-bearing / product ops own their layers
     for it in items:
         op = it.op
@@ -382,11 +383,9 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
                    blk, "attention")
         elif op.op_type == "LayerNormalization" or (op.hint_role or "").startswith("norm"):
             role = op.hint_role or "norm"
-            if blk is None and role == "norm":
-                key = _prefix(op.origin)
-            else:
-                key = _label(blk, role, _prefix(op.origin))
-            assign(it, key, blk, role)
+            if blk is None and role == "norm":   # outside the encoder blocks: before them or after
+                role = "pre_norm" if first_block_op is not None and op.index < first_block_op else "final_norm"
+            assign(it, _label(blk, role, _prefix(op.origin)), blk, role)
     # 2) everything else joins the layer of its latest ancestor on the data path
     #    (topological order, so ancestors are already assigned; constant sub-graphs are
     #    skipped); ops with no such ancestor form "block<i>.other" or "input"

@@ -23,7 +23,8 @@ ATTENTION_KINDS = ("qkv_projection", "attention_core", "output_projection", "reu
 _ROLE_KIND = {"q_proj": "qkv_projection", "k_proj": "qkv_projection", "v_proj": "qkv_projection",
               "qkv_proj": "qkv_projection", "attention": "attention_core", "out_proj": "output_projection",
               "mlp_fc1": "mlp", "mlp_fc2": "mlp", "norm1": "norm_nonlinear", "norm2": "norm_nonlinear",
-              "norm": "norm_nonlinear", "residual": "norm_nonlinear", "patch_embedding": "patch_embedding",
+              "norm": "norm_nonlinear", "pre_norm": "norm_nonlinear", "final_norm": "norm_nonlinear",
+              "residual": "norm_nonlinear", "patch_embedding": "patch_embedding",
               "embed": "patch_embedding", "head": "head", "reuse_tb": "reuse_tb"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -69,7 +70,7 @@ def test_html_is_one_offline_file(deep):
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>")
     assert_offline_html(html)
-    assert html.count("Plotly.newPlot(") >= 8 and html.count("plotly.js v") <= 2   # one bundle, inlined
+    assert html.count("vitcPlot('fig") >= 8 and html.count("plotly.js v") <= 2   # one bundle, inlined
     first_screen = html[:html.index("<h2>")]
     assert "What the rewrite bought." in first_screen and "EDAP" in first_screen
 
@@ -97,6 +98,36 @@ def test_html_renders_in_headless_chromium_without_console_errors(deep, tmp_path
     w, h = _png_size(png)
     assert (w, h) == (1300, 2200) and png.stat().st_size > 100_000       # drawn, not a blank page
     dom = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}",
-                          "--virtual-time-budget=10000", "--dump-dom", (out / "report.html").as_uri()],
-                         capture_output=True, text=True, timeout=180).stdout
-    assert dom.count('class="main-svg"') >= 8              # plotly drew the figures
+                          "--virtual-time-budget=10000", "--window-size=1300,2200", "--dump-dom",
+                          (out / "report.html").as_uri()], capture_output=True, text=True, timeout=180).stdout
+    drawn = {m for m in re.findall(r"<div id=\"(fig\d+)\" class=\"plot[^>]*>\s*<div", dom)}
+    # figures on the first screens are drawn; those further down (or in closed <details>) wait until seen
+    assert {"fig1", "fig2", "fig3", "fig4"} <= drawn and "fig12" not in drawn, sorted(drawn)
+
+
+def test_comparison_equals_two_separate_compiles_and_vitc_compare(tmp_path, tiny_zoo):
+    """The baseline inside a compile with passes is the same costing as a compile without them;
+    ``vitc compare`` of the two folders gives the same ratios and writes its three files."""
+    from vitc.cli import main
+    assert main(["-q", "compile", str(tiny_zoo), "-o", str(tmp_path / "b"), "--target", "xbar",
+                 "--passes", "reuse", "--reuse-plan", "1", "--reuse-no-measure"]) == 0
+    assert main(["-q", "compile", str(tiny_zoo), "-o", str(tmp_path / "a"), "--target", "xbar"]) == 0
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    rows = {r["metric"]: r for r in b["comparison"]["totals"]}
+    for key in ("edap_j_s_mm2", "energy_pj", "latency_ns", "area_mm2"):
+        assert rows[key]["baseline"] == a["totals"][key]
+        assert rows[key]["improvement"] == pytest.approx(a["totals"][key] / b["totals"][key], rel=1e-9)
+    assert rows["edap_j_s_mm2"]["improvement"] != pytest.approx(1.0, abs=1e-3)    # the rewrite moved EDAP
+    assert b["comparison"]["attention_share"]["baseline"] == a["rollups"]["attention_share"]
+    assert main(["-q", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "c"),
+                 "--labels", "plain,reuse"]) == 0
+    c = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert c["labels"] == ["plain", "reuse"]
+    got = {r["metric"]: r["improvement"] for r in c["totals"]}
+    assert got["edap_j_s_mm2"] == pytest.approx(rows["edap_j_s_mm2"]["improvement"], rel=1e-9)
+    assert [r["block"] for r in c["per_block"]] == [0, 1, None]
+    assert c["per_block"][1]["energy_pj"]["delta"] != 0 and c["per_block"][0]["energy_pj"]["delta"] == 0
+    assert "reuse vs plain: EDAP" in (tmp_path / "c" / "compare.md").read_text()
+    assert_offline_html((tmp_path / "c" / "compare.html").read_text())
+    assert main(["-q", "compare", str(tmp_path / "a"), str(tmp_path / "nothing")]) == 2

@@ -24,7 +24,8 @@ from vitc.core.config import load_config
 from vitc.core.errors import VitcCheckFailed, VitcError, VitcInputError
 from vitc.core.hardware import describe as describe_hw
 from vitc.core.hardware import DEFAULT_PRESET, list_presets, load_hw
-from vitc.core.io import load_model, model_bytes, write_outputs
+from vitc.compare import compare, load_report
+from vitc.core.io import check_outdir, load_model, model_bytes, write_outputs
 from vitc.core.progress import Progress
 from vitc.inspect import describe, describe_model, format_mapping_table, mapping_json
 from vitc.passes.registry import PASSES
@@ -32,7 +33,7 @@ from vitc.pipeline import compile_model, frontend_summary
 from vitc.runtime.nonideal.simulate import CALIB_SAMPLES
 from vitc.runtime.shapes import parse_shape_overrides
 from vitc.runtime.validate import validate_models
-from vitc.report import section_markdown
+from vitc.report import comparison_files, comparison_markdown, section_markdown
 from vitc.simulation import config_from_options, nonideal_note, simulate_files
 
 SIM_KEYS = ("adc_bits", "mode", "variation", "variation_model", "on_off_ratio", "adc_range", "adc_fullscale",
@@ -229,6 +230,29 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    if args.labels is not None:
+        labels = [x.strip() for x in args.labels.split(",")]
+        if len(labels) != 2 or not all(labels) or labels[0] == labels[1]:
+            raise VitcInputError(f"--labels needs two different names separated by a comma (got {args.labels!r})")
+    else:
+        labels = [Path(args.a).resolve().name, Path(args.b).resolve().name]
+        if labels[0] == labels[1] or not all(labels):
+            labels = ["A", "B"]
+    out = check_outdir(args.output) if args.output else None
+    a, b = load_report(args.a), load_report(args.b)
+    cmp = compare(a, b, labels[0], labels[1])
+    title = f"vitc compare — {labels[1]} vs {labels[0]}"
+    if args.json:
+        print(json.dumps(cmp, indent=1, sort_keys=True))
+    else:
+        print(comparison_markdown(cmp, title).strip())
+    if out is not None:
+        written = write_outputs(out, comparison_files(cmp, title))
+        print(f"wrote {len(written)} files to {out}/", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def _cmd_zoo(args) -> int:
     out = Path(args.output)
     for name, value in (("--img-size", args.img_size), ("--patch", args.patch), ("--depth", args.depth)):
@@ -390,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="everything as JSON (an OUTDIR's includes the mapping)")
     _add_common_input_args(p)
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("compare", help="two compiled outputs side by side (baseline A, candidate B): totals with "
+                                        "ratios, per-block deltas, attention share, fidelity")
+    _add_global(p)
+    p.add_argument("a", metavar="OUTDIR_A", help="baseline: a vitc output folder (or its report.json)")
+    p.add_argument("b", metavar="OUTDIR_B", help="candidate: a vitc output folder (or its report.json)")
+    p.add_argument("-o", "--output", help="also write compare.json, compare.md and compare.html here")
+    p.add_argument("--labels", metavar="A,B", help="names for the two sides (default: the folder names)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("zoo", help="write a built-in ViT (seeded random weights) as ONNX, no torch needed")
     _add_global(p)

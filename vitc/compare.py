@@ -76,14 +76,23 @@ def compare(a: dict, b: dict, label_a: str = "baseline", label_b: str = "rewritt
                     "rates; > 1 means the candidate is better"}
 
 
+def verdict(improvement: float | None, lower_is_better: bool) -> str:
+    """``improvement`` (> 1 = better) in words: "2.3× lower", "1.25× higher", "unchanged"."""
+    if improvement is None:
+        return "–"
+    if abs(improvement - 1.0) < 5e-4:
+        return "unchanged"
+    better, worse = ("lower", "higher") if lower_is_better else ("higher", "lower")
+    return f"{improvement:.3g}× {better}" if improvement > 1 else f"{1 / improvement:.3g}× {worse}"
+
+
 def headline(cmp: dict) -> str:
     """One sentence: what the candidate buys against the baseline."""
     la, lb = cmp["labels"]
     t = {r["metric"]: r for r in cmp["totals"]}
 
     def x(key):
-        r = t[key]["improvement"]
-        return "–" if r is None else (f"{r:.3g}× lower" if t[key]["lower_is_better"] else f"{r:.3g}× higher")
+        return verdict(t[key]["improvement"], t[key]["lower_is_better"])
     share = cmp["attention_share"]
     sa, sb = (share.get(la) or {}).get("energy"), (share.get(lb) or {}).get("energy")
     parts = [f"EDAP {x('edap_j_s_mm2')}", f"energy {x('energy_pj')}", f"latency {x('latency_ns')}",
@@ -117,4 +126,4 @@ def load_report(outdir: str | Path) -> dict:
     return rep
 
 
-__all__ = ["compare", "headline", "load_report", "METRICS", "COMPARE_SCHEMA"]
+__all__ = ["compare", "headline", "verdict", "load_report", "METRICS", "COMPARE_SCHEMA"]

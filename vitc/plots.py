@@ -28,8 +28,17 @@ _LAYOUT = dict(template="plotly_white", font=dict(size=11), margin=dict(l=60, r=
 _CONFIG = {"displaylogo": False, "responsive": True}
 
 
+#: defines ``vitcPlot(id, spec)``: a figure is drawn when its placeholder comes within 400 px of
+#: the viewport (figures further down, or in closed <details>, cost nothing until looked at)
+_LAZY = ("window.vitcPlot=(function(){var cfg=%s;function draw(d){Plotly.newPlot(d,d._vitc.data,d._vitc.layout,cfg);}"
+         "var io=('IntersectionObserver' in window)?new IntersectionObserver(function(es){es.forEach(function(e){"
+         "if(e.isIntersecting){io.unobserve(e.target);draw(e.target);}});},{rootMargin:'400px'}):null;"
+         "return function(id,s){var d=document.getElementById(id);d._vitc=s;if(io){io.observe(d);}else{draw(d);}};})();")
+
+
 class Page:
-    """Figures for one HTML page: the first carries the plotly.js bundle; ids are sequential."""
+    """Figures for one HTML page: the first carries the plotly.js bundle and the lazy-drawing
+    helper; div ids are sequential (deterministic pages)."""
 
     def __init__(self, prefix: str = "fig"):
         self.prefix, self.count = prefix, 0
@@ -39,10 +48,11 @@ class Page:
         div = f"{self.prefix}{self.count}"
         # plotly's to_html adds a random id; a fixed div id and our own script keep pages deterministic
         spec = json.dumps(fig.to_plotly_json(), sort_keys=True, separators=(",", ":"), default=_json_default)
-        lib = f"<script type='text/javascript'>{get_plotlyjs()}</script>" if self.count == 1 else ""
-        return (f"{lib}<div id='{div}' class='plot'></div><script type='text/javascript'>"
-                f"(function(){{var s={spec};Plotly.newPlot('{div}',s.data,s.layout,{json.dumps(_CONFIG)});}})();"
-                "</script>")
+        lib = (f"<script type='text/javascript'>{get_plotlyjs()}</script>"
+               f"<script type='text/javascript'>{_LAZY % json.dumps(_CONFIG)}</script>") if self.count == 1 else ""
+        height = fig.layout.height or _LAYOUT["height"]
+        return (f"{lib}<div id='{div}' class='plot' style='min-height:{int(height)}px'></div>"
+                f"<script type='text/javascript'>vitcPlot('{div}',{spec});</script>")
 
 
 def _json_default(o):
@@ -173,7 +183,7 @@ def gantt(sched: dict, max_ops: int = 4000) -> go.Figure:
         fig.add_bar(name=unit, orientation="h", y=[index[(o["resource"] or "-", o["instance"])] for o in sel],
                     x=[(o["end"] - o["start"]) / f / 1e3 for o in sel], base=[o["start"] / f / 1e3 for o in sel],
                     marker_color=UNIT_COLORS.get(unit, "#888"), customdata=[o["layer"] for o in sel],
-                    hovertemplate="%{customdata}<br>%{base:.4g}–%{x:.4g} µs<extra>" + unit + "</extra>")
+                    hovertemplate="%{customdata}<br>from %{base:.4g} µs, %{x:.4g} µs long<extra>" + unit + "</extra>")
     return fig
 
 

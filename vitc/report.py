@@ -30,25 +30,31 @@ from vitc import plots
 from vitc.fmt import num, si
 from vitc.backends.api import Analysis, analyse
 from vitc.backends.results import mapping_data, report_data, schedule_data
-from vitc.compare import compare, headline
+from vitc.compare import compare, headline, verdict
 from vitc.sensitivity import sensitivity
 
 
 # --------------------------------------------------------------------------- helpers
-def _r(x):
-    """Round floats to 6 significant digits, recursively (for deterministic JSON)."""
+#: keys whose values keep 12 significant digits: ratios of two reported (6-digit) figures, so that
+#: a ratio read from one report equals the ratio of the figures of two reports to 1e-9
+_PRECISE_KEYS = frozenset({"improvement"})
+
+
+def _r(x, digits: int = 6):
+    """Round floats to 6 significant digits (12 under :data:`_PRECISE_KEYS`), recursively (for
+    deterministic JSON)."""
     if isinstance(x, float):
         if not math.isfinite(x):
             return None
-        return float(f"{x:.6g}")
+        return float(f"{x:.{digits}g}")
     if isinstance(x, (np.floating,)):
-        return _r(float(x))
+        return _r(float(x), digits)
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, dict):
-        return {str(k): _r(v) for k, v in x.items()}
+        return {str(k): _r(v, 12 if k in _PRECISE_KEYS else digits) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_r(v) for v in x]
+        return [_r(v, digits) for v in x]
     return x
 
 
@@ -162,10 +168,8 @@ def comparison_rows(cmp: dict) -> tuple[list[str], list[list]]:
     la, lb = cmp["labels"]
     rows = []
     for r in cmp["totals"]:
-        imp = r["improvement"]
-        word = "lower" if r["lower_is_better"] else "higher"
         rows.append([r["label"], _quantity(r[la], r["unit"]), _quantity(r[lb], r["unit"]),
-                     "–" if imp is None else f"{imp:.3g}× {word}" if imp >= 1 else f"{1 / imp:.3g}× worse"])
+                     verdict(r["improvement"], r["lower_is_better"])])
     return ["metric", la, lb, f"{lb} vs {la}"], rows
 
 
@@ -497,6 +501,56 @@ def section_page(sec: dict, title: str) -> str:
     return "\n".join(parts)
 
 
+# --------------------------------------------------------------------------- vitc compare
+def comparison_markdown(cmp: dict, title: str) -> str:
+    """A comparison (:func:`vitc.compare.compare`) as Markdown: headline, totals, shares, per block."""
+    la, lb = cmp["labels"]
+    parts = [f"# {title}", "", headline(cmp) + ".", "",
+             f"{la}: {cmp['models'][la]} on {cmp['hardware'][la]}; {lb}: {cmp['models'][lb]} on {cmp['hardware'][lb]}.",
+             ""]
+    header, rows = comparison_rows(cmp)
+    parts += [_md_table(header, rows), "", cmp["note"] + ".", "", "## Attention's share", "",
+              _md_table(["share of", la, lb], share_rows(cmp)), "", "## Energy by op kind (µJ / image)", "",
+              _md_table(["op kind", la, lb], [[k, v[la] / 1e6, v[lb] / 1e6]
+                                               for k, v in cmp["energy_by_kind_pj"].items()]), ""]
+    header, rows = block_delta_rows(cmp)
+    parts += ["## Per block", "", _md_table(header, rows), ""]
+    if cmp["fidelity"]:
+        keys = sorted({k for f in cmp["fidelity"] for k in f} - {"pass", "blocks", "weights", "calibration"})
+        parts += [f"## Fidelity {lb}'s passes measured", "",
+                  _md_table(["pass", "weights", "measured on", *keys],
+                            [[f["pass"], f.get("weights") or "–", f.get("calibration") or "–",
+                              *[f.get(k) for k in keys]] for f in cmp["fidelity"]]), ""]
+    return "\n".join(parts)
+
+
+def comparison_page(cmp: dict, title: str) -> str:
+    """A comparison as one self-contained HTML page (headline and totals first, plots, per-block table)."""
+    page = plots.Page()
+    esc = html.escape
+    la, lb = cmp["labels"]
+    header, rows = comparison_rows(cmp)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+             f"<p class='note'>{esc(la)}: {esc(cmp['models'][la])} on {esc(cmp['hardware'][la])}; {esc(lb)}: "
+             f"{esc(cmp['models'][lb])} on {esc(cmp['hardware'][lb])}. {esc(cmp['note'])}.</p>",
+             f"<div class='headline'><p>{esc(headline(cmp))}.</p>{_html_table(header, rows)}</div>",
+             "<div class='grid'>", page.html(plots.comparison_bars(cmp)),
+             "<div><h3>Attention's share</h3>" + _html_table(["share of", la, lb], share_rows(cmp)) + "</div></div>",
+             page.html(plots.per_block_pair(cmp, "energy_pj", "Energy per block", "µJ", 1e6)),
+             page.html(plots.per_block_pair(cmp, "latency_ns", "Busy time per block", "µs", 1e3))]
+    header, rows = block_delta_rows(cmp)
+    parts += [f"<details><summary>Per-block deltas ({len(rows)} rows)</summary>{_html_table(header, rows)}</details>",
+              "</body></html>\n"]
+    return "\n".join(parts)
+
+
+def comparison_files(cmp: dict, title: str) -> dict[str, bytes]:
+    """compare.json, compare.md and compare.html for a comparison."""
+    return {"compare.json": _dumps(_r(cmp)), "compare.md": comparison_markdown(cmp, title).encode("utf-8"),
+            "compare.html": comparison_page(cmp, title).encode("utf-8")}
+
+
 # --------------------------------------------------------------------------- entry points
 @dataclass
 class Rendered:
@@ -566,4 +620,4 @@ def sweep(model, presets: list, target: str = "xbar", *, model_name: str, pass_r
 
 
 __all__ = ["render", "evaluate", "sweep", "summary", "Rendered", "OUTPUT_FILES", "render_md", "render_html",
-           "section_markdown", "section_page"]
+           "section_markdown", "section_page", "comparison_markdown", "comparison_page", "comparison_files"]
