@@ -10,7 +10,17 @@ driver (pipeline, CLI, reports).
 """
 from __future__ import annotations
 
-from vitc.core.version import VERSION as __version__
+import os as _os
+
+# Running from a source checkout (``python -m pytest`` in the repository puts the checkout's
+# ``vitc/`` first on the path, before an installed copy): the layers live at the repository root
+# (``core/``, ``compiler/`` ...), so add the root to this package's search path; installed, the
+# layers are subpackages already and this does nothing.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _os.path.isfile(_os.path.join(_root, "pyproject.toml")) and _os.path.isdir(_os.path.join(_root, "core")):
+    __path__.append(_root)  # type: ignore[name-defined]
+
+from vitc.core.version import VERSION as __version__  # noqa: E402 - needs the search path above
 
 # The API's entry points import the whole stack on first use, so that ``import vitc.core``
 # (and worker processes that only need a layer) stay light.
