@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -89,3 +91,12 @@ def test_backends_know_no_exporter_patterns():
             if EXPORTER_PATTERNS.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_source_checkout_resolves_the_layers_without_an_install():
+    """``python -m pytest`` on a clean clone imports the checkout's ``vitc/`` first; its layers
+    (``core/`` ...) live at the repository root and must still resolve (no site packages here)."""
+    code = "import vitc, vitc.core.version, vitc.runtime; print(vitc.core.version.__file__)"
+    p = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert Path(p.stdout.strip()).resolve() == (ROOT / "core" / "version.py").resolve()
