@@ -56,6 +56,37 @@ class EncoderBlock:
 
 
 @dataclass
+class AttentionCore:
+    """An attention site rewritten to a canonical core without a canonical encoder block around
+    it: softmax attention as ``ai.vitc::Attention`` over ``groups`` independent batch × head ×
+    window groups (``num_heads = 1``) where q/k/v are not one [B, N, C] projection each (windows,
+    RoPE, pooled or downsampled tokens, grouped heads, …) or the output does not go straight to
+    a projection; attention already linear in N as ``FactorizedAttention``,
+    ``SeparableAttention`` or ``LinearAttention`` (:mod:`vitc.runtime.linear_attention_ops`).
+    Passes that need the block (reuse, bilstm, the taylor refit) decline it; numbered after the
+    blocks (``index`` ≥ number of blocks)."""
+    index: int
+    attention: str               # the ai.vitc core node
+    heads: int                   # the axis before the token axis (1 for rank-2/3 operands)
+    groups: int                  # batch × heads × windows at the probe run
+    q_tokens: int
+    kv_tokens: int
+    head_dim: int                # d_k
+    value_dim: int               # d_v
+    tokens_dynamic: bool
+    scale: float
+    bias: str                    # none | key-padding | causal | additive (an N×N term, e.g. relative position)
+    kind: str = "softmax"        # softmax (ai.vitc::Attention) | factorized | separable | linear (linear in N)
+    forms: dict[str, str] = field(default_factory=dict)
+    why_not_block: str = ""      # the encoder-block recogniser's reason
+    output: str = ""             # the tensor the core's reshaped output writes (the export's ·V product)
+    probe_rel_error: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class Unrecognised:
     """An attention-like subgraph the front end found but did not rewrite, and why."""
     anchor: str
@@ -94,6 +125,7 @@ class CompiledModel:
     records: list[PassRecord] = field(default_factory=list)
     node_meta: dict[str, dict[str, str]] = field(default_factory=dict)
     original: onnx.ModelProto | None = None   # the normalised original, for calibration runs
+    cores: list[AttentionCore] = field(default_factory=list)   # sites without a canonical block
 
     def node(self, name: str) -> gs.Node:
         for n in self.graph.nodes:
@@ -107,7 +139,7 @@ class CompiledModel:
     def summary(self) -> dict:
         """``blocks.json``: the recognised blocks, what was not recognised, what was normalised, the passes."""
         return {"schema": BLOCKS_SCHEMA, "model": self.name, "opset": self.opset,
-                "blocks": [b.to_dict() for b in self.blocks],
+                "blocks": [b.to_dict() for b in self.blocks], "cores": [c.to_dict() for c in self.cores],
                 "unrecognised": [u.__dict__ for u in self.unrecognised], "normalized": self.normalized,
                 "passes": [r.to_dict() for r in self.records]}
 

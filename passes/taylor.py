@@ -31,6 +31,7 @@ from vitc.core.errors import VitcInputError
 from vitc.core.graph import const_value
 from vitc.core.ir import CompiledModel, PassRecord
 from vitc.compiler import opcount
+from vitc.compiler.core_sites import classify_bias
 from vitc.compiler.emit import emit
 from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine
 from vitc.passes.options import PassOptions, at_least, block_list, in_range, option, parse_block_list, positive
@@ -50,16 +51,16 @@ MIN_REFIT_SAMPLES = 5
 # ---------------------------------------------------------------------------------------------
 # graph edits
 
-def linearise_block(cm: CompiledModel, block: EncoderBlock, variant: str, centering: str,
-                    simplified: bool = False) -> None:
-    """Turn block ``block``'s ai.vitc::Attention core into ai.vitc::TaylorAttention."""
+def linearise_block(cm: CompiledModel, block, variant: str, centering: str, simplified: bool = False) -> None:
+    """Turn the ai.vitc::Attention core of ``block`` (an encoder block or a core-only site) into
+    ai.vitc::TaylorAttention (the caller has checked that its mask only masks keys)."""
     node = cm.node(block.attention)
     if node.op not in ("Attention", OP_TYPE):
         raise VitcInputError(f"block {block.index}: core '{node.name}' is {node.op}, not ai.vitc::Attention")
     if len(node.inputs) == 4:
         mask = const_value(node.inputs[3])
-        if mask is not None and bool(np.all(mask > MASK_THRESHOLD)):
-            node.inputs.pop()                       # a constant mask that excludes nothing (dynamo exports)
+        if mask is not None and bool(np.all(mask == 0)):
+            node.inputs.pop()                       # a constant all-zero mask (dynamo exports): a true no-op
     node.op = OP_TYPE
     node.attrs = {"num_heads": int(node.attrs["num_heads"]), "scale": float(node.attrs["scale"]),
                   "variant": variant, "centering": centering, "simplified": int(simplified)}
@@ -235,18 +236,21 @@ class TaylorPass:
     def _config(self, cm: CompiledModel, ctx) -> dict:
         o: TaylorOptions = ctx.opts(self.name)
         return {"variant": o.variant, "centering": o.centering or DEFAULT_CENTERING[o.variant],
-                "candidates": parse_block_list(o.layers, len(cm.blocks), "--layers"),
+                "candidates": parse_block_list(o.layers, len(cm.blocks) + len(cm.cores), "--layers"),
                 "max_drop": o.max_drop, "cos_floor": o.cos_floor, "refit": o.refit, "metric": o.metric,
                 "ridge": o.ridge, "tokens": o.tokens, "measure": o.measure}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()
         cfg = self._config(cm, ctx)
-        candidates = cfg["candidates"]
-        for i in candidates:
-            op = cm.node(cm.blocks[i].attention).op
-            if op != "Attention":
+        sites = {b.index: b for b in list(cm.blocks) + list(cm.cores)}
+        for i in cfg["candidates"]:
+            op = cm.node(sites[i].attention).op
+            if op == OP_TYPE:
                 raise VitcInputError(f"taylor: block {i} core is already {op} (run taylor once, before reorder)")
+        declined = {i: r for i in cfg["candidates"] if (r := decline_reason(cm, ctx, sites[i])) is not None}
+        candidates = [i for i in cfg["candidates"] if i not in declined and i < len(cm.blocks)]
+        core_candidates = [i for i in cfg["candidates"] if i not in declined and i >= len(cm.blocks)]
         budget = cfg["max_drop"] is not None or cfg["cos_floor"] is not None
         data = ctx.calibration(cm)
         real_data = data.source != "synthetic"
@@ -263,12 +267,12 @@ class TaylorPass:
             notes.append("model output is not a classifier: --max-drop measures 100·(1 − output cosine)")
         if metric == "accuracy" and data.labels is None:
             raise VitcInputError("taylor: --taylor-metric accuracy needs labels in the calibration data")
-        selection, trials = self._select(cm, ctx, candidates, fits, cfg, data, ref_outputs, metric, refit)
+        selection, trials = self._select(cm, ctx, candidates, core_candidates, fits, cfg, data, ref_outputs, metric,
+                                         refit)
         for i in selection:
-            block = cm.blocks[i]
-            linearise_block(cm, block, cfg["variant"], cfg["centering"])
-            if refit and fits[i].weight is not None:
-                replace_out_projection(cm, block, fits[i].weight, fits[i].bias)
+            linearise_block(cm, sites[i], cfg["variant"], cfg["centering"])
+            if refit and i in fits and fits[i].weight is not None:
+                replace_out_projection(cm, sites[i], fits[i].weight, fits[i].bias)
         fidelity = {"calibration": data.source, "samples": data.size,
                     "per_layer": {str(i): fits[i].to_dict() for i in candidates if i in fits}}
         if ref_outputs is not None:
@@ -277,7 +281,8 @@ class TaylorPass:
             fidelity["measured"] = "no (--taylor-no-measure): fidelity not measured"
         details = {
             "op": f"ai.vitc::{OP_TYPE}", "variant": cfg["variant"], "centering": cfg["centering"],
-            "candidates": candidates, "selected": selection,
+            "candidates": candidates + core_candidates, "selected": selection,
+            "declined": {str(i): r for i, r in sorted(declined.items())},
             "selection": ("max-drop" if cfg["max_drop"] is not None else
                           "cos-floor" if cfg["cos_floor"] is not None else "layers"),
             "max_drop": cfg["max_drop"], "cos_floor": cfg["cos_floor"],
@@ -307,22 +312,25 @@ class TaylorPass:
         return fits
 
     # -- layer selection
-    def _select(self, cm, ctx, candidates, fits, cfg, data, ref_outputs, metric, refit):
+    def _select(self, cm, ctx, candidates, core_candidates, fits, cfg, data, ref_outputs, metric, refit):
+        """Blocks by teacher-forced damage, then core-only sites (no block to teacher-force: they
+        are tried end to end under --max-drop, taken as listed otherwise, left out by --cos-floor)."""
         if cfg["cos_floor"] is not None:
             sel = [i for i in candidates if 1.0 - fits[i].damage >= cfg["cos_floor"]]
             if cfg["max_drop"] is None:
                 return sel, []
-            candidates = sel
+            candidates, core_candidates = sel, []
         if cfg["max_drop"] is None:
-            return candidates, []
-        order = sorted(candidates, key=lambda i: fits[i].damage)
+            return candidates + core_candidates, []
+        order = sorted(candidates, key=lambda i: fits[i].damage) + list(core_candidates)
         chosen, trials = [], []
         for i in ctx.progress.bar(order, "taylor: layer selection (end-to-end trials)"):
             trial = dataclasses.replace(cm, graph=cm.graph.copy(), blocks=[dataclasses.replace(
                 b, out_proj=dataclasses.replace(b.out_proj)) for b in cm.blocks], records=[])
             for j in chosen + [i]:
-                linearise_block(trial, trial.blocks[j], cfg["variant"], cfg["centering"])
-                if refit and fits[j].weight is not None:
+                site = trial.blocks[j] if j < len(trial.blocks) else cm.cores[j - len(cm.blocks)]
+                linearise_block(trial, site, cfg["variant"], cfg["centering"])
+                if refit and j in fits and fits[j].weight is not None:
                     replace_out_projection(trial, trial.blocks[j], fits[j].weight, fits[j].bias)
             res = end_to_end(emit(trial), data, ref_outputs)
             drop = drop_of(res, metric)
@@ -331,6 +339,28 @@ class TaylorPass:
             if ok:
                 chosen.append(i)
         return sorted(chosen), trials
+
+
+def decline_reason(cm: CompiledModel, ctx, site) -> str | None:
+    """Why a block or core-only site keeps its softmax, or None if it can be linearised: the
+    linear forms are linear already; first-order Taylor attention has no n×n term, so only a mask
+    that removes keys (the same for every query) can be kept — a causal mask or an additive bias
+    (relative position, …) is declined rather than dropped."""
+    if getattr(site, "kind", "softmax") != "softmax":
+        return f"{site.kind} attention is already linear in the tokens"
+    node = cm.node(site.attention)
+    if len(node.inputs) < 4:
+        return None
+    kind = getattr(site, "bias", None)
+    if kind in (None, "additive", "key-padding"):     # blocks, and cores with a bias: look at the values
+        values = mask_values(cm, ctx, site)
+        kind = "none" if np.all(values == 0) else classify_bias(values, MASK_THRESHOLD)
+    if kind == "causal":
+        return "causal mask: linear attention would need a prefix-sum form (not implemented); kept as softmax"
+    if kind == "additive":
+        return ("additive N×N bias on the scores (e.g. relative position): first-order Taylor attention "
+                "would keep an N×N term; kept as softmax")
+    return None
 
 
 def _block_values(cm: CompiledModel, ctx, block: EncoderBlock) -> dict[str, np.ndarray]:
@@ -347,8 +377,8 @@ def _block_values(cm: CompiledModel, ctx, block: EncoderBlock) -> dict[str, np.n
     return out
 
 
-def mask_values(cm: CompiledModel, ctx, block: EncoderBlock) -> np.ndarray:
-    """The additive mask fed to the block's core on the calibration data."""
+def mask_values(cm: CompiledModel, ctx, block) -> np.ndarray:
+    """The additive mask fed to the block's (or core's) ai.vitc node on the calibration data."""
     mask_t = cm.node(block.attention).inputs[3]
     if const_value(mask_t) is not None:
         return const_value(mask_t)
