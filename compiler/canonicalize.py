@@ -18,7 +18,7 @@ from vitc.compiler.blocks import describe_mlp, norm_form, normalisation, residua
 from vitc.core.ir import EncoderBlock, Projection
 from vitc.core.graph import const_value, producer
 from vitc.compiler.probe import CoreSpec
-from vitc.compiler.recognize import AttentionSite, NotRecognised
+from vitc.compiler.recognize import SHAPE_READERS, AttentionSite, NotRecognised
 from vitc.runtime.function_builder import DOMAIN
 
 
@@ -121,6 +121,9 @@ def rewrite_site(graph: gs.Graph, site: AttentionSite, spec: CoreSpec, index: in
                    inputs=[q, k, v] + ([mask] if mask is not None else []), outputs=[core_out])
     graph.nodes.append(core)
     site.out_proj.inputs[0] = core_out
+    for reader in site.walked:      # Shape readers of the merged output read the core's instead
+        if reader.op in SHAPE_READERS and reader.inputs[0] is site.out:
+            reader.inputs[0] = core_out
     out_add = next((c for c in site.out_proj.outputs[0].outputs if c.op == "Add"
                     and any(const_value(i) is not None for i in c.inputs)), None)
     if out_add is not None and const_value(out_add.inputs[0]) is not None:

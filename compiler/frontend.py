@@ -29,11 +29,13 @@ from vitc.runtime.session import run_with_intermediates
 PROBE_SEQ_LEN = 16
 
 
-def read_model(path: str | os.PathLike, input_shapes: dict | None = None) -> CompiledModel:
+def read_model(path: str | os.PathLike, input_shapes: dict | None = None,
+               require_rewritable: bool = True) -> CompiledModel:
     """Load ``path`` and canonicalise it (see :func:`canonicalize_model`)."""
     loaded = load_model(path)
     return canonicalize_model(loaded.model, name=Path(path).name.removesuffix(".onnx"), source=loaded.path,
-                              external_data=loaded.external_data, input_shapes=input_shapes)
+                              external_data=loaded.external_data, input_shapes=input_shapes,
+                              require_rewritable=require_rewritable)
 
 
 def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None) -> dict:
@@ -79,12 +81,13 @@ class Found:
     failed: list[Unrecognised] = field(default_factory=list)
 
 
-def find_sites(graph: gs.Graph, exclude: dict[str, str] | None = None) -> Found:
+def find_sites(graph: gs.Graph, exclude: dict[str, str] | None = None,
+               no_block: dict[str, str] | None = None) -> Found:
     """Every attention anchor of ``graph`` in topological order: encoder-block sites (with their
     generic core as a fallback), generic cores (:mod:`vitc.compiler.core_sites`) where the block
     form does not match, and a reason for each anchor that is neither; then activation×activation
     products no site covers (linear attention without a Softmax)."""
-    found, exclude = Found(), exclude or {}
+    found, exclude, no_block = Found(), exclude or {}, no_block or {}
     for node in list(graph.nodes):
         kind = _anchor_kind(node)
         if kind is None:
@@ -97,6 +100,8 @@ def find_sites(graph: gs.Graph, exclude: dict[str, str] | None = None) -> Found:
                                              "onnxruntime contrib attention op without a mapping; not rewritable"))
             continue
         try:
+            if node.name in no_block:
+                raise NotRecognised(no_block[node.name])
             site = {"softmax": match_softmax, "onnx-attention": match_onnx_attention}[kind](node) \
                 if kind != "ms-attention" else match_ms_attention(node, graph)
         except NotRecognised as exc:
@@ -239,7 +244,8 @@ def _set_shapes(graph: gs.Graph, model: onnx.ModelProto) -> None:
 
 def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None = None,
                        external_data: bool = False, input_shapes: dict | None = None,
-                       require_rewritable: bool = True, exclude: dict[str, str] | None = None) -> CompiledModel:
+                       require_rewritable: bool = True, exclude: dict[str, str] | None = None,
+                       no_block: dict[str, str] | None = None) -> CompiledModel:
     """Normalise, recognise every attention site, confirm each numerically, rewrite.
 
     Encoder-block sites become q/k/v projections + ``ai.vitc::Attention``; other softmax
@@ -252,7 +258,7 @@ def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None
     graph = gs.import_onnx(model)
     _set_shapes(graph, model)
     normalized = normalize(graph)
-    found = find_sites(graph, exclude)
+    found = find_sites(graph, exclude, no_block)
     failed = list(found.failed)
     if not found.sites and not found.cores and not failed:
         raise VitcInputError(f"no attention found in {name}: no Softmax over keys, no Attention op and no "
@@ -307,13 +313,21 @@ def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None
                              f"not recognised: {reasons}{'; …' if len(failed) > 3 else ''}; "
                              "`vitc inspect` lists them all)")
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    alive = {n.name for n in graph.nodes}
+    kept = {s.anchor.name: "the export still reads the old attention after the block rewrite (a Shape reader "
+                           "used outside it); rewritten as a core instead"
+            for s, _ in resolved if s.anchor.name in alive and s.kind == "softmax"}
+    if kept:
+        return canonicalize_model(model, name=name, source=source, external_data=external_data,
+                                  input_shapes=input_shapes, require_rewritable=require_rewritable,
+                                  exclude=exclude, no_block={**(no_block or {}), **kept})
     _tag_model_ends(cm)
     if cm.cores:
         wrong = _check_cores(cm, values, biases, input_shapes)
         if wrong:
             return canonicalize_model(model, name=name, source=source, external_data=external_data,
                                       input_shapes=input_shapes, require_rewritable=require_rewritable,
-                                      exclude={**(exclude or {}), **wrong})
+                                      exclude={**(exclude or {}), **wrong}, no_block=no_block)
     return cm
 
 

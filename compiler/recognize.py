@@ -158,12 +158,20 @@ def _walk_scores(t: gs.Tensor, site_ops, factors) -> tuple[gs.Node, gs.Tensor | 
     raise NotRecognised("Softmax input is not produced by an activation×activation MatMul (QKᵀ)")
 
 
+SHAPE_READERS = ("Shape", "Size")
+
+
 def walk_out(t: gs.Tensor, site_ops) -> tuple[gs.Tensor, gs.Node]:
-    """From the attention-times-V product forward to the output projection's input."""
+    """From the attention-times-V product forward to the output projection's input. ``Shape``/
+    ``Size`` readers (older exporters build the merge Reshape's target from them) are not data
+    consumers; they join ``site_ops``."""
     for _ in range(16):
-        consumer = single_consumer(t)
+        readers = [c for c in t.outputs if c.op in SHAPE_READERS]
+        data = [c for c in t.outputs if c.op not in SHAPE_READERS]
+        site_ops.extend(readers)
+        consumer = data[0] if len(data) == 1 else None
         if consumer is None:
-            raise NotRecognised(f"attention output '{t.name}' has {len(t.outputs)} consumers")
+            raise NotRecognised(f"attention output '{t.name}' has {len(data)} data consumers")
         if weight_input(consumer) is not None and consumer.inputs[0] is t:
             return t, consumer
         if consumer.op in PASS_FORWARD:

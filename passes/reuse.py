@@ -156,11 +156,11 @@ class ReusePass:
             if baseline is None:
                 baseline = emit_copy(cm)
             plan, search = auto_plan(cm, ctx, cfg, baseline)
-            section = search.pop("section")
+            section = search.pop("section", None)
             teacher_tbs = search.pop("_teacher_tbs", {})
             verified_fit = search.pop("_verified_fit", (None, None))
         else:
-            plan = parse_plan(spec, n)
+            plan = parse_plan(spec, n, len(cm.cores))
         check_plan(cm, plan)
         data = ctx.calibration(cm)
         if cfg["weights_file"]:
@@ -212,7 +212,7 @@ class ReusePass:
             if cost is not None:
                 details["cost"] = cost
         rec = PassRecord(self.name, sorted(plan), weights, fidelity, details)
-        if search is not None:
+        if search is not None and section is not None:
             rec.sections[section["key"]] = section
         rec.timings["seconds"] = round(time.perf_counter() - t0, 2)
         if search is not None:

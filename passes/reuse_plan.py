@@ -23,7 +23,7 @@ TB_ROLE = "reuse_tb"
 
 
 # ----------------------------------------------------------------------------- plans
-def parse_plan(spec, num_blocks: int) -> dict[int, int]:
+def parse_plan(spec, num_blocks: int, num_cores: int = 0) -> dict[int, int]:
     """``"1,3,5"`` / ``"3:1,5:1"`` / list / dict → {reusing block: computing source block}.
 
     Raises :class:`VitcInputError` (one line) for malformed entries, block 0 reusing, blocks
@@ -52,8 +52,14 @@ def parse_plan(spec, num_blocks: int) -> dict[int, int]:
     last = num_blocks - 1
     seen = set()
     for t, s in pairs:
+        for b in (t, s):
+            if b is not None and num_blocks <= b < num_blocks + num_cores:
+                raise VitcInputError(f"--reuse-plan: site {b} is an attention core without a canonical encoder block "
+                                     "(reuse needs the block's residual and projections; see vitc inspect)")
         if not 0 <= t <= last:
-            raise VitcInputError(f"--reuse-plan: block {t} does not exist (model has {num_blocks} blocks: 0-{last})")
+            raise VitcInputError(f"--reuse-plan: block {t} does not exist ("
+                                 + (f"model has {num_blocks} blocks: 0-{last})" if num_blocks else
+                                    "the model has no canonical encoder blocks; see vitc inspect)"))
         if t == 0:
             raise VitcInputError("--reuse-plan: block 0 cannot reuse attention (no earlier block computes it)")
         if t in seen:

@@ -162,7 +162,9 @@ def _cmd_compile(args) -> int:
     cm = result.compiled
     print(f"{cm.name}: {len(cm.blocks)} encoder blocks, passes: {','.join(r.name for r in cm.records) or 'none'}")
     for rec in cm.records:
-        print(f"  {rec.name}: blocks {rec.blocks}, weights {rec.weights}{_fidelity_summary(rec.fidelity)}")
+        declined = rec.details.get("declined") or {}
+        note = f"; declined {len(declined)}: {_declines(declined)}" if declined else ""
+        print(f"  {rec.name}: blocks {rec.blocks}, weights {rec.weights}{_fidelity_summary(rec.fidelity)}{note}")
     if cm.unrecognised:
         print(f"  {len(cm.unrecognised)} attention-like subgraphs not recognised (see `vitc inspect`)")
     if result.summary:
@@ -222,7 +224,7 @@ def _cmd_inspect(args) -> int:
         if has_mapping:
             print(format_mapping_table(target))
         return 0
-    cm = read_model(target, input_shapes=parse_shape_overrides(args.input_shape))
+    cm = read_model(target, input_shapes=parse_shape_overrides(args.input_shape), require_rewritable=False)
     if args.json:
         print(json.dumps(frontend_summary(cm), indent=1, sort_keys=True))
     else:
@@ -251,6 +253,14 @@ def _cmd_compare(args) -> int:
         written = write_outputs(out, comparison_files(cmp, title))
         print(f"wrote {len(written)} files to {out}/", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _declines(declined: dict) -> str:
+    """``{block: reason}`` grouped by reason: "causal mask … (blocks 0, 1)"."""
+    by_reason: dict[str, list[str]] = {}
+    for block, reason in declined.items():
+        by_reason.setdefault(reason.split(":")[0].split(" (")[0], []).append(str(block))
+    return "; ".join(f"{r} (blocks {', '.join(b)})" for r, b in by_reason.items())
 
 
 def _cmd_zoo(args) -> int:

@@ -37,17 +37,37 @@ def blocks_table(blocks: list[dict], title: str) -> Table:
     return table
 
 
+def cores_table(cores: list[dict]) -> Table:
+    """Attention sites rewritten to a canonical core without a canonical block around them."""
+    table = Table(title=f"{len(cores)} attention cores without a canonical encoder block (numbered after the "
+                        "blocks)", title_justify="left")
+    for col in ("site", "op", "groups", "heads", "Nq", "Nkv", "d_k", "d_v", "bias", "score chain", "why not a block",
+                "err"):
+        table.add_column(col, justify="right" if col in ("site", "groups", "heads", "Nq", "Nkv", "d_k", "d_v")
+                         else "left", overflow="fold")
+    for c in cores:
+        op = {"softmax": "Attention", "factorized": "FactorizedAttention", "separable": "SeparableAttention",
+              "linear": "LinearAttention"}.get(c.get("kind", "softmax"), c.get("kind"))
+        table.add_row(str(c["index"]), op, str(c["groups"]), str(c["heads"]), str(c["q_tokens"]), str(c["kv_tokens"]),
+                      str(c["head_dim"]), str(c["value_dim"]), c["bias"], c["forms"].get("score_chain", "–"),
+                      c.get("why_not_block") or "–", f"{c.get('probe_rel_error', 0):.1e}")
+    return table
+
+
 def describe(summary: dict) -> str:
-    """Text for a ``blocks.json``-shaped summary (see ``pipeline.frontend_summary``)."""
+    """Text for a ``blocks.json``-shaped summary (see ``pipeline.frontend_summary``): every block,
+    every core, every unrecognised site with its reason."""
     parts = [blocks_table(summary["blocks"], f"{summary['model']}: {len(summary['blocks'])} encoder blocks recognised "
                                             f"(opset {summary['opset']})")]
+    if summary.get("cores"):
+        parts.append(cores_table(summary["cores"]))
     norm = summary.get("normalized") or {}
     if any(norm.values()):
         parts.append("normalised: " + ", ".join(f"{v} {k} removed" for k, v in sorted(norm.items()) if v))
     if summary["unrecognised"]:
-        t = Table(title="attention-like subgraphs not recognised", title_justify="left")
+        t = Table(title=f"{len(summary['unrecognised'])} attention-like subgraphs not rewritten", title_justify="left")
         for col in ("anchor", "op", "reason"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for u in summary["unrecognised"]:
             t.add_row(u["anchor"], u["op"], u["reason"])
         parts.append(t)
