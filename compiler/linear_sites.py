@@ -209,7 +209,8 @@ def match_linear(product: gs.Node) -> LinearSite:
     kt_node = producer(_back(kt))
     k, transposed = (kt_node.inputs[0], False) if _swaps_last_two(kt_node) else (kt, True)
     return LinearSite("linear", product, [qkv.inputs[0], k, pad.inputs[0]], div.outputs[0], div,
-                      {"eps": float(eps)}, [product, qkv], {"core": "relu-linear"}, k_transposed=transposed,
+                      {"eps": float(eps)}, [product, qkv], {"core": "relu-linear"},
+                      why_not_block="no Softmax: kernel (ReLU) linear attention", k_transposed=transposed,
                       padded=pad.outputs[0])
 
 

@@ -40,9 +40,13 @@ def _factorized(opset: int) -> FunctionProto:
 
 
 def _separable(opset: int) -> FunctionProto:
+    """The token sum Σ_j k_j·p_j as a product (it is multiply-accumulate work): k [.., N] as
+    [.., 1, N] times p [.., N] as [.., N, 1]."""
     b = FunctionBuilder(SEPARABLE, ["s", "k", "v"], [], opset, doc=__doc__.split("\n\n")[3])
     p = b.op("Softmax", "s", axis=-1)
-    ctx = b.reduce("ReduceSum", b.op("Mul", "k", p), [-1], keepdims=1)
+    ctx = b.op("MatMul", b.op("Unsqueeze", "k", b.const(np.array([-2], np.int64))),
+               b.op("Unsqueeze", p, b.const(np.array([-1], np.int64))))          # [.., 1, 1]
+    ctx = b.op("Squeeze", ctx, b.const(np.array([-1], np.int64)))              # [.., 1]
     b.output(b.op("Mul", "v", ctx), "y")
     return b.build()
 
@@ -74,8 +78,10 @@ def separable_work(attrs: dict, in_shapes: list, opset: int = 17) -> list[Step]:
     w = WorkList(in_shapes, opset)
     s, k, v = w.inputs
     p = w.op("Softmax", s, out=s.shape, axis=-1)
-    full = tuple(int(x) for x in np.broadcast_shapes(k.shape, s.shape))
-    ctx = w.reduce("ReduceSum", w.op("Mul", k, p, out=full), [-1], out=full[:-1] + (1,))
+    lead = tuple(int(x) for x in np.broadcast_shapes(k.shape[:-1], s.shape[:-1]))
+    n = k.shape[-1]
+    prod = w.op("MatMul", w.view(k, k.shape[:-1] + (1, n)), w.view(p, s.shape[:-1] + (n, 1)), out=lead + (1, 1))
+    ctx = w.view(prod, lead + (1,))
     w.op("Mul", v, ctx, out=tuple(int(x) for x in np.broadcast_shapes(v.shape, ctx.shape)))
     return w.steps
 
