@@ -1,4 +1,4 @@
-"""Calibration / evaluation data: ``.npy``, ``.npz`` or a folder of images → model feeds.
+"""Calibration / evaluation data: ``.npy``, ``.npz``, a folder of images or a text file → model feeds.
 
 * ``.npy``: one array for the model's single input.
 * ``.npz``: arrays named like the model inputs, or one array for a single-input model;
@@ -7,6 +7,12 @@
   images sit in class sub-folders, labels are the sorted sub-folder indices. Preprocessing
   presets: ``imagenet`` (resize shorter side to size/0.875, centre crop, ImageNet mean/std),
   ``unit`` (resize to the input size, scale to [0, 1]).
+* text (``.txt``/``.tsv``, one example per line, optionally ``label<TAB>text``; needs
+  ``tokenizers``, ``pip install vitc[text]``): tokenised with a ``tokenizer.json`` (any
+  Hugging Face tokenizer) or a WordPiece ``vocab.txt`` — given with ``--tokenizer``, else found
+  beside the text file. Fills the model's ``input_ids``, ``attention_mask``, ``token_type_ids``
+  and ``position_ids`` inputs; padded to the model's static sequence length, else to the longest
+  line (at most :data:`MAX_TEXT_TOKENS`).
 """
 from __future__ import annotations
 
@@ -21,6 +27,9 @@ from vitc.core.errors import VitcInputError
 from vitc.runtime.shapes import InputSpec, input_specs
 
 LABEL_KEYS = ("labels", "label", "y", "targets")
+TEXT_SUFFIXES = {".txt", ".tsv"}
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+MAX_TEXT_TOKENS = 512
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
 PRESETS = {
     "imagenet": {"crop_ratio": 0.875, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
@@ -62,7 +71,8 @@ def _check_against(spec: InputSpec, arr: np.ndarray, path: Path) -> np.ndarray:
     return arr.astype(spec.dtype, copy=False)
 
 
-def load_dataset(path: str | Path, model: onnx.ModelProto, preset: str = "imagenet") -> Dataset:
+def load_dataset(path: str | Path, model: onnx.ModelProto, preset: str = "imagenet",
+                 tokenizer: str | Path | None = None) -> Dataset:
     """Read ``path`` into feeds for ``model``'s inputs (see module doc)."""
     p = Path(path)
     if not p.exists():
@@ -70,6 +80,10 @@ def load_dataset(path: str | Path, model: onnx.ModelProto, preset: str = "imagen
     specs = input_specs(model)
     if p.is_dir():
         return _load_images(p, specs, preset)
+    if p.suffix.lower() in TEXT_SUFFIXES:
+        return _load_text(p, specs, tokenizer)
+    if tokenizer is not None:
+        raise VitcInputError(f"--tokenizer applies to text data (.txt/.tsv), not {p.name}")
     try:
         data = np.load(p, allow_pickle=False)
         if isinstance(data, np.ndarray):
@@ -141,3 +155,69 @@ def _load_images(folder: Path, specs: list[InputSpec], preset: str) -> Dataset:
         batch.append((arr - mean) / std)
     labels = np.asarray([classes.index(f.parent) for f in files], np.int64) if classes else None
     return Dataset({spec.name: np.stack(batch).astype(spec.dtype)}, labels, str(folder))
+
+
+def _tokenizer(text_file: Path, given: str | Path | None):
+    """A ``tokenizers`` tokenizer from ``given`` or a tokenizer file beside ``text_file``."""
+    try:
+        import tokenizers
+    except ImportError:
+        raise VitcInputError("reading text needs the tokenizers package: pip install 'vitc[text]'") from None
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise VitcInputError(f"tokenizer file not found: {path}")
+    else:
+        path = next((text_file.parent / n for n in TOKENIZER_FILES if (text_file.parent / n).is_file()), None)
+        if path is None:
+            raise VitcInputError(f"no tokenizer for {text_file.name}: give --tokenizer tokenizer.json|vocab.txt "
+                                 f"or put one beside it")
+    try:
+        if path.suffix == ".json":
+            return tokenizers.Tokenizer.from_file(str(path))
+        vocab = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+        if "[CLS]" not in vocab or "[SEP]" not in vocab:
+            raise ValueError("not a WordPiece vocabulary with [CLS] and [SEP]")
+        plain = [w for w in vocab if w.isalpha()]
+        lowercase = not any(w != w.lower() for w in plain)
+        return tokenizers.BertWordPieceTokenizer(str(path), lowercase=lowercase)
+    except (ValueError, OSError, UnicodeDecodeError, Exception) as exc:  # noqa: BLE001 - tokenizers raises bare Exception
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise VitcInputError(f"cannot read tokenizer {path.name}: {first}") from None
+
+
+def _load_text(p: Path, specs: list[InputSpec], tokenizer) -> Dataset:
+    try:
+        lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise VitcInputError(f"{p.name} is not UTF-8 text") from None
+    if not lines:
+        raise VitcInputError(f"{p.name} holds no text")
+    labels = None
+    parts = [line.split("\t", 1) for line in lines]
+    if all(len(x) == 2 and x[0].strip().lstrip("-").isdigit() for x in parts):
+        labels = np.asarray([int(x[0]) for x in parts], np.int64)
+        lines = [x[1] for x in parts]
+    roles = {"input_ids": None, "attention_mask": None, "token_type_ids": None, "position_ids": None}
+    for spec in specs:
+        role = next((r for r in roles if r in spec.name.lower()), None)
+        if role is None or len(spec.shape) != 2:
+            raise VitcInputError(f"text data cannot fill model input '{spec.name}' (text fills 2-D "
+                                 f"{', '.join(roles)} inputs)")
+        roles[role] = spec
+    if roles["input_ids"] is None:
+        raise VitcInputError("text data needs a model input named like input_ids")
+    tok = _tokenizer(p, tokenizer)
+    seq = roles["input_ids"].shape[1]
+    encodings = tok.encode_batch(lines)
+    length = seq if isinstance(seq, int) and seq > 0 else min(MAX_TEXT_TOKENS, max(len(e.ids) for e in encodings))
+    ids = np.zeros((len(lines), length), np.int64)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for i, e in enumerate(encodings):
+        n = min(length, len(e.ids))
+        ids[i, :n], mask[i, :n], types[i, :n] = e.ids[:n], e.attention_mask[:n], e.type_ids[:n]
+    values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
+              "position_ids": np.broadcast_to(np.arange(length, dtype=np.int64), ids.shape).copy()}
+    feeds = {spec.name: values[role].astype(spec.dtype) for role, spec in roles.items() if spec is not None}
+    return Dataset(feeds, labels, str(p))

@@ -126,13 +126,14 @@ def _as_model(m) -> onnx.ModelProto:
 def validate_models(reference: str | os.PathLike | onnx.ModelProto, candidate: str | os.PathLike | onnx.ModelProto,
                     inputs: str | os.PathLike | Dataset | None = None, samples: int | None = None,
                     labels: bool | str | os.PathLike = False, rtol: float = 1e-3, atol: float = 1e-4,
-                    seed: int = 0, input_shapes: dict | None = None, batch_size: int = 32) -> ValidationResult:
+                    seed: int = 0, input_shapes: dict | None = None, batch_size: int = 32,
+                    tokenizer: str | os.PathLike | None = None) -> ValidationResult:
     """Run both models on the same inputs and compare every output (see module doc)."""
     ref_model, cand_model = _as_model(reference), _as_model(candidate)
     if isinstance(inputs, Dataset):
         data = inputs
     elif inputs is not None:
-        data = load_dataset(inputs, ref_model)
+        data = load_dataset(inputs, ref_model, tokenizer=tokenizer)
     else:
         feeds = synthetic_inputs(ref_model, batch=samples or 8, seed=seed, shapes=input_shapes)
         data = Dataset(feeds, None, "synthetic")

@@ -158,7 +158,8 @@ def _cmd_compile(args) -> int:
                            calib_samples=pick(args.calib_samples, "calib_samples"),
                            preprocess=pick(args.preprocess, "preprocess", "imagenet"), seed=pick(args.seed, "seed", 0),
                            input_shapes=shapes or None, options=options, backend_options=backend_options, sim=sim,
-                           pass_tables=cfg.get("passes"), hw_overrides=cfg.get("hardware"), progress=progress)
+                           pass_tables=cfg.get("passes"), hw_overrides=cfg.get("hardware"), progress=progress,
+                           tokenizer=pick(args.tokenizer, "tokenizer"))
     cm = result.compiled
     print(f"{cm.name}: {len(cm.blocks)} encoder blocks, passes: {','.join(r.name for r in cm.records) or 'none'}")
     for rec in cm.records:
@@ -193,6 +194,7 @@ def _num(v) -> str:
 def _cmd_validate(args) -> int:
     labels = args.labels if args.labels is not None else False
     result = validate_models(args.reference, args.candidate, inputs=args.inputs, samples=args.samples,
+                             tokenizer=args.tokenizer,
                              labels=labels if labels != "" else True, rtol=args.rtol, atol=args.atol,
                              seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape))
     print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.format())
@@ -374,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", help="calibration data: .npy/.npz or a folder of images")
     p.add_argument("--calib-samples", type=int, help="use the first N calibration samples")
     p.add_argument("--preprocess", choices=["imagenet", "unit"], help="preprocessing preset for an image-folder --calib")
+    p.add_argument("--tokenizer", metavar="FILE", help="tokenizer.json or WordPiece vocab.txt for a text --calib "
+                                                       "(default: one beside the text file)")
     p.add_argument("--seed", type=int, help="seed of synthetic data, fits and weights (default 0)")
     p.add_argument("--batch", type=int, help="batch size to cost (default 1; figures are reported per image)")
     p.add_argument("--seq-len", type=int, help="sequence length to cost for models with a symbolic sequence")
@@ -407,7 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global(p)
     p.add_argument("reference")
     p.add_argument("candidate")
-    p.add_argument("--inputs", help=".npy/.npz (or image folder) with inputs; default synthetic")
+    p.add_argument("--inputs", help=".npy/.npz, an image folder or a text file (.txt, one example per line) with "
+                                    "inputs; default synthetic")
+    p.add_argument("--tokenizer", metavar="FILE", help="tokenizer.json or WordPiece vocab.txt for text --inputs "
+                                                       "(default: one beside the text file)")
     p.add_argument("--samples", type=int, help="use the first N samples (synthetic: generate N, default 8)")
     p.add_argument("--labels", nargs="?", const="", default=None,
                    help="report top-1 accuracy; labels from the inputs' 'labels' array or from a .npy file")

@@ -81,7 +81,7 @@ def _positive_int(name: str, value) -> int | None:
 
 def plan_compile(model, *, out=None, passes="none", target="xbar", hw=None, calib=None, calib_samples=None,
                  preprocess="imagenet", seed=0, input_shapes=None, options=None, backend_options=None, name=None,
-                 sim=None, pass_tables=None, hw_overrides=None) -> CompilePlan:
+                 sim=None, pass_tables=None, hw_overrides=None, tokenizer=None) -> CompilePlan:
     """Check every input of a compile (one-line :class:`VitcInputError` for the first bad one)."""
     names = manager.select(passes)
     pass_options = manager.build_options(names, options, pass_tables)
@@ -127,7 +127,7 @@ def plan_compile(model, *, out=None, passes="none", target="xbar", hw=None, cali
     if isinstance(calib, Dataset):
         data = calib
     elif calib is not None:
-        data = load_dataset(calib, source, preprocess)
+        data = load_dataset(calib, source, preprocess, tokenizer)
     if data is not None and calib_samples is not None:
         data = data.take(calib_samples)
     return CompilePlan(source, path, label, external, names, pass_options, target, spec, bopts,
@@ -140,7 +140,8 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
                   seed: int = 0, input_shapes: dict | None = None,
                   options: dict | None = None, backend_options: dict | None = None,
                   name: str | None = None, sim: dict | None = None, pass_tables: dict | None = None,
-                  hw_overrides: dict | None = None, progress: Progress | None = None) -> CompileResult:
+                  hw_overrides: dict | None = None, progress: Progress | None = None,
+                  tokenizer: str | os.PathLike | None = None) -> CompileResult:
     """Compile ``model`` (path or ModelProto). Writes OUTDIR only if ``out`` is given.
 
     ``options``: pass options (e.g. ``{"layers": [0, 1], "variant": "paper"}``; keys in
@@ -153,7 +154,7 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
         plan = plan_compile(model, out=out, passes=passes, target=target, hw=hw, calib=calib,
                             calib_samples=calib_samples, preprocess=preprocess, seed=seed, input_shapes=input_shapes,
                             options=options, backend_options=backend_options, name=name, sim=sim,
-                            pass_tables=pass_tables, hw_overrides=hw_overrides)
+                            pass_tables=pass_tables, hw_overrides=hw_overrides, tokenizer=tokenizer)
     return run_plan(plan, progress)
 
 
