@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from vitc.backends.cost import AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS, OpCost, Target
+from vitc.backends.cost import AREA_COMPONENTS, COMPONENTS, DYNAMIC_COMPONENTS, MACRO_COMPONENTS, OpCost, Target
 from vitc.backends.digital import DigitalModel
 from vitc.backends.graph import PreparedGraph, ShapedModel, build_graph, model_fingerprint, shape_model
 from vitc.core.hardware import HardwareSpec, load_hw
@@ -168,7 +168,7 @@ def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict
     batch, latency per image = the batch's makespan / batch (``batch_latency_ns`` keeps the
     makespan), throughput = batch / pipeline interval (the interval is per batch)."""
     f = spec.freq_ghz
-    zeta = spec.get("calibration.post_layout_energy_factor", 1.0)
+    zeta = float(spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0)
     pipelined = spec.get("pipeline.enabled", True)
     batch_latency_ns = sched.makespan / f
     interval_ns = (sched.interval / f) if pipelined else batch_latency_ns
@@ -177,8 +177,9 @@ def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict
     for c in costs:
         for k, v in c.energy.items():
             energy[k] += v
-    energy["leakage"] = leak_uw * 1e-6 * window * 1e-9 * 1e12  # pJ
-    energy = {k: v * zeta / batch for k, v in energy.items()}
+    energy["leakage"] = leak_uw * 1e-6 * window * 1e-9 * 1e12 * zeta  # pJ; the chip's static power, like NeuroSim
+    energy = {k: v / batch for k, v in energy.items()}
+    pre_layout = sum(v / zeta if k in MACRO_COMPONENTS or k == "leakage" else v for k, v in energy.items())
     e_pj = sum(energy.values())
     dyn_pj = sum(energy[k] for k in DYNAMIC_COMPONENTS)
     macs = sum(c.macs for c in costs) // batch
@@ -214,13 +215,13 @@ def _totals(spec: HardwareSpec, costs: list[OpCost], sched: Schedule, area: dict
         "crossbars_dynamic": floor["crossbars_dynamic"],
         "tiles": floor["tiles"],
         "post_layout_energy_factor": zeta,
+        "energy_pre_layout_pj": pre_layout,
     }
 
 
 def breakdown(an: Analysis) -> CostBreakdown:
     """The model-independent cost records passes receive (:class:`vitc.core.costs.CostBreakdown`)."""
     items = {it.op.index: it for it in an.items}
-    z = float(an.spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0)
     ops = []
     for c in an.costs:
         it = items[c.index]
@@ -228,7 +229,7 @@ def breakdown(an: Analysis) -> CostBreakdown:
         static = [m for m in maps if not m.dynamic]
         ops.append(OpCostRecord(
             name=c.name, block=it.block, role=it.role, op_type=it.op.op_type, kind=c.kind, unit=c.unit,
-            resource=c.resource, energy_pj=z * c.energy_pj, energy={k: z * v for k, v in c.energy.items()},
+            resource=c.resource, energy_pj=c.energy_pj, energy=dict(c.energy),
             cycles=int(c.cycles), latency_ns=float(c.latency_ns), macs=int(c.macs), crossbars=int(c.crossbars),
             crossbars_total=int(sum(m.crossbars_total for m in static)),
             crossbars_dynamic=int(c.crossbars_dynamic), crossbars_physical=int(sum(m.crossbars_total for m in maps)),

@@ -30,6 +30,18 @@ LATENCY_COMPONENTS = ("adc", "accumulation", "array", "other_periph", "buffer", 
 AREA_COMPONENTS = ("array", "adc", "accumulation", "other_periph", "buffer", "interconnect", "digital")
 
 
+#: components of the crossbar macro that NeuroSim's post-layout factor ζ covers (its TOPS/W
+#: divides the chip's energy by ζ); the digital units' figures are post-layout already
+MACRO_COMPONENTS = ("adc", "accumulation", "array", "other_periph", "buffer", "interconnect", "write")
+
+
+def post_layout(spec, energy: dict[str, float]) -> dict[str, float]:
+    """``energy`` with the preset's ``calibration.post_layout_energy_factor`` applied to the
+    crossbar-macro components (:data:`MACRO_COMPONENTS`) only."""
+    zeta = float(spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0)
+    return {k: v * zeta if k in MACRO_COMPONENTS else v for k, v in energy.items()}
+
+
 @dataclass
 class OpCost:
     """Cost of one op for one inference.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from vitc.backends.cost import OpCost, to_cycles
+from vitc.backends.cost import OpCost, post_layout, to_cycles
 from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import ACT, LSTM, SFU, VEC, WorkItem
 
@@ -72,7 +72,8 @@ class DigitalModel:
         self.used.add(unit)
         lat = cycles / self.f
         return OpCost(op.index, op.name, item.layer, item.kind, unit, unit,
-                      latency={"digital": lat}, energy={"digital": e_dig, "buffer": self._buffer_pj(item)},
+                      latency={"digital": lat},
+                      energy=post_layout(self.spec, {"digital": e_dig, "buffer": self._buffer_pj(item)}),
                       cycles=to_cycles(lat, self.f), macs=item.macs if item.kind == ACT else 0,
                       traffic={"buffer_bits": (item.in_elements + item.out_elements) * self.act_bits})
 

@@ -41,13 +41,12 @@ from vitc.backends.xbar import XbarModel
 
 def _hybrid_models(spec: HardwareSpec, options: dict):
     shw = systolic_hw(spec.part("systolic"))
-    zeta = spec.get("calibration.post_layout_energy_factor", 1.0) or 1.0
     digital = DigitalModel(spec, act_products=False)   # LSTM gate costs only
     xbar = XbarModel(spec, digital)
     xbar.kinds = (MVM, LSTM)
     link = spec.get("interconnect.energy_pj_per_bit")
     sysm = SystolicModel(shw, options, sched_freq_ghz=spec.freq_ghz, kinds=("act_product", "sfu", "vector"),
-                         components=HYBRID_COMPONENTS, energy_scale=1.0 / zeta,
+                         components=HYBRID_COMPONENTS,
                          link_pj_per_word=None if link is None else link * shw.hw.bits)
     return [xbar, sysm]
 

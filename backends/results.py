@@ -42,8 +42,9 @@ def op_kind(role: str | None) -> str:
 
 NOTES = [
     "ops = 2 x MACs (static-weight and activation x activation products); element-wise work is not counted as ops.",
-    "Energy per image includes leakage = chip static power x pipeline interval (or x latency when the preset says so), "
-    "and is multiplied by the preset's post_layout_energy_factor.",
+    "Energy per image includes leakage = chip static power x pipeline interval (or x latency when the preset says so); "
+    "the preset's post_layout_energy_factor multiplies the crossbar macro's energies (ADC, accumulation, array, "
+    "periphery, buffers, interconnect, writes, leakage), as NeuroSim's zeta does, not the digital units'.",
     "Latency is the makespan of a list schedule of one image; throughput is 1 / pipeline interval, the busiest "
     "resource's time per image with layers pipelined.",
     "Per-layer energies exclude leakage; per-layer sums plus leakage equal the totals.",
@@ -105,7 +106,7 @@ def mapping_data(an) -> dict:
 
 
 def _layers(an) -> list[dict]:
-    zeta = an.param("calibration.post_layout_energy_factor", 1.0) / an.totals.get("batch", 1)   # per image
+    per_image = 1.0 / an.totals.get("batch", 1)     # op energies carry the post-layout factor already
     by_index = {it.op.index: it for it in an.items}
     slot = {s.index: s for s in an.schedule.slots}
     layers: dict[str, dict] = {}
@@ -136,7 +137,7 @@ def _layers(an) -> list[dict]:
         for k, v in c.latency.items():
             L["latency_by_component_ns"][k] += v
         for k, v in c.energy.items():
-            L["energy_by_component_pj"][k] += v * zeta
+            L["energy_by_component_pj"][k] += v * per_image
         s = slot.get(c.index)
         if s is not None:
             L["start_cycle"] = s.start if L["start_cycle"] is None else min(L["start_cycle"], s.start)
@@ -168,7 +169,7 @@ def rollups(an) -> dict:
     op kind, and the attention share. Energies per image (post-layout factor applied, no
     leakage); busy latency = the sum of the ops' times (ops overlap in the schedule); area = what
     the op occupies alone (crossbars and their tiles) — shared digital units are listed apart."""
-    zeta = an.param("calibration.post_layout_energy_factor", 1.0) / an.totals.get("batch", 1)
+    per_image = 1.0 / an.totals.get("batch", 1)
     items = {it.op.index: it for it in an.items}
     f = an.spec.freq_ghz
     blocks: dict = {}
@@ -178,7 +179,7 @@ def rollups(an) -> dict:
     for c in an.costs:
         it = items[c.index]
         k = op_kind(it.role)
-        e = c.energy_pj * zeta
+        e = c.energy_pj * per_image
         area = _op_area(an, c)
         rec = kinds[k]
         rec["energy_pj"] += e
@@ -267,7 +268,7 @@ def traffic_data(an) -> dict:
 
 
 def _ops(an) -> list[dict]:
-    zeta = an.param("calibration.post_layout_energy_factor", 1.0) / an.totals.get("batch", 1)   # per image
+    per_image = 1.0 / an.totals.get("batch", 1)     # op energies carry the post-layout factor already
     by_index = {it.op.index: it for it in an.items}
     slot = {s.index: s for s in an.schedule.slots}
     out = []
@@ -278,7 +279,7 @@ def _ops(an) -> list[dict]:
                     "kind_of_op": op_kind(it.role), "area_mm2": _op_area(an, c),
                     "kind": c.kind, "unit": c.unit, "resource": c.resource, "instance": s.instance,
                     "start": s.start, "end": s.end, "cycles": c.cycles,
-                    "latency_ns": c.latency_ns, "energy_pj": c.energy_pj * zeta, "macs": c.macs,
+                    "latency_ns": c.latency_ns, "energy_pj": c.energy_pj * per_image, "macs": c.macs,
                     "crossbars": c.crossbars, "crossbars_dynamic": c.crossbars_dynamic,
                     "replication": c.extra.get("replication", 1)})
     return out
@@ -342,7 +343,6 @@ def report_data(an, pass_records: list[dict]) -> dict:
     util = np.concatenate([mm.utilisation(an.param("crossbar.rows"), an.param("crossbar.cols"))
                            for mm in (an.xbar.maps if an.xbar else []) if not mm.dynamic] or [np.zeros(0)])
     counts, edges = np.histogram(util, bins=np.linspace(0, 1, 11))
-    zeta = an.param("calibration.post_layout_energy_factor", 1.0)
     return {
         "schema": REPORT_SCHEMA[0], "schema_version": REPORT_SCHEMA[1],
         "model": {"name": an.model_name, "fingerprint": an.graph.fingerprint, "batch": an.graph.batch,
@@ -353,7 +353,7 @@ def report_data(an, pass_records: list[dict]) -> dict:
         "hardware": {"name": an.spec.name, "origin": an.spec.origin, "kind": an.spec.kind,
                      "description": an.spec.description, "parameters": an.spec.fingerprint(),
                      "surrogates": sorted(an.spec.surrogates)},
-        "totals": {**t, "energy_pre_layout_pj": t["energy_pj"] / zeta,
+        "totals": {**t,
                    "dynamic_energy_share": {k: (t["energy_by_component_pj"][k] / t["dynamic_energy_pj"]
                                                 if t["dynamic_energy_pj"] else 0.0) for k in DYNAMIC_COMPONENTS}},
         "rollups": rollups(an),

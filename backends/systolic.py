@@ -247,15 +247,13 @@ class SystolicModel:
 
     ``components`` maps ``sa``/``pp``/``sram``/``dram`` to report components;
     ``sched_freq_ghz`` is the clock of the schedule (the preset's own in the systolic
-    target, the crossbar preset's in the hybrid); ``energy_scale`` multiplies every
-    energy handed to the flow (the hybrid passes 1/post-layout factor of the crossbar
-    preset, so the factor applies to the crossbar part only); ``link_pj_per_word``: when
+    target, the crossbar preset's in the hybrid); ``link_pj_per_word``: when
     set (hybrid), activations come from and go to the crossbar chip's on-chip
     interconnect at this energy per word instead of DRAM (weights still come from DRAM).
     """
 
     def __init__(self, shw: SystolicHW, options: dict | None = None, *, sched_freq_ghz: float | None = None,
-                 kinds=(MVM, LSTM, ACT, SFU, VEC), components: dict | None = None, energy_scale: float = 1.0,
+                 kinds=(MVM, LSTM, ACT, SFU, VEC), components: dict | None = None,
                  link_pj_per_word: float | None = None):
         self.shw = shw
         self.hw = shw.hw
@@ -263,7 +261,6 @@ class SystolicModel:
         self.kinds = tuple(kinds) + (CORE,)
         self.components = dict(components or SYSTOLIC_COMPONENTS)
         self.f_sched = sched_freq_ghz or shw.f_ghz
-        self.energy_scale = energy_scale
         self.e_sram = self.hw.sram_pj_per_word
         self.e_dram = self.hw.dram_pj_per_word
         self.e_link = link_pj_per_word          # None: activations go through DRAM
@@ -335,7 +332,7 @@ class SystolicModel:
         energy: dict[str, float] = {}
         for k, v in e.items():
             if v:
-                energy[c[k]] = energy.get(c[k], 0.0) + v * self.energy_scale
+                energy[c[k]] = energy.get(c[k], 0.0) + v
         rec = self.by_kind.setdefault(item.kind, {"ops": 0, "cycles": 0, "energy_pj": 0.0, "macs": 0})
         rec["ops"] += 1
         rec["cycles"] += cycles + stall

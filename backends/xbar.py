@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitc.backends.cost import OpCost, Target, to_cycles
+from vitc.backends.cost import OpCost, Target, post_layout, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
 from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import ACT, LSTM, MVM, Matrix, WorkItem
@@ -204,7 +204,8 @@ class XbarModel:
             lat = self._combine(compute, self._data_latency(tuple(data_bits), 1))
         lat_ns = sum(lat.values())
         xbars = sum(mm.crossbars for mm in maps)
-        oc = OpCost(op.index, op.name, item.layer, item.kind, "xbar", f"xbar:{op.name}", latency=lat, energy=energy,
+        oc = OpCost(op.index, op.name, item.layer, item.kind, "xbar", f"xbar:{op.name}", latency=lat,
+                    energy=post_layout(self.spec, energy),
                     cycles=to_cycles(lat_ns, self.f), macs=item.macs, crossbars=xbars,
                     traffic={"buffer_bits": counts_total.get("buffer_bits", 0),
                              "interconnect_bits": counts_total.get("interconnect_bits", 0)},
@@ -236,7 +237,7 @@ class XbarModel:
         e["buffer"] = e.get("buffer", 0.0) + cells / self.cpw * self.spec["crossbar.input_bits"] * \
             self.spec["buffer.energy_pj_per_bit"]
         return OpCost(op.index, op.name, item.layer, item.kind, "xbar-write", f"xbar-write:{op.name}", latency=lat,
-                      energy=e, cycles=to_cycles(sum(lat.values()), self.f), macs=item.macs,
+                      energy=post_layout(self.spec, e), cycles=to_cycles(sum(lat.values()), self.f), macs=item.macs,
                       crossbars_dynamic=mm.crossbars,
                       traffic={"buffer_bits": counts["buffer_bits"] + cells / self.cpw * self.spec["crossbar.input_bits"],
                                "interconnect_bits": counts["interconnect_bits"]},

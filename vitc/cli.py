@@ -33,7 +33,9 @@ from vitc.pipeline import compile_model, frontend_summary
 from vitc.runtime.nonideal.simulate import CALIB_SAMPLES
 from vitc.runtime.shapes import parse_shape_overrides
 from vitc.runtime.validate import validate_models
+from vitc.neurosim_export import export_files, trace_layers
 from vitc.report import comparison_files, comparison_markdown, section_markdown
+from vitc.runtime.data import load_dataset
 from vitc.simulation import config_from_options, nonideal_note, simulate_files
 
 SIM_KEYS = ("adc_bits", "mode", "variation", "variation_model", "on_off_ratio", "adc_range", "adc_fullscale",
@@ -265,6 +267,26 @@ def _declines(declined: dict) -> str:
     return "; ".join(f"{r} (blocks {', '.join(b)})" for r, b in by_reason.items())
 
 
+def _cmd_export(args) -> int:
+    out = check_outdir(args.output)
+    for flag, value, lo, hi in (("--weight-bits", args.weight_bits, 1, 16), ("--input-bits", args.input_bits, 1, 16),
+                                ("--rows", args.rows, 8, 4096)):
+        if not lo <= value <= hi:
+            raise VitcInputError(f"{flag} must be between {lo} and {hi} (got {value})")
+    loaded = load_model(args.model)
+    model = loaded.model
+    data = load_dataset(args.calib, model, tokenizer=args.tokenizer) if args.calib else None
+    layers, skipped = trace_layers(model, data, seed=args.seed, input_shapes=parse_shape_overrides(args.input_shape))
+    files = export_files(layers, skipped, args.weight_bits, args.input_bits, args.rows,
+                         Path(args.model).name.removesuffix(".onnx"))
+    written = write_outputs(out, files)
+    print(f"{len(layers)} NeuroSim layers ({', '.join(sorted({L.op for L in layers}))}) from "
+          f"{'the first sample of ' + args.calib if args.calib else 'a synthetic sample'}; "
+          f"{len(skipped)} not exported; wrote {len(written)} files to {out}/ "
+          f"(run: NEUROSIM=.../NeuroSIM/main sh {out}/run_neurosim.sh)")
+    return 0
+
+
 def _cmd_zoo(args) -> int:
     out = Path(args.output)
     for name, value in (("--img-size", args.img_size), ("--patch", args.patch), ("--depth", args.depth)):
@@ -441,6 +463,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="A,B", help="names for the two sides (default: the folder names)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("export", help="write a model's static-weight MVMs as input files of another tool "
+                                       "(neurosim: DNN+NeuroSim V1.4 network CSV, weight and input traces)")
+    _add_global(p)
+    p.add_argument("format", choices=["neurosim"])
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--calib", help="data whose first sample gives the input traces (default: synthetic)")
+    p.add_argument("--tokenizer", metavar="FILE", help="tokenizer for a text --calib")
+    p.add_argument("--weight-bits", type=int, default=8)
+    p.add_argument("--input-bits", type=int, default=8)
+    p.add_argument("--rows", type=int, default=128, help="subarray rows for run_neurosim.sh (default 128)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common_input_args(p)
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("zoo", help="write a built-in ViT (seeded random weights) as ONNX, no torch needed")
     _add_global(p)

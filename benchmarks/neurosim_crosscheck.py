@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""vitc's crossbar cost model against real DNN+NeuroSim V1.4 on the same traces (project issue 15).
+
+1. Builds NeuroSim from its public source (github neurosim/NeuroSim, branch 2DInferenceV1.4:
+   ``--source`` is a checkout, or a bare git directory the branch is archived from) once per ADC
+   precision, with ``Param.cpp`` set to the ``neurosim-v14`` preset's claims: RRAM (memcelltype 2),
+   22 nm, 1-bit cells, 8 columns per ADC, current-mode multilevel sense amp with 2^bits levels,
+   conventional parallel read, pipelined novel mapping (the shipped file is SRAM with a 5-bit ADC).
+2. Exports each network with ``vitc export neurosim`` (VGG-8 built by tools/build_vgg8.py;
+   DeiT-Tiny from the zoo, its static-weight MVMs) and runs NeuroSim on the traces at each
+   subarray size.
+3. Compiles the same model with ``--hw neurosim-v14`` (ADC bits and array size overridden to
+   match) and prints vitc / NeuroSim for chip area, dynamic energy per image, ADC energy and the
+   pipeline interval, plus the area and energy components.
+
+One VGG-8 run takes about 4–5 minutes here; not part of CI. Results go in docs/hardware.md.
+
+    python benchmarks/neurosim_crosscheck.py --source PATH [--nets vgg8,deit-tiny] [--adc 4,6]
+        [--rows 128,256] [--work DIR] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import io
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BRANCH = "2DInferenceV1.4"
+PARAMS = {   # Param.cpp assignments that make the shipped file the preset's chip
+    "memcelltype": "2", "technode": "22", "cellBit": "1", "numColMuxed": "8", "operationmode": "2",
+    "pipeline": "true", "novelMapping": "true", "SARADC": "false", "currentMode": "true",
+}
+FIGURES = {   # NeuroSim summary line → key
+    "area_um2": r"ChipArea : ([\d.e+-]+)um\^2",
+    "array_area_um2": r"Chip total CIM array : ([\d.e+-]+)um\^2",
+    "ic_area_um2": r"Total IC Area on chip \(Global and Tile/PE local\): ([\d.e+-]+)um\^2",
+    "adc_area_um2": r"Total ADC \(or S/As and precharger for SRAM\) Area on chip : ([\d.e+-]+)um\^2",
+    "accum_area_um2": r"Total Accumulation Circuits .*? on chip : ([\d.e+-]+)um\^2",
+    "other_area_um2": r"Other Peripheries \(e.g. decoders, mux, switchmatrix, buffers, pooling and activation units\) : "
+                      r"([\d.e+-]+)um\^2",
+    "interval_ns": r"Chip pipeline-system-clock-cycle \(per image\) is: ([\d.e+-]+)ns",
+    "dynamic_pj": r"Chip pipeline-system readDynamicEnergy \(per image\) is: ([\d.e+-]+)pJ",
+    "leakage_pj": r"Chip pipeline-system leakage Energy \(per image\) is: ([\d.e+-]+)pJ",
+    "buffer_pj": r"Chip pipeline-system buffer readDynamicEnergy \(per image\) is: ([\d.e+-]+)pJ",
+    "ic_pj": r"Chip pipeline-system ic readDynamicEnergy \(per image\) is: ([\d.e+-]+)pJ",
+    "tops_per_w": r"Energy Efficiency TOPS/W \(Pipelined Process\): ([\d.e+-]+)",
+}
+TAIL = {   # the last breakdown block (the chip's, after the summary)
+    "adc_pj": r"ADC \(or S/As and precharger for SRAM\) readDynamicEnergy is : ([\d.e+-]+)pJ",
+    "accum_pj": r"Accumulation Circuits .*? readDynamicEnergy is : ([\d.e+-]+)pJ",
+    "other_pj": r"Other Peripheries .*? readDynamicEnergy is : ([\d.e+-]+)pJ",
+}
+
+
+def source_tree(source: Path, work: Path) -> Path:
+    """NeuroSim's C++ sources (Inference_pytorch/NeuroSIM) from a checkout or a bare git dir."""
+    if (source / "Inference_pytorch" / "NeuroSIM" / "main.cpp").is_file():
+        return source / "Inference_pytorch" / "NeuroSIM"
+    dest = work / "src"
+    if not (dest / "Inference_pytorch" / "NeuroSIM" / "main.cpp").is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        tar = subprocess.run(["git", f"--git-dir={source}", "archive", f"refs/heads/{BRANCH}",
+                              "Inference_pytorch/NeuroSIM"], capture_output=True, check=True).stdout
+        tarfile.open(fileobj=io.BytesIO(tar)).extractall(dest)
+    return dest / "Inference_pytorch" / "NeuroSIM"
+
+
+def build(src: Path, work: Path, adc_bits: int) -> Path:
+    """A NeuroSim binary with the preset's Param.cpp and a 2^adc_bits-level sense amp."""
+    out = work / f"neurosim_adc{adc_bits}"
+    binary = out / "main"
+    if binary.is_file():
+        return binary
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(src, out)
+    for f in out.glob("*.o"):
+        f.unlink()
+    param = (out / "Param.cpp").read_text()
+    for key, value in {**PARAMS, "levelOutput": str(2 ** adc_bits)}.items():
+        param, n = re.subn(rf"(^\s*{key}\s*=\s*)[^;]+;", rf"\g<1>{value};", param, count=1, flags=re.M)
+        if n != 1:
+            sys.exit(f"Param.cpp has no assignment of {key}")
+    (out / "Param.cpp").write_text(param)
+    t0 = time.perf_counter()
+    subprocess.run(["make", "-j2"], cwd=out, check=True, capture_output=True)
+    print(f"built NeuroSim ({adc_bits}-bit ADC) in {time.perf_counter() - t0:.0f} s")
+    return binary
+
+
+def network(name: str, work: Path) -> Path:
+    path = work / f"{name}.onnx"
+    if not path.is_file():
+        if name == "vgg8":
+            subprocess.run([sys.executable, str(ROOT / "tools" / "build_vgg8.py"), "-o", str(path)], check=True)
+        else:
+            subprocess.run([sys.executable, "-m", "vitc.cli", "zoo", name, "-o", str(path)], check=True,
+                           capture_output=True)
+    return path
+
+
+def export(model: Path, work: Path) -> Path:
+    out = work / f"traces_{model.stem}"
+    if not (out / "NetWork.csv").is_file():
+        subprocess.run([sys.executable, "-m", "vitc.cli", "-q", "export", "neurosim", str(model), "-o", str(out)],
+                       check=True)
+    return out
+
+
+def run_neurosim(binary: Path, traces: Path, rows: int, log: Path) -> dict:
+    if not log.is_file():
+        layers = json.loads((traces / "layers.json").read_text())["layers"]
+        args = [str(binary), "NetWork.csv", "8", "8", str(rows), str(rows)]
+        for L in layers:
+            args += [f"weight{L['index']}.csv", f"input{L['index']}.csv"]
+        t0 = time.perf_counter()
+        p = subprocess.run(args, cwd=traces, capture_output=True, text=True)
+        log.write_text(p.stdout + p.stderr)
+        print(f"  NeuroSim run: {time.perf_counter() - t0:.0f} s")
+    text = log.read_text()
+    out = {}
+    for key, pat in FIGURES.items():
+        m = re.findall(pat, text)
+        if m:
+            out[key] = float(m[-1])
+    summary = text[text.rfind("Summary"):]
+    for key, pat in TAIL.items():
+        m = re.findall(pat, summary)
+        if m:
+            out[key] = float(m[-1])
+    out["layer_pj"] = [float(x) for x in re.findall(r"layer\d+'s readDynamicEnergy is: ([\d.e+-]+)pJ", text)]
+    if "area_um2" not in out:
+        sys.exit(f"NeuroSim did not finish ({log}): {text[-500:]}")
+    return out
+
+
+def run_vitc(model: Path, adc_bits: int, rows: int) -> dict:
+    from vitc.backends.api import analyse
+    from vitc.backends.cost import DYNAMIC_COMPONENTS, MACRO_COMPONENTS
+    from vitc.core.hardware import load_hw, override
+    import onnx
+    hw = override(load_hw("neurosim-v14"), {"crossbar.adc_bits": adc_bits, "crossbar.rows": rows,
+                                           "crossbar.cols": rows, "crossbar.rows_parallel": rows})
+    an = analyse(onnx.load(str(model)), "xbar", hw, model_name=model.stem)
+    t = an.totals
+    z = t["post_layout_energy_factor"]         # NeuroSim reports energies before ζ (ζ only enters its TOPS/W)
+    e = {k: v / z if k in MACRO_COMPONENTS else v for k, v in t["energy_by_component_pj"].items()}
+    a = t["area_by_component_mm2"]
+    return {"area_um2": t["area_mm2"] * 1e6, "dynamic_pj": sum(e[k] for k in DYNAMIC_COMPONENTS),
+            "adc_pj": e.get("adc", 0.0),
+            "interval_ns": t["pipeline_interval_ns"], "array_area_um2": a.get("array", 0) * 1e6,
+            "adc_area_um2": a.get("adc", 0) * 1e6, "accum_area_um2": a.get("accumulation", 0) * 1e6,
+            "ic_area_um2": a.get("interconnect", 0) * 1e6, "accum_pj": e.get("accumulation", 0.0),
+            "buffer_pj": e.get("buffer", 0.0), "ic_pj": e.get("interconnect", 0.0),
+            "tops_per_w": t["tops_per_w"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", required=True, help="NeuroSim checkout or bare git dir (branch 2DInferenceV1.4)")
+    ap.add_argument("--nets", default="vgg8,deit-tiny")
+    ap.add_argument("--adc", default="4,6")
+    ap.add_argument("--rows", default="128,256")
+    ap.add_argument("--work", default=str(Path.home() / ".cache" / "vitc-neurosim"))
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    src = source_tree(Path(args.source), work)
+    results = []
+    keys = ["area_um2", "dynamic_pj", "adc_pj", "interval_ns", "tops_per_w", "array_area_um2", "adc_area_um2",
+            "accum_area_um2", "ic_area_um2", "accum_pj", "buffer_pj", "ic_pj"]
+    for net in args.nets.split(","):
+        model = network(net, work)
+        traces = export(model, work)
+        for bits in (int(b) for b in args.adc.split(",")):
+            binary = build(src, work, bits)
+            for rows in (int(r) for r in args.rows.split(",")):
+                print(f"{net}, {bits}-bit ADC, {rows}x{rows} arrays")
+                ns = run_neurosim(binary, traces, rows, work / f"log_{net}_adc{bits}_{rows}.txt")
+                vc = run_vitc(model, bits, rows)
+                row = {"net": net, "adc_bits": bits, "rows": rows, "neurosim": ns, "vitc": vc}
+                results.append(row)
+                for k in keys:
+                    if k in ns and ns[k]:
+                        print(f"  {k:16s} NeuroSim {ns[k]:12.5g}  vitc {vc.get(k, float('nan')):12.5g}  "
+                              f"vitc/NeuroSim {vc.get(k, float('nan')) / ns[k]:6.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
