@@ -42,6 +42,14 @@ SECTIONS = {"compile", "hardware", "passes", "simulate"}
 _PATH_KEYS = ("calib", "output")
 
 
+def read_toml(path: str | Path) -> dict:
+    """A TOML file's tables (one-line errors for a missing, binary or malformed file)."""
+    p = Path(path)
+    if not p.is_file():
+        raise VitcInputError(f"file not found: {p}")
+    return _read(p)
+
+
 def _read(path: Path) -> dict:
     try:
         raw = path.read_bytes()

@@ -619,8 +619,14 @@ def override(spec: HardwareSpec, values: dict[str, Any], label: str | None = Non
     """``spec`` with dotted fields replaced (``{"crossbar.adc_bits": 6}``), validated again.
 
     Used by sweeps and by ``--adc-bits``-style options; a hybrid spec takes ``parts.systolic.*`` keys.
+    A crossbar that read all its rows at once (``rows_parallel == rows``) still does after ``rows``
+    changes, unless ``rows_parallel`` is given too.
     """
     data = copy.deepcopy(spec.data)
+    xb = data.get("crossbar", {})
+    if "crossbar.rows" in values and "crossbar.rows_parallel" not in values and \
+            xb.get("rows_parallel") is not None and xb.get("rows_parallel") == xb.get("rows"):
+        values = {**values, "crossbar.rows_parallel": values["crossbar.rows"]}
     for dotted, v in values.items():
         node = data
         parts = dotted.split(".")

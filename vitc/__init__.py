@@ -40,6 +40,13 @@ def validate(*args, **kwargs):
     return validate_models(*args, **kwargs)
 
 
+def sweep(model, grid, out, **kwargs):
+    """See :func:`vitc.sweep.run_sweep`; returns the results table (a pandas DataFrame)."""
+    from vitc.sweep import run_sweep  # lazy: pandas/pyarrow (the sweep extra)
+
+    return run_sweep(model, grid, out, **kwargs).table
+
+
 def zoo(*args, **kwargs):
     """See :func:`vitc.compiler.zoo.build_vit`."""
     from vitc.compiler.zoo import build_vit  # lazy: the front-end layer on first use
@@ -47,4 +54,4 @@ def zoo(*args, **kwargs):
     return build_vit(*args, **kwargs)
 
 
-__all__ = ["compile", "validate", "zoo", "__version__"]
+__all__ = ["compile", "validate", "sweep", "zoo", "__version__"]

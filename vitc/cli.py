@@ -287,6 +287,22 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from vitc.sweep import load_grid, run_sweep  # lazy: pandas/pyarrow (the sweep extra) on first use
+    grid = load_grid(args.grid)
+    res = run_sweep(args.model, grid, args.output, cluster=args.cluster, workers=args.workers,
+                    progress=_progress(args))
+    t = res.table
+    print(f"{len(t)} points ({res.computed} computed, {res.reused} from an earlier run); front end run "
+          f"{res.front_end_runs} time(s); wrote results.parquet, results.csv, sweep.html to {args.output}/")
+    if len(t):
+        best = t.loc[t["edap_j_s_mm2"].idxmin()]
+        varied = [c for c in t.columns if c.startswith(("hw.", "opt.")) or c in ("target", "base", "passes")]
+        print("lowest EDAP: " + ", ".join(f"{c} = {best[c]}" for c in varied) +
+              f" → {best['edap_j_s_mm2']:.4g} J·s·mm²")
+    return 0
+
+
 def _cmd_zoo(args) -> int:
     out = Path(args.output)
     for name, value in (("--img-size", args.img_size), ("--patch", args.patch), ("--depth", args.depth)):
@@ -478,6 +494,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_common_input_args(p)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("sweep", help="design-space exploration: every point of a grid of hardware, targets, passes "
+                                      "and options; Parquet/CSV table and Pareto fronts (docs/sweep.md)")
+    _add_global(p)
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--grid", required=True, metavar="GRID.toml", help="the grid file (docs/sweep.md)")
+    p.add_argument("-o", "--output", required=True, help="output folder (rerun into it to resume)")
+    p.add_argument("--cluster", metavar="tcp://HOST:PORT", help="run the points on this Dask scheduler")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("zoo", help="write a built-in ViT (seeded random weights) as ONNX, no torch needed")
     _add_global(p)

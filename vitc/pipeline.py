@@ -8,6 +8,7 @@ is written atomically at the end and holds exactly this run's files.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -158,12 +159,27 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.P
     return run_plan(plan, progress)
 
 
-def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
-    """Run a checked compile (see :func:`plan_compile`)."""
-    timings: dict[str, float] = {}
+def copy_canonical(cm: CompiledModel) -> CompiledModel:
+    """An independent copy of a canonical model for another set of passes (graph and block
+    records copied; weights shared, passes never edit a weight in place)."""
+    return dataclasses.replace(cm, graph=cm.graph.copy(), blocks=copy.deepcopy(cm.blocks),
+                               cores=copy.deepcopy(cm.cores), unrecognised=list(cm.unrecognised),
+                               records=[], node_meta={k: dict(v) for k, v in cm.node_meta.items()})
+
+
+def front_end(plan: CompilePlan, progress: Progress = SILENT) -> CompiledModel:
+    """The canonical model of a checked compile."""
     with progress.stage("front end (recognise, confirm, canonicalise)"):
-        cm = canonicalize_model(plan.source, name=plan.name, source=plan.path, external_data=plan.external_data,
-                                input_shapes=plan.input_shapes or None)
+        return canonicalize_model(plan.source, name=plan.name, source=plan.path, external_data=plan.external_data,
+                                  input_shapes=plan.input_shapes or None)
+
+
+def run_plan(plan: CompilePlan, progress: Progress = SILENT, canonical: CompiledModel | None = None,
+             render: bool = True) -> CompileResult:
+    """Run a checked compile (see :func:`plan_compile`). ``canonical``: the front end's result
+    from an earlier run of the same model (a copy is used); ``render``: cost and write reports."""
+    timings: dict[str, float] = {}
+    cm = front_end(plan, progress) if canonical is None else copy_canonical(canonical)
     backend_options = dict(plan.backend_options)
     if "seq_len" not in backend_options and any(b.tokens_dynamic for b in cm.blocks):
         backend_options["seq_len"] = cm.blocks[0].tokens      # a dynamic sequence is costed at the probe length
@@ -177,7 +193,8 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
     ctx = PassContext(plan.pass_options, plan.calib, plan.seed, calib_samples=plan.calib_samples,
                       preset=plan.preprocess, target=plan.target, hw=plan.hw, cost=cost, cost_for=cost_for,
                       progress=progress)
-    baseline = emit(dataclasses.replace(cm, graph=cm.graph.copy())) if plan.passes and plan.hw is not None else None
+    baseline = emit(dataclasses.replace(cm, graph=cm.graph.copy())) \
+        if render and plan.passes and plan.hw is not None else None
     manager.run(cm, ctx, plan.passes, timings, progress=progress)
     for record in cm.records:
         record.details.setdefault("calibration", ctx.calibration_source)
@@ -199,7 +216,7 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
             files.update(sim_files)
             if section is not None:
                 sections[section["key"]] = section
-    if plan.target != "none":
+    if plan.target != "none" and render:
         with progress.stage(f"cost on {plan.hw.name} ({plan.target}) and reports"):
             rendered = evaluate(result_model, plan.target, plan.hw, model_name=cm.name, options=backend_options,
                                 pass_records=[r.to_dict() for r in cm.records], sections=sections, baseline=baseline)
@@ -212,4 +229,5 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT) -> CompileResult:
     return result
 
 
-__all__ = ["compile_model", "plan_compile", "run_plan", "CompileResult", "CompilePlan", "frontend_summary"]
+__all__ = ["compile_model", "plan_compile", "run_plan", "front_end", "copy_canonical", "CompileResult", "CompilePlan",
+           "frontend_summary"]
