@@ -37,6 +37,7 @@ from vitc.neurosim_export import export_files, trace_layers
 from vitc.report import comparison_files, comparison_markdown, section_markdown
 from vitc.runtime.data import load_dataset
 from vitc.simulation import config_from_options, nonideal_note, simulate_files
+from vitc.sweep import load_grid, run_sweep
 
 SIM_KEYS = ("adc_bits", "mode", "variation", "variation_model", "on_off_ratio", "adc_range", "adc_fullscale",
             "adc_percentile", "input_scaling", "offset_correction", "weight_bits", "input_bits", "cell_bits",
@@ -288,7 +289,6 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from vitc.sweep import load_grid, run_sweep  # lazy: pandas/pyarrow (the sweep extra) on first use
     grid = load_grid(args.grid)
     res = run_sweep(args.model, grid, args.output, cluster=args.cluster, workers=args.workers,
                     progress=_progress(args))

@@ -116,7 +116,7 @@ def _md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
-def _html_table(header: list[str], rows: list[list], cls: str = "") -> str:
+def html_table(header: list[str], rows: list[list], cls: str = "") -> str:
     h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(num(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table class='{cls}'><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
@@ -332,7 +332,7 @@ def render_md(rep: dict, summary_text: str) -> str:
 
 
 # --------------------------------------------------------------------------- html
-_CSS = """
+PAGE_CSS = """
 body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px auto;color:#222;max-width:1300px;padding:0 16px}
 h1{font-size:21px;margin-bottom:4px}h2{font-size:16px;margin-top:30px;border-bottom:1px solid #ccc}
 h3{font-size:14px}
@@ -372,7 +372,7 @@ def render_html(rep: dict, sched: dict, with_plots: bool = True) -> str:
     esc = html.escape
     title = f"vitc report — {rep['model']['name']} on {rep['hardware']['name']} ({rep['target']})"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+             f"<title>{esc(title)}</title><style>{PAGE_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
              f"<p class='note'>{esc(rep['hardware']['description'])}. Schema {rep['schema']} "
              f"v{rep['schema_version']}; one self-contained page (works offline).</p>"]
     cmp = rep.get("comparison")
@@ -380,7 +380,7 @@ def render_html(rep: dict, sched: dict, with_plots: bool = True) -> str:
     if cmp:
         parts.append(f"<p><b>What the rewrite bought.</b> {esc(headline(cmp))}.</p>")
         header, rows = comparison_rows(cmp)
-        parts.append(_html_table(header, rows))
+        parts.append(html_table(header, rows))
     else:
         parts.append("<p><b>Where the cost is.</b> No rewrite pass ran; attention (QKV and output projections and "
                      f"the attention cores) takes {_pct(ro['attention_share']['energy'])} of the energy, "
@@ -389,12 +389,12 @@ def render_html(rep: dict, sched: dict, with_plots: bool = True) -> str:
     parts.append(_kpis(t, ro["attention_share"]) + "</div>")
     if cmp:
         parts += ["<h2>Baseline vs rewritten</h2>", "<div class='grid'>", fig(plots.comparison_bars(cmp)),
-                  "<div><h3>Attention's share</h3>" + _html_table(["share of", *cmp["labels"]], share_rows(cmp))
+                  "<div><h3>Attention's share</h3>" + html_table(["share of", *cmp["labels"]], share_rows(cmp))
                   + "</div></div>",
                   fig(plots.per_block_pair(cmp, "energy_pj", "Energy per block", "µJ", 1e6)),
                   fig(plots.per_block_pair(cmp, "latency_ns", "Busy time per block", "µs", 1e3))]
         header, rows = block_delta_rows(cmp)
-        parts.append(f"<details><summary>Per-block deltas ({len(rows)} rows)</summary>{_html_table(header, rows)}"
+        parts.append(f"<details><summary>Per-block deltas ({len(rows)} rows)</summary>{html_table(header, rows)}"
                      "</details>")
     parts += ["<h2>By op kind and by block</h2>", "<div class='grid'>",
               fig(plots.by_kind_pie(ro["by_kind"], "energy_pj", "Energy by op kind")),
@@ -404,26 +404,26 @@ def render_html(rep: dict, sched: dict, with_plots: bool = True) -> str:
               fig(plots.by_block_kind([{**b, "l": b["latency_by_kind_ns"]} for b in ro["by_block"]], "l",
                                       "Busy time per block by op kind", "µs", 1e3))]
     header, rows = kind_rows(rep)
-    parts += [_html_table(header, rows), f"<p class='note'>{esc(ro['note'])}.</p>"]
+    parts += [html_table(header, rows), f"<p class='note'>{esc(ro['note'])}.</p>"]
     header, rows = block_rows(rep)
-    parts.append(f"<details><summary>Per-block table ({len(rows)} rows)</summary>{_html_table(header, rows)}"
+    parts.append(f"<details><summary>Per-block table ({len(rows)} rows)</summary>{html_table(header, rows)}"
                  "</details>")
     pl = rep["pipeline"]
     header, rows = pipeline_rows(rep)
     parts += ["<h2>Pipeline</h2>", f"<p>Interval {esc(si(pl['interval_ns'] * 1e-9, 's'))} per batch of "
               f"{pl['batch']}, bottleneck <b>{esc(pl['bottleneck'])}</b>: throughput "
               f"{t['throughput_ips']:.4g} images/s.</p>", "<div class='grid'>", fig(plots.occupancy(pl)),
-              "<div>" + _html_table(header, rows) + f"<p class='note'>{esc(pl['note'])}.</p></div></div>"]
+              "<div>" + html_table(header, rows) + f"<p class='note'>{esc(pl['note'])}.</p></div></div>"]
     parts += ["<h2>Energy, area and data movement</h2>",
               fig(plots.components(t["energy_by_component_pj"], t["area_by_component_mm2"])),
-              "<div class='grid'><div>" + _html_table(["metric", "value"], totals_rows(t)) + "</div><div>"
-              + _html_table(["component", "µJ / image", "share of dynamic"],
+              "<div class='grid'><div>" + html_table(["metric", "value"], totals_rows(t)) + "</div><div>"
+              + html_table(["component", "µJ / image", "share of dynamic"],
                             [[k, v / 1e6, "–" if k == "leakage" else _pct(t["dynamic_energy_share"].get(k, 0))]
                              for k, v in t["energy_by_component_pj"].items()])
-              + _html_table(["data path", "kB / image"], [[k.removesuffix("_bits"), v / 8e3]
+              + html_table(["data path", "kB / image"], [[k.removesuffix("_bits"), v / 8e3]
                                                           for k, v in rep["traffic"].items()]) + "</div></div>"]
     parts.append("<h2>Passes</h2>")
-    parts.append(_html_table(_PASS_HEADER, pass_rows(rep)) if rep["pass_records"] else "<p>No rewrite passes.</p>")
+    parts.append(html_table(_PASS_HEADER, pass_rows(rep)) if rep["pass_records"] else "<p>No rewrite passes.</p>")
     for r in rep["pass_records"]:
         parts.append(f"<details><summary>{esc(r['name'])}: full record</summary><pre>"
                      + esc(json.dumps(_r(r), sort_keys=True, indent=1, ensure_ascii=False)) + "</pre></details>")
@@ -431,29 +431,29 @@ def render_html(rep: dict, sched: dict, with_plots: bool = True) -> str:
     parts += ["<h2>Surrogate figures and their weight</h2>", f"<p class='note'>{esc(s['hardware_note'])}.</p>"]
     if rep.get("sensitivity"):
         header, rows = sensitivity_rows(rep["sensitivity"], top=10)
-        parts += [fig(plots.tornado(rep["sensitivity"])), _html_table(header, rows)]
+        parts += [fig(plots.tornado(rep["sensitivity"])), html_table(header, rows)]
         header, rows = sensitivity_rows(rep["sensitivity"])
-        parts.append(f"<details><summary>All {len(rows)} surrogates</summary>{_html_table(header, rows)}</details>")
+        parts.append(f"<details><summary>All {len(rows)} surrogates</summary>{html_table(header, rows)}</details>")
     if s["passes"]:
         parts.append("<ul>" + "".join(f"<li>{esc(p['pass'])} ({esc(str(p['weights']))}): {esc(p['why'])}</li>"
                                       for p in s["passes"]) + "</ul>")
     for sec in rep.get("sections", {}).values():
         parts.append(f"<h2>{esc(sec.get('title', 'Section'))}</h2>")
         for title_, header, rows, note in section_tables(sec):
-            parts += [f"<h3>{esc(title_)}</h3>", _html_table(header, rows)]
+            parts += [f"<h3>{esc(title_)}</h3>", html_table(header, rows)]
             if note:
                 parts.append(f"<p class='note'>{esc(note)}</p>")
         for f in sec.get("figures", []):
             parts.append(fig(_section_figure(f)))
     header, rows = layer_rows(rep)
     parts += ["<h2>Detail</h2>", f"<details><summary>Per-layer table ({len(rows)} layers)</summary>"
-              f"{_html_table(header, rows)}</details>"]
+              f"{html_table(header, rows)}</details>"]
     if with_plots:
         parts.append(f"<details><summary>Schedule of one image ({len(sched['ops'])} ops)</summary>"
                      f"{fig(plots.gantt(sched))}</details>")
     header, rows = critical_rows(rep, sched["clock_mhz"])
     parts.append(f"<details><summary>Critical path by layer ({len(rows)} layers, "
-                 f"{len(rep['critical_path'])} ops)</summary>{_html_table(header, rows)}</details>")
+                 f"{len(rep['critical_path'])} ops)</summary>{html_table(header, rows)}</details>")
     u = rep["utilisation"]
     if u["mean"] is not None and with_plots:
         parts.append(f"<details><summary>Crossbar utilisation (mean {_pct(u['mean'])})</summary>"
@@ -490,11 +490,11 @@ def section_page(sec: dict, title: str) -> str:
     """A contributed section as its own self-contained HTML page (tables and plots)."""
     page = plots.Page()
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+             f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
     for f in sec.get("figures", []):
         parts.append(page.html(_section_figure(f)))
     for title_, header, rows, note in section_tables(sec):
-        parts += [f"<h2>{html.escape(title_)}</h2>", _html_table(header, rows)]
+        parts += [f"<h2>{html.escape(title_)}</h2>", html_table(header, rows)]
         if note:
             parts.append(f"<p class='note'>{html.escape(note)}</p>")
     parts.append("</body></html>\n")
@@ -531,16 +531,16 @@ def comparison_page(cmp: dict, title: str) -> str:
     la, lb = cmp["labels"]
     header, rows = comparison_rows(cmp)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+             f"<title>{esc(title)}</title><style>{PAGE_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
              f"<p class='note'>{esc(la)}: {esc(cmp['models'][la])} on {esc(cmp['hardware'][la])}; {esc(lb)}: "
              f"{esc(cmp['models'][lb])} on {esc(cmp['hardware'][lb])}. {esc(cmp['note'])}.</p>",
-             f"<div class='headline'><p>{esc(headline(cmp))}.</p>{_html_table(header, rows)}</div>",
+             f"<div class='headline'><p>{esc(headline(cmp))}.</p>{html_table(header, rows)}</div>",
              "<div class='grid'>", page.html(plots.comparison_bars(cmp)),
-             "<div><h3>Attention's share</h3>" + _html_table(["share of", la, lb], share_rows(cmp)) + "</div></div>",
+             "<div><h3>Attention's share</h3>" + html_table(["share of", la, lb], share_rows(cmp)) + "</div></div>",
              page.html(plots.per_block_pair(cmp, "energy_pj", "Energy per block", "µJ", 1e6)),
              page.html(plots.per_block_pair(cmp, "latency_ns", "Busy time per block", "µs", 1e3))]
     header, rows = block_delta_rows(cmp)
-    parts += [f"<details><summary>Per-block deltas ({len(rows)} rows)</summary>{_html_table(header, rows)}</details>",
+    parts += [f"<details><summary>Per-block deltas ({len(rows)} rows)</summary>{html_table(header, rows)}</details>",
               "</body></html>\n"]
     return "\n".join(parts)
 

@@ -26,12 +26,21 @@ from typing import Any
 
 import onnx
 
+from vitc import plots
+from vitc.backends.api import analyse
+from vitc.backends.results import rollups
 from vitc.core.config import read_toml
 from vitc.core.errors import VitcInputError
 from vitc.core.hardware import DEFAULT_PRESET, load_hw, override
 from vitc.core.io import check_outdir, write_outputs
 from vitc.core.progress import SILENT, Progress
 from vitc.passes import manager
+from vitc.pipeline import front_end, plan_compile, run_plan
+from vitc.report import PAGE_CSS, html_table
+from vitc.runtime.data import load_dataset
+from vitc.runtime.nonideal.arith import SimConfig
+from vitc.runtime.nonideal.simulate import simulate_model
+from vitc.runtime.validate import validate_models
 
 SCHEMA = ("vitc.sweep", 1)
 FIGURES = ("energy_pj", "latency_ns", "area_mm2", "edap_j_s_mm2", "tops_per_w", "tops_per_mm2", "throughput_ips",
@@ -174,7 +183,6 @@ def _set_models(models: dict[str, bytes]) -> None:
 
 def evaluate_point(point: dict, context: dict, models: dict[str, bytes] | None = None) -> dict:
     """The figures of one point (a process-pool or Dask task)."""
-    from vitc.backends.api import analyse
     if models is not None and any(k not in _MODELS for k in models):
         _set_models(models)
     model = _MODELS[point["pass_config"]]
@@ -182,7 +190,6 @@ def evaluate_point(point: dict, context: dict, models: dict[str, bytes] | None =
     an = analyse(model, point["target"], spec, model_name=context["name"], options=context["backend_options"])
     t = an.totals
     row = {f: t[f] for f in FIGURES}
-    from vitc.backends.results import rollups
     share = rollups(an)["attention_share"]
     row.update({"attention_energy_share": share["energy"], "attention_latency_share": share["latency"]})
     row.update(context["fidelity"].get(point["pass_config"], {}))
@@ -192,10 +199,6 @@ def evaluate_point(point: dict, context: dict, models: dict[str, bytes] | None =
 
 
 def _nonideal_accuracy(model: onnx.ModelProto, spec, context: dict) -> dict:
-    from vitc.runtime.data import load_dataset
-    from vitc.runtime.nonideal.arith import SimConfig
-    from vitc.runtime.nonideal.simulate import simulate_model
-    from vitc.runtime.validate import validate_models
     acc = context["accuracy"]
     data = load_dataset(acc["inputs"], model).take(acc.get("samples"))
     cfg = SimConfig.from_hw(spec, seed=context["seed"])
@@ -261,7 +264,6 @@ def _client(cluster):
 def run_sweep(model, grid: Grid | str | os.PathLike | dict, out: str | os.PathLike, *, cluster=None,
               workers: int | None = None, progress: Progress = SILENT) -> SweepResult:
     """Run (or resume) the sweep of ``grid`` on ``model`` into ``out`` (module docstring)."""
-    from vitc.pipeline import plan_compile, front_end, run_plan
     _need_table_libs()
     grid = grid if isinstance(grid, Grid) else (parse_grid(grid) if isinstance(grid, dict) else load_grid(grid))
     out = check_outdir(out)
@@ -414,8 +416,6 @@ def pareto(rows: list[dict], x: str, y: str, x_low: bool = True, y_low: bool = T
 def sweep_page(table, varied: list[str], title: str) -> str:
     """One self-contained page: the Pareto fronts, points coloured by a varied parameter."""
     import html
-    from vitc import plots
-    from vitc.report import _CSS, _html_table
     rows = table.to_dict("records")
     color = varied[0] if varied else None
     for r in rows:
@@ -436,12 +436,12 @@ def sweep_page(table, varied: list[str], title: str) -> str:
                                               quality) if c]
     best = sorted(rows, key=lambda r: r["edap_j_s_mm2"])[:20]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>vitc sweep — {html.escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<title>vitc sweep — {html.escape(title)}</title><style>{PAGE_CSS}</style></head><body>",
              f"<h1>vitc sweep — {html.escape(title)}</h1>",
              f"<p class='note'>{len(rows)} points; varied: {html.escape(', '.join(varied) or 'nothing')}; colour: "
              f"{html.escape(color or '–')}; dotted line: the Pareto front; hover a point for its parameters.</p>"]
     parts += [page.html(f) for f in figs]
-    parts += ["<h2>Lowest EDAP</h2>", _html_table(shown, [[r.get(c) for c in shown] for r in best]),
+    parts += ["<h2>Lowest EDAP</h2>", html_table(shown, [[r.get(c) for c in shown] for r in best]),
               "</body></html>\n"]
     return "\n".join(parts)
 
