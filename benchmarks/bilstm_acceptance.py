@@ -107,12 +107,12 @@ def chained_cosines(cm_orig, original, rewritten, rec, data, blocks) -> dict[int
     """Per-block cosine inside the rewritten model (errors of earlier blocks included)."""
     from vitc.passes.bilstm import _cosines, core_target_names
     from vitc.runtime.batching import run_batched
-    from vitc.runtime.session import open_session, with_extra_outputs
+    from vitc.runtime.session import open_session
     targets = core_target_names(cm_orig, blocks)
     outs = [rec.details["blocks"][str(i)]["output"] for i in blocks]
-    ref = run_batched(open_session(with_extra_outputs(original, [targets[i] for i in blocks])), data.feeds,
+    ref = run_batched(open_session(original, outputs=[targets[i] for i in blocks]), data.feeds,
                       [targets[i] for i in blocks])
-    cand = run_batched(open_session(with_extra_outputs(rewritten, outs)), data.feeds, outs)
+    cand = run_batched(open_session(rewritten, outputs=outs), data.feeds, outs)
     return {i: _cosines(c, r)["cosine"] for i, r, c in zip(blocks, ref, cand)}
 
 

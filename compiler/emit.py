@@ -8,7 +8,11 @@ model loads in the same onnxruntime releases as its input (from 1.17, for IR 10)
 from __future__ import annotations
 
 import onnx
+import contextlib
+
+import numpy as np
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
 from onnx import helper
 
 from vitc.core.errors import VitcInputError
@@ -19,6 +23,50 @@ from vitc.runtime.ops import functions_for, overload_for
 from vitc.runtime.session import max_ir_version
 
 MIN_IR_FOR_OVERLOADS = 10
+
+
+#: initializers at least this large are left out of a light export (placeholders, data kept apart)
+LIGHT_MIN_BYTES = 4096
+
+
+@contextlib.contextmanager
+def held_weights(graph: gs.Graph):
+    """While active, the large initializers ``graph`` still holds as the input's TensorProtos
+    export as placeholders (dims, type, marked external); yields ``{name: TensorProto}``."""
+    held: dict[str, onnx.TensorProto] = {}
+    swapped = []
+    for t in graph.tensors().values():
+        lazy = getattr(t, "_values", None)
+        if isinstance(t, gs.Constant) and isinstance(lazy, LazyValues) and _nbytes(lazy.tensor) >= LIGHT_MIN_BYTES:
+            ph = onnx.TensorProto()
+            ph.name, ph.data_type = t.name, lazy.tensor.data_type
+            ph.dims.extend(lazy.tensor.dims)
+            ph.data_location = onnx.TensorProto.EXTERNAL
+            ph.external_data.add(key="location", value="__vitc_held__")
+            held[t.name] = lazy.tensor
+            swapped.append((t, lazy))
+            t._values = LazyValues(ph)
+    try:
+        yield held
+    finally:
+        for t, lazy in swapped:
+            t._values = lazy
+
+
+def emit_light(cm: CompiledModel) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+    """:func:`emit` without copying the large weights the input model still holds: those
+    initializers are placeholders and come back as ``{name: the input's TensorProto}`` — what
+    :class:`vitc.core.io.StreamedModel` writes from and :func:`vitc.runtime.session.open_session`
+    runs from. Weights the front end or a pass made (numpy arrays) are exported as usual."""
+    with held_weights(cm.graph) as held:
+        model = emit(cm)
+    return model, dict(held)
+
+
+def _nbytes(t: onnx.TensorProto) -> int:
+    if t.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED) or t.data_location == onnx.TensorProto.EXTERNAL:
+        return 0
+    return int(np.prod(t.dims, dtype=np.int64)) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
 
 
 def emit(cm: CompiledModel) -> onnx.ModelProto:

@@ -10,9 +10,9 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from vitc.compiler.canonicalize import rewrite_site
-from vitc.compiler.emit import emit
+from vitc.compiler.emit import emit_light, held_weights
 from vitc.core.errors import VitcInputError
-from vitc.core.graph import const_value, is_shape_derived, producer, weight_input
+from vitc.core.graph import const_value, is_const, is_shape_derived, producer, weight_input
 from vitc.core.io import default_opset, load_model
 from vitc.runtime import shapes
 from vitc.core.ir import CompiledModel
@@ -38,13 +38,13 @@ def read_model(path: str | os.PathLike, input_shapes: dict | None = None,
                               require_rewritable=require_rewritable)
 
 
-def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None) -> dict:
+def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None, held: dict | None = None) -> dict:
     """One onnxruntime run of ``model`` on seeded synthetic inputs exposing ``names``; the model's
     own outputs must be finite (NaN/Inf there means corrupt weights or an unusable graph)."""
     feeds = synthetic_inputs(model, batch=1, seq_len=PROBE_SEQ_LEN, seed=0, shapes=input_shapes)
     outputs = [o.name for o in model.graph.output]
     try:
-        values = run_with_intermediates(model, names + outputs, feeds)
+        values = run_with_intermediates(model, names + outputs, feeds, held=held)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise VitcInputError(f"the model does not run in onnxruntime on synthetic inputs: {first}") from None
@@ -159,7 +159,7 @@ def linear_products(graph: gs.Graph, found: Found, exclude: dict[str, str]) -> l
         if node is not None:
             covered.update(id(n) for n in _first_products(node))
     products = [n for n in graph.nodes if n.op == "MatMul" and id(n) not in covered
-                and all(const_value(i) is None for i in n.inputs[:2])
+                and not any(is_const(i) for i in n.inputs[:2])
                 and not any(is_shape_derived(i) for i in n.inputs[:2])]
     groups: list[list[gs.Node]] = []
     for n in products:
@@ -206,7 +206,7 @@ def _first_products(node: gs.Node, limit: int = 24) -> list[gs.Node]:
                 if id(m) in seen:
                     continue
                 seen.add(id(m))
-                if m.op == "MatMul" and all(const_value(i) is None for i in m.inputs[:2]):
+                if m.op == "MatMul" and not any(is_const(i) for i in m.inputs[:2]):
                     found.append(m)
                 else:
                     frontier.append(m)
@@ -263,12 +263,14 @@ def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None
     if not found.sites and not found.cores and not failed:
         raise VitcInputError(f"no attention found in {name}: no Softmax over keys, no Attention op and no "
                              "activation×activation product")
-    original = gs.export_onnx(graph, do_type_check=False)
+    with held_weights(graph) as held:        # the input's weights are not copied: placeholders + held
+        original = gs.export_onnx(graph, do_type_check=False)
+        held = dict(held)
     original.ir_version = model.ir_version
     original.opset_import.extend([i for i in model.opset_import if i.domain not in {o.domain for o in original.opset_import}])
     names = [n for s in found.sites for n in probe_names(s)]
     names += [n for c in list(found.cores) + list(found.fallback.values()) for n in c.probe_names()]
-    values = _probe(original, list(dict.fromkeys(names)), input_shapes) if names else {}
+    values = _probe(original, list(dict.fromkeys(names)), input_shapes, held) if names else {}
     resolved, cores = [], list(found.cores)
 
     def fall_back(site, reason: str) -> None:
@@ -284,7 +286,7 @@ def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None
         except NotRecognised as exc:
             fall_back(site, str(exc))
     cm = CompiledModel(graph, opset, name, source, [], failed, normalized, external_data,
-                       dict(input_shapes or {}), original=original)
+                       dict(input_shapes or {}), original=original, original_held=held)
     for site, spec in resolved:
         try:
             block = rewrite_site(graph, site, spec, len(cm.blocks))
@@ -339,9 +341,9 @@ def _check_cores(cm: CompiledModel, values: dict, biases: dict[int, str], input_
     """Run the rewritten graph once; every core must reproduce the export's ·V product (relative
     error ≤ probe.TOLERANCE). Returns {anchor: reason} for those that do not; classifies each
     core's bias (key padding, causal, additive) from its value."""
-    rewritten = emit(cm)
+    rewritten, held = emit_light(cm)
     names = [c.output for c in cm.cores] + sorted(biases.values())
-    got = _probe(rewritten, names, input_shapes)
+    got = _probe(rewritten, names, input_shapes, held)
     wrong = {}
     for c in cm.cores:
         ref, out = values[c.output].astype(np.float64), got[c.output].astype(np.float64)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
 
 
 def producer(t: gs.Tensor) -> gs.Node | None:
@@ -10,11 +11,26 @@ def producer(t: gs.Tensor) -> gs.Node | None:
     return t.inputs[0] if t.inputs else None
 
 
+def is_const(t: gs.Tensor | None) -> bool:
+    """``t`` is an initializer or a ``Constant`` node's output (its value is not loaded)."""
+    if t is None:
+        return False
+    if isinstance(t, gs.Constant):
+        return True
+    node = producer(t)
+    return node is not None and node.op == "Constant"
+
+
 def const_value(t: gs.Tensor | None) -> np.ndarray | None:
-    """``t``'s value if it is an initializer or a ``Constant`` node's output, else None."""
+    """``t``'s value if it is an initializer or a ``Constant`` node's output, else None. An
+    initializer still held by its TensorProto is read without caching the array on the tensor, so
+    exporting the graph later reuses the proto instead of converting the array back."""
     if t is None:
         return None
     if isinstance(t, gs.Constant):
+        lazy = t._values
+        if isinstance(lazy, LazyValues):
+            return lazy.load()
         return np.asarray(t.values)
     node = producer(t)
     if node is not None and node.op == "Constant":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnx import external_data_helper, helper
 
 from vitc.core.errors import VitcInputError
@@ -234,10 +235,78 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     return LoadedModel(model, p, opset, external)
 
 
-def model_bytes(model: onnx.ModelProto, name: str, external: bool) -> dict[str, bytes]:
-    """Serialised files for ``model`` saved as ``name``: one file, or two with external data."""
-    if not external and fits_in_protobuf(model):
-        return {name: model.SerializeToString(deterministic=True)}
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _with_held(light: onnx.ModelProto, held: dict) -> onnx.ModelProto:
+    full = onnx.ModelProto()
+    full.CopyFrom(light)
+    for t in full.graph.initializer:
+        if t.name in held:
+            t.CopyFrom(_renamed(held[t.name], t.name) if held[t.name].name != t.name else held[t.name])
+    return full
+
+
+class StreamedModel:
+    """A model file written piece by piece: ``light`` (a ModelProto whose large initializers are
+    placeholders) with each placeholder's data taken from ``weights`` (name → the TensorProto or
+    array holding it), serialised one tensor at a time — no second copy of the weights and no
+    whole-file bytes object. The file is the same protobuf message ``onnx.load`` reads (the
+    initializers follow the graph's other fields)."""
+
+    def __init__(self, light: onnx.ModelProto, weights: dict):
+        self.light, self.weights = light, weights
+
+    def write_to(self, f) -> None:
+        head = onnx.ModelProto()
+        head.CopyFrom(self.light)
+        head.ClearField("graph")
+        graph = onnx.GraphProto()
+        graph.CopyFrom(self.light.graph)
+        graph.ClearField("initializer")
+        g_bytes = graph.SerializeToString(deterministic=True)
+        tensors = []
+        for t in self.light.graph.initializer:
+            src = self.weights.get(t.name)
+            if src is None:
+                tensors.append(t)
+            elif isinstance(src, onnx.TensorProto):
+                tensors.append(src if src.name == t.name else _renamed(src, t.name))
+            else:
+                tensors.append(numpy_helper.from_array(np.ascontiguousarray(src), t.name))
+        sizes = [t.ByteSize() for t in tensors]
+        g_len = len(g_bytes) + sum(1 + len(_varint(n)) + n for n in sizes)
+        f.write(head.SerializeToString(deterministic=True))
+        f.write(b"\x3a" + _varint(g_len))          # ModelProto.graph (field 7, length-delimited)
+        f.write(g_bytes)
+        for t, n in zip(tensors, sizes):
+            f.write(b"\x2a" + _varint(n))          # GraphProto.initializer (field 5)
+            f.write(t.SerializeToString(deterministic=True))
+
+
+def _renamed(t: onnx.TensorProto, name: str) -> onnx.TensorProto:
+    out = onnx.TensorProto()
+    out.CopyFrom(t)
+    out.name = name
+    return out
+
+
+def model_bytes(model: onnx.ModelProto, name: str, external: bool, held: dict | None = None) -> dict:
+    """Files for ``model`` saved as ``name``: one file, or two with external data. ``held``: the
+    data of ``model``'s placeholder initializers (a light model, :func:`vitc.compiler.emit.emit_light`),
+    streamed into the file."""
+    total = model.ByteSize() + sum(t.ByteSize() for t in (held or {}).values())
+    if not external and total < _TWO_GB - (64 << 20):
+        return {name: StreamedModel(model, held)} if held else {name: model.SerializeToString(deterministic=True)}
+    if held:
+        model = _with_held(model, held)
     copy = onnx.ModelProto()
     copy.CopyFrom(model)  # onnx.save with external data rewrites the tensors it is given
     with tempfile.TemporaryDirectory() as tmp:
@@ -287,7 +356,7 @@ def prepare_outdir(outdir: str | os.PathLike) -> Path:
     return out
 
 
-def write_outputs(outdir: str | os.PathLike, files: dict[str, bytes], manifest: bool = True) -> list[Path]:
+def write_outputs(outdir: str | os.PathLike, files: dict, manifest: bool = True) -> list[Path]:
     """Write ``files`` into ``outdir`` atomically: every file goes to a private temp folder first,
     then all are renamed into place. With ``manifest``, files an earlier run wrote into the same
     folder and this one does not are removed (the folder then holds exactly this run's output),
@@ -303,7 +372,11 @@ def write_outputs(outdir: str | os.PathLike, files: dict[str, bytes], manifest: 
         for name, data in files.items():
             if "/" in name or "\\" in name or name in ("", ".", "..", MANIFEST):
                 raise VitcInputError(f"refusing to write output file named {name!r}")
-            (tmp / name).write_bytes(data)
+            if hasattr(data, "write_to"):
+                with open(tmp / name, "wb") as f:
+                    data.write_to(f)
+            else:
+                (tmp / name).write_bytes(data)
             os.chmod(tmp / name, 0o666 & ~umask)
         if manifest:
             (tmp / MANIFEST).write_text("".join(f"{n}\n" for n in sorted(files)))

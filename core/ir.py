@@ -126,6 +126,20 @@ class CompiledModel:
     node_meta: dict[str, dict[str, str]] = field(default_factory=dict)
     original: onnx.ModelProto | None = None   # the normalised original, for calibration runs
     cores: list[AttentionCore] = field(default_factory=list)   # sites without a canonical block
+    original_held: dict = field(default_factory=dict)   # data of ``original``'s placeholder initializers
+
+    def original_model(self) -> onnx.ModelProto | None:
+        """``original`` with its weights in place (a copy; sessions take ``original`` + ``original_held``)."""
+        if self.original is None or not self.original_held:
+            return self.original
+        full = onnx.ModelProto()
+        full.CopyFrom(self.original)
+        for t in full.graph.initializer:
+            if t.name in self.original_held:
+                name = t.name
+                t.CopyFrom(self.original_held[name])
+                t.name = name
+        return full
 
     def node(self, name: str) -> gs.Node:
         for n in self.graph.nodes:

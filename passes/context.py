@@ -22,7 +22,7 @@ from vitc.passes.options import PassOptions
 from vitc.runtime.data import Dataset, load_dataset
 from vitc.runtime.batching import run_batched
 from vitc.runtime.inputs import synthetic_inputs
-from vitc.runtime.session import open_session, with_extra_outputs
+from vitc.runtime.session import open_session
 
 SYNTHETIC_SAMPLES = 32
 
@@ -68,7 +68,7 @@ class PassContext:
         missing = [n for n in dict.fromkeys(names) if n not in self._cache]
         if missing:
             data = self.calibration(cm)
-            sess = open_session(with_extra_outputs(cm.original, missing))
+            sess = open_session(cm.original, outputs=missing, held=cm.original_held)
             for name, value in zip(missing, run_batched(sess, data.feeds, missing)):
                 self._cache[name] = value
         return {n: self._cache[n] for n in names}

@@ -15,7 +15,7 @@ from vitc.core.ir import CompiledModel
 from vitc.passes.fidelity import emit_copy, mean_cosine
 from vitc.passes.reuse_tb import DEFAULT_RIDGE, GN_STEPS, TB, SourceSolver, blas_threads, emit_tb, fit_tb, identity_tb
 from vitc.runtime.batching import run_batched
-from vitc.runtime.session import open_session, with_extra_outputs
+from vitc.runtime.session import open_session
 
 FIT_MODES = ("sequential", "corrected", "teacher")
 MAX_FIT_ROWS = 65536          # calibration tokens used to fit one TB (deterministic subsample beyond)
@@ -155,7 +155,7 @@ def _rows(a: np.ndarray, max_rows: int = MAX_FIT_ROWS) -> np.ndarray:
 
 def run_current(cm: CompiledModel, ctx, names: list[str]) -> dict[str, np.ndarray]:
     """Values of tensors ``names`` of the *current* (rewritten) graph on the calibration data."""
-    sess = open_session(with_extra_outputs(emit_copy(cm), names))
+    sess = open_session(emit_copy(cm), outputs=names)
     data = ctx.calibration(cm)
     feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
     return dict(zip(names, run_batched(sess, feeds, names)))

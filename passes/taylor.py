@@ -36,7 +36,7 @@ from vitc.compiler.emit import emit
 from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine
 from vitc.passes.options import PassOptions, at_least, block_list, in_range, option, parse_block_list, positive
 from vitc.runtime.batching import run_batched
-from vitc.runtime.session import open_session, with_extra_outputs
+from vitc.runtime.session import open_session
 from vitc.runtime.taylor_ops import (CENTERINGS, DEFAULT_CENTERING, MASK_THRESHOLD, OP_TYPE, VARIANTS,
                                     taylor_attention_np)
 
@@ -389,7 +389,7 @@ def mask_values(cm: CompiledModel, ctx, block) -> np.ndarray:
     # created by the front end (e.g. bool → additive): evaluate the current canonical graph
     cache = ctx.__dict__.setdefault("_taylor_graph_values", {})
     if mask_name not in cache:
-        sess = open_session(with_extra_outputs(emit_copy(cm), [mask_name]))
+        sess = open_session(emit_copy(cm), outputs=[mask_name])
         data = ctx.calibration(cm)
         feeds = {i.name: data.feeds[i.name] for i in sess.get_inputs()}
         cache[mask_name] = run_batched(sess, feeds, [mask_name])[0]

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper
+from onnx import helper, numpy_helper
 
-from vitc.core.io import fits_in_protobuf
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     so = ort.SessionOptions()
@@ -20,21 +18,107 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return so
 
 
-def open_session(model: onnx.ModelProto | str | os.PathLike, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session for an in-memory model (spilled to a temp file when > 2 GB) or a path."""
+#: initializers at least this large are handed to onnxruntime as shared numpy buffers, not serialised
+SHARED_MIN_BYTES = 4096
+_SHARED_LOCATION = "__vitc_shared_initializer__"
+
+
+def _nbytes(t: onnx.TensorProto) -> int:
+    if t.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return 0
+    return int(np.prod(t.dims, dtype=np.int64)) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+
+
+def light_model(model: onnx.ModelProto, outputs: list[str] | None = None,
+                held: dict | None = None, zeros: bool = False) -> tuple[onnx.ModelProto, dict]:
+    """``model`` without its large initializers' data (placeholders marked external) plus the
+    extra graph ``outputs``, and those initializers as numpy arrays: a session is built from the
+    small proto with the arrays as shared initializers, so no weight is serialised or parsed.
+    ``zeros``: large and placeholder initializers read as zeros (for runs that only need shapes;
+    untouched zero pages cost no memory)."""
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    src, g = model.graph, light.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    g.sparse_initializer.extend(src.sparse_initializer)
+    shared = {}
+    held = held or {}
+    graph_inputs = {i.name for i in src.input}     # an initializer that is also a graph input stays inline
+    used = _used_names(src)
+    for t in src.initializer:
+        if t.name not in used:                     # onnxruntime drops unused initializers: nothing to share
+            continue
+        big = (t.data_location == onnx.TensorProto.EXTERNAL or _nbytes(t) >= SHARED_MIN_BYTES) and \
+            t.name not in graph_inputs
+        if t.name in held:
+            shared[t.name] = numpy_helper.to_array(held[t.name])
+        elif zeros and big:
+            shared[t.name] = np.zeros(tuple(t.dims), helper.tensor_dtype_to_np_dtype(t.data_type))
+        elif not big or t.data_location == onnx.TensorProto.EXTERNAL:
+            g.initializer.append(t)
+            continue
+        else:
+            shared[t.name] = numpy_helper.to_array(t)
+        ph = g.initializer.add()
+        ph.name, ph.data_type = t.name, t.data_type
+        ph.dims.extend(t.dims)
+        ph.data_location = onnx.TensorProto.EXTERNAL
+        ph.external_data.add(key="location", value=_SHARED_LOCATION)
+    present = {o.name for o in g.output}
+    for name in outputs or []:
+        if name not in present:
+            g.output.append(helper.make_empty_tensor_value_info(name))
+            present.add(name)
+    return light, shared
+
+
+def _used_names(graph: onnx.GraphProto) -> set[str]:
+    """Tensor names read by ``graph``'s nodes (sub-graphs included) or returned by it."""
+    out = {o.name for o in graph.output}
+    for n in graph.node:
+        out.update(n.input)
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                out |= _used_names(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    out |= _used_names(g)
+    return out
+
+
+def open_session(model: onnx.ModelProto | str | os.PathLike, threads: int | None = None,
+                 outputs: list[str] | None = None, prepack: bool = True, held: dict | None = None,
+                 zeros: bool = False) -> ort.InferenceSession:
+    """A CPU session for a model path or an in-memory model, whose graph also outputs the
+    intermediate tensors ``outputs``. In-memory models never serialise their weights: they reach
+    onnxruntime as shared numpy buffers (kept alive with the session); ``held``: the data of a
+    light model's placeholder initializers; ``prepack=False`` skips onnxruntime's weight
+    pre-packing (one run: less time and memory)."""
+    so = session_options(threads)
+    if not prepack:
+        so.add_session_config_entry("session.disable_prepacking", "1")
     if isinstance(model, (str, os.PathLike)):
-        return ort.InferenceSession(os.fspath(model), session_options(threads), providers=["CPUExecutionProvider"])
-    if fits_in_protobuf(model):
-        return ort.InferenceSession(model.SerializeToString(), session_options(threads),
-                                    providers=["CPUExecutionProvider"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        onnx.save(model, path, save_as_external_data=True, location="model.onnx.data")
-        return ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
+        if outputs:
+            return open_session(onnx.load(os.fspath(model)), threads, outputs, prepack)
+        return ort.InferenceSession(os.fspath(model), so, providers=["CPUExecutionProvider"])
+    light, shared = light_model(model, outputs, held, zeros)
+    if shared:
+        names = list(shared)
+        so.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(shared[n]) for n in names])
+    sess = ort.InferenceSession(light.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess._vitc_shared = shared          # onnxruntime reads these buffers for the session's lifetime
+    return sess
 
 
 def with_extra_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A shallow copy of ``model`` whose graph also outputs the tensors ``names``."""
+    """A copy of ``model`` whose graph also outputs the tensors ``names`` (for files; to run one,
+    ``open_session(model, outputs=names)`` avoids the copy)."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     present = {o.name for o in probe.graph.output}
@@ -45,10 +129,11 @@ def with_extra_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelPr
     return probe
 
 
-def run_with_intermediates(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Values of the intermediate tensors ``names`` for inputs ``feeds``."""
-    sess = open_session(with_extra_outputs(model, names))
+def run_with_intermediates(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray],
+                           held: dict | None = None) -> dict[str, np.ndarray]:
+    """Values of the intermediate tensors ``names`` for inputs ``feeds`` (one run, no pre-packing)."""
     wanted = list(dict.fromkeys(names))
+    sess = open_session(model, outputs=wanted, prepack=False, held=held)
     return dict(zip(wanted, sess.run(wanted, feeds)))
 
 

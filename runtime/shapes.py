@@ -192,7 +192,7 @@ def resolve_by_running(model: onnx.ModelProto, nodes, feeds: dict[str, np.ndarra
     m.ir_version = model.ir_version
     m.functions.extend(model.functions)
     try:
-        values = open_session(m).run(wanted, feeds)
+        values = open_session(m, prepack=False, zeros=True).run(wanted, feeds)   # shapes only: weights as zeros
     except Exception as e:  # noqa: BLE001 - best effort; costing proceeds with what is known
         return (f"shapes of {len(wanted)} tensors unknown and the graph could not be run to find them "
                 f"({type(e).__name__})")

@@ -19,7 +19,7 @@ from typing import Any
 import onnx
 
 from vitc.backends.api import cost_oracle, target_named
-from vitc.compiler.emit import emit
+from vitc.compiler.emit import emit, emit_light
 from vitc.compiler.frontend import canonicalize_model
 from vitc.core.errors import VitcInputError
 from vitc.core.hardware import DEFAULT_PRESET, HardwareSpec, load_hw, override
@@ -35,14 +35,25 @@ from vitc.simulation import config_from_options, emit_sim_files
 
 @dataclass
 class CompileResult:
+    """What a compile made. ``light`` is the compiled model with the input's large weights as
+    placeholders (``held`` keeps them; enough for costing and for writing the file); ``model``
+    is the whole model, built on first use."""
     compiled: CompiledModel
-    model: onnx.ModelProto
+    light: onnx.ModelProto
+    held: dict
     files: dict[str, bytes]
     written: list[Path] = field(default_factory=list)
     summary: str = ""
     sim_summary: str = ""
     report: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    _model: onnx.ModelProto | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        if self._model is None:
+            self._model = emit(self.compiled) if self.held else self.light
+        return self._model
 
 
 @dataclass
@@ -193,32 +204,32 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT, canonical: Compiled
     ctx = PassContext(plan.pass_options, plan.calib, plan.seed, calib_samples=plan.calib_samples,
                       preset=plan.preprocess, target=plan.target, hw=plan.hw, cost=cost, cost_for=cost_for,
                       progress=progress)
-    baseline = emit(dataclasses.replace(cm, graph=cm.graph.copy())) \
+    baseline = emit_light(dataclasses.replace(cm, graph=cm.graph.copy()))[0] \
         if render and plan.passes and plan.hw is not None else None
     manager.run(cm, ctx, plan.passes, timings, progress=progress)
     for record in cm.records:
         record.details.setdefault("calibration", ctx.calibration_source)
         timings.update({f"pass.{record.name}.{k}": v for k, v in record.timings.items()})
     with progress.stage("emit"):
-        result_model = emit(cm)
-        manager.check_graph(result_model, "emit")
-        files = model_bytes(result_model, f"{cm.name}.vitc.onnx", cm.external_data)
+        light, held = emit_light(cm)
+        manager.check_graph(light, "emit")
+        files = model_bytes(light, f"{cm.name}.vitc.onnx", cm.external_data, held)
     files["blocks.json"] = (json.dumps(frontend_summary(cm), indent=1, sort_keys=True) + "\n").encode()
     for record in cm.records:
         files.update(record.files)
-    result = CompileResult(cm, result_model, files, timings=timings)
+    result = CompileResult(cm, light, held, files, timings=timings)
     sections = {k: v for r in cm.records for k, v in r.sections.items()}
     if plan.sim is not None:
         with progress.stage("non-ideal simulation"):
             sim_hw = plan.hw if plan.hw is not None and plan.hw.kind == "xbar" else load_hw(DEFAULT_PRESET["xbar"])
-            sim_files, result.sim_summary, section = emit_sim_files(cm, result_model, sim_hw, plan.sim, plan.seed,
+            sim_files, result.sim_summary, section = emit_sim_files(cm, result.model, sim_hw, plan.sim, plan.seed,
                                                                     plan.calib, plan.calib_samples)
             files.update(sim_files)
             if section is not None:
                 sections[section["key"]] = section
     if plan.target != "none" and render:
         with progress.stage(f"cost on {plan.hw.name} ({plan.target}) and reports"):
-            rendered = evaluate(result_model, plan.target, plan.hw, model_name=cm.name, options=backend_options,
+            rendered = evaluate(light, plan.target, plan.hw, model_name=cm.name, options=backend_options,
                                 pass_records=[r.to_dict() for r in cm.records], sections=sections, baseline=baseline)
         files.update(rendered.files)
         result.summary, result.report = rendered.summary, rendered.report

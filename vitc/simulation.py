@@ -96,7 +96,7 @@ def emit_sim_files(cm, result_model: onnx.ModelProto, hw, opts: dict, seed: int 
     stems = {"compiled": cm.name}
     rewritten = bool(cm.records)
     if opts.get("inputs") and rewritten and cm.original is not None:
-        variants = {"original": cm.original, ",".join(r.name for r in cm.records): result_model}
+        variants = {"original": cm.original_model(), ",".join(r.name for r in cm.records): result_model}
         stems = {"original": f"{cm.name}.original", list(variants)[1]: cm.name}
     files, sweep = simulate_files(variants, stems, cfg, bits, {**opts, "table": bool(opts.get("inputs"))},
                                   calib=calib, calib_samples=calib_samples or CALIB_SAMPLES, log=lines.append)
