@@ -18,12 +18,16 @@ by shaped graph inputs before shape inference.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import networkx as nx
+
 import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
 
-import networkx as nx
 import onnx
 from onnx import helper, inliner
 
@@ -268,6 +272,7 @@ def build_graph(sm: ShapedModel, lower=True) -> PreparedGraph:
         for t in op.outputs:
             if t:
                 producer[t] = idx
+    import networkx as nx    # noqa: PLC0415 - 0.2 s to import; front-end-only runs never need it
     dag = nx.DiGraph()
     dag.add_nodes_from(range(len(ops)))
     for op in ops:

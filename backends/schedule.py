@@ -15,10 +15,14 @@ max(crossbar op latency, Σ latency on a digital kind / count) — and throughpu
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import networkx as nx
+
 import heapq
 from dataclasses import dataclass, field
 
-import networkx as nx
 
 from vitc.backends.cost import OpCost
 
@@ -52,6 +56,7 @@ def _instances(resource: str | None, counts: dict[str, int]) -> int:
 
 def list_schedule(dag: nx.DiGraph, costs: dict[int, OpCost], counts: dict[str, int]) -> Schedule:
     """Schedule ``costs`` (by op index) on ``dag``; ``counts``: instances per shared resource."""
+    import networkx as nx    # noqa: PLC0415 - 0.2 s to import; front-end-only runs never need it
     order = list(nx.topological_sort(dag))
     dur = {i: (costs[i].cycles if i in costs else 0) for i in order}
     blevel: dict[int, int] = {}

@@ -16,6 +16,8 @@ from onnx_graphsurgeon.ir.tensor import LazyValues
 from onnx import helper
 
 from vitc.core.errors import VitcInputError
+from vitc.core.graph import MappedValues
+from vitc.core.mapped import mark_held
 from vitc.core.ir import CompiledModel
 from vitc.core.version import VERSION
 from vitc.runtime.function_builder import DOMAIN, DOMAIN_VERSION
@@ -31,21 +33,33 @@ LIGHT_MIN_BYTES = 4096
 
 @contextlib.contextmanager
 def held_weights(graph: gs.Graph):
-    """While active, the large initializers ``graph`` still holds as the input's TensorProtos
-    export as placeholders (dims, type, marked external); yields ``{name: TensorProto}``."""
-    held: dict[str, onnx.TensorProto] = {}
+    """While active, the large initializers of ``graph`` (the input's TensorProtos, mapped arrays,
+    arrays the front end or passes made) export as placeholders (dims, type, marked external);
+    yields ``{name: TensorProto or array}``."""
+    held: dict = {}
     swapped = []
     for t in graph.tensors().values():
         lazy = getattr(t, "_values", None)
-        if isinstance(t, gs.Constant) and isinstance(lazy, LazyValues) and _nbytes(lazy.tensor) >= LIGHT_MIN_BYTES:
-            ph = onnx.TensorProto()
+        if isinstance(lazy, MappedValues):
+            data, ph = lazy.array, onnx.TensorProto()
+            ph.CopyFrom(lazy.placeholder)
+            ph.name = t.name
+        elif isinstance(t, gs.Constant) and isinstance(lazy, LazyValues) and _nbytes(lazy.tensor) >= LIGHT_MIN_BYTES:
+            data, ph = lazy.tensor, onnx.TensorProto()
             ph.name, ph.data_type = t.name, lazy.tensor.data_type
             ph.dims.extend(lazy.tensor.dims)
-            ph.data_location = onnx.TensorProto.EXTERNAL
-            ph.external_data.add(key="location", value="__vitc_held__")
-            held[t.name] = lazy.tensor
-            swapped.append((t, lazy))
-            t._values = LazyValues(ph)
+            mark_held(ph)
+        elif isinstance(t, gs.Constant) and isinstance(lazy, np.ndarray) and lazy.dtype.kind in "fiub" and \
+                lazy.nbytes >= LIGHT_MIN_BYTES:
+            data, ph = lazy, onnx.TensorProto()         # a weight the front end or a pass made
+            ph.name, ph.data_type = t.name, helper.np_dtype_to_tensor_dtype(lazy.dtype)
+            ph.dims.extend(lazy.shape)
+            mark_held(ph)
+        else:
+            continue
+        held[t.name] = data
+        swapped.append((t, lazy))
+        t._values = LazyValues(ph)
     try:
         yield held
     finally:
@@ -54,10 +68,9 @@ def held_weights(graph: gs.Graph):
 
 
 def emit_light(cm: CompiledModel) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
-    """:func:`emit` without copying the large weights the input model still holds: those
-    initializers are placeholders and come back as ``{name: the input's TensorProto}`` — what
-    :class:`vitc.core.io.StreamedModel` writes from and :func:`vitc.runtime.session.open_session`
-    runs from. Weights the front end or a pass made (numpy arrays) are exported as usual."""
+    """:func:`emit` without copying any large weight: those initializers are placeholders and come
+    back as ``{name: TensorProto or array}`` — what :class:`vitc.core.io.StreamedModel` writes
+    from and :func:`vitc.runtime.session.open_session` runs from."""
     with held_weights(cm.graph) as held:
         model = emit(cm)
     return model, dict(held)

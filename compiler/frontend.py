@@ -12,7 +12,7 @@ import onnx_graphsurgeon as gs
 from vitc.compiler.canonicalize import rewrite_site
 from vitc.compiler.emit import emit_light, held_weights
 from vitc.core.errors import VitcInputError
-from vitc.core.graph import const_value, is_const, is_shape_derived, producer, weight_input
+from vitc.core.graph import attach_mapped, const_value, is_const, is_shape_derived, producer, weight_input
 from vitc.core.io import default_opset, load_model
 from vitc.runtime import shapes
 from vitc.core.ir import CompiledModel
@@ -32,10 +32,10 @@ PROBE_SEQ_LEN = 16
 def read_model(path: str | os.PathLike, input_shapes: dict | None = None,
                require_rewritable: bool = True) -> CompiledModel:
     """Load ``path`` and canonicalise it (see :func:`canonicalize_model`)."""
-    loaded = load_model(path)
+    loaded = load_model(path, mapped=True)
     return canonicalize_model(loaded.model, name=Path(path).name.removesuffix(".onnx"), source=loaded.path,
                               external_data=loaded.external_data, input_shapes=input_shapes,
-                              require_rewritable=require_rewritable)
+                              require_rewritable=require_rewritable, weights=loaded.weights)
 
 
 def _probe(model: onnx.ModelProto, names: list[str], input_shapes: dict | None, held: dict | None = None) -> dict:
@@ -245,17 +245,19 @@ def _set_shapes(graph: gs.Graph, model: onnx.ModelProto) -> None:
 def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None = None,
                        external_data: bool = False, input_shapes: dict | None = None,
                        require_rewritable: bool = True, exclude: dict[str, str] | None = None,
-                       no_block: dict[str, str] | None = None) -> CompiledModel:
+                       no_block: dict[str, str] | None = None, weights: dict | None = None) -> CompiledModel:
     """Normalise, recognise every attention site, confirm each numerically, rewrite.
 
     Encoder-block sites become q/k/v projections + ``ai.vitc::Attention``; other softmax
     attention sites become the generic core (:mod:`vitc.compiler.core_sites`), which is re-run
     in onnxruntime against the export (a core that does not reproduce it is declined and the
-    model canonicalised again without it). Raises :class:`VitcInputError` if the graph has no
+    model canonicalised again without it). ``weights``: the data of a light ``model``'s
+    placeholder initializers (:func:`vitc.core.io.load_model` with ``mapped``). Raises :class:`VitcInputError` if the graph has no
     attention at all or (with ``require_rewritable``) none that can be rewritten.
     """
     opset = default_opset(model)
     graph = gs.import_onnx(model)
+    attach_mapped(graph, weights)
     _set_shapes(graph, model)
     normalized = normalize(graph)
     found = find_sites(graph, exclude, no_block)
@@ -322,14 +324,14 @@ def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None
     if kept:
         return canonicalize_model(model, name=name, source=source, external_data=external_data,
                                   input_shapes=input_shapes, require_rewritable=require_rewritable,
-                                  exclude=exclude, no_block={**(no_block or {}), **kept})
+                                  exclude=exclude, no_block={**(no_block or {}), **kept}, weights=weights)
     _tag_model_ends(cm)
     if cm.cores:
         wrong = _check_cores(cm, values, biases, input_shapes)
         if wrong:
             return canonicalize_model(model, name=name, source=source, external_data=external_data,
                                       input_shapes=input_shapes, require_rewritable=require_rewritable,
-                                      exclude={**(exclude or {}), **wrong}, no_block=no_block)
+                                      exclude={**(exclude or {}), **wrong}, no_block=no_block, weights=weights)
     return cm
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from onnx import numpy_helper
+from onnx_graphsurgeon.importers.onnx_importer import get_onnx_tensor_dtype
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
 
@@ -39,6 +41,37 @@ def const_value(t: gs.Tensor | None) -> np.ndarray | None:
                 v = node.attrs[key]
                 return np.asarray(v.values if isinstance(v, gs.Constant) else v)
     return None
+
+
+class MappedValues(LazyValues):
+    """An initializer's values held as an array apart from any proto (a memory-mapped weight of
+    the input file, :mod:`vitc.core.mapped`): ``load`` returns the read-only array itself (no
+    copy); ``placeholder`` is the data-less TensorProto a light export writes in its place;
+    ``tensor`` (what onnx-graphsurgeon exports outside :func:`vitc.compiler.emit.held_weights`)
+    builds a full TensorProto on demand."""
+
+    def __init__(self, placeholder, array: np.ndarray):     # noqa: super().__init__ would read .tensor
+        self.placeholder, self.array = placeholder, array
+        self.shape = list(placeholder.dims)
+        self.dtype = get_onnx_tensor_dtype(placeholder)
+        self.nbytes = array.nbytes
+
+    @property
+    def tensor(self):
+        return numpy_helper.from_array(np.asarray(self.array), self.placeholder.name)
+
+    def load(self) -> np.ndarray:
+        return self.array
+
+
+def attach_mapped(graph: gs.Graph, weights: dict) -> None:
+    """Back ``graph``'s placeholder initializers named in ``weights`` by those arrays."""
+    if not weights:
+        return
+    for t in graph.tensors().values():
+        lazy = getattr(t, "_values", None)
+        if isinstance(t, gs.Constant) and isinstance(lazy, LazyValues) and t.name in weights:
+            t._values = MappedValues(lazy.tensor, weights[t.name])
 
 
 def is_shape_derived(t: gs.Tensor, _depth: int = 0) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from onnx import numpy_helper
 from onnx import external_data_helper, helper
 
 from vitc.core.errors import VitcInputError
+from vitc.core.mapped import NotMappable, encode_varint, map_model, tensor_chunks, tensor_size
 
 MIN_OPSET, MAX_OPSET = 14, 23
 _TWO_GB = 2**31 - 1
@@ -41,10 +42,13 @@ def fits_in_protobuf(model: onnx.ModelProto) -> bool:
 
 @dataclass
 class LoadedModel:
+    """A checked model. With ``weights`` (``load_model(..., mapped=True)``), ``model`` is light:
+    those initializers are placeholders and their data are read-only arrays over the mapped file."""
     model: onnx.ModelProto
     path: Path
     opset: int
     external_data: bool
+    weights: dict = field(default_factory=dict)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -54,12 +58,13 @@ def default_opset(model: onnx.ModelProto) -> int:
     raise VitcInputError("model imports no default-domain opset")
 
 
-def _check_external_data(model: onnx.ModelProto, base: Path) -> bool:
-    """Validate every external-data reference against ``base``; True if any exist."""
+def _check_external_data(model: onnx.ModelProto, base: Path, mapped: dict) -> bool:
+    """Validate every external-data reference against ``base``; True if any exist (``mapped``:
+    names of placeholders whose data :func:`vitc.core.mapped.map_model` holds)."""
     found = False
     root = base.resolve()
     for tensor in external_data_helper._get_all_tensors(model):
-        if not external_data_helper.uses_external_data(tensor):
+        if not external_data_helper.uses_external_data(tensor) or tensor.name in mapped:
             continue
         found = True
         try:
@@ -203,8 +208,10 @@ def check_structure(model: onnx.ModelProto, label: str) -> None:
         raise VitcInputError(f"invalid ONNX model {label}: {first[:300]}") from None
 
 
-def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Read and check the model at ``path`` (module docstring); never modifies the file."""
+def load_model(path: str | os.PathLike, mapped: bool = False) -> LoadedModel:
+    """Read and check the model at ``path`` (module docstring); never modifies the file.
+    ``mapped``: large initializers are memory-mapped, not parsed (:mod:`vitc.core.mapped`; files
+    with external data, or that the mapper does not read, are loaded the ordinary way)."""
     if "\x00" in os.fspath(path):
         raise VitcInputError("model path contains a NUL byte")
     p = Path(path)
@@ -212,8 +219,13 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise VitcInputError(f"model file not found: {p}")
     if not p.is_file():
         raise VitcInputError(f"not a file: {p}")
+    weights = {}
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        model, weights = map_model(p) if mapped else (None, {})
+    except NotMappable:
+        model = None
+    try:
+        model = model or onnx.load(str(p), load_external_data=False)
     except MemoryError:
         raise VitcInputError(f"not a readable ONNX model (too large or corrupt): {p}") from None
     except Exception as exc:  # noqa: BLE001 - protobuf and onnx raise DecodeError, UnicodeDecodeError, ...
@@ -221,7 +233,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if model.ir_version == 0 or not model.HasField("graph") or len(model.graph.node) == 0:
         raise VitcInputError(f"not an ONNX model (no graph found): {p}")
     check_text(model, p.name)
-    external = _check_external_data(model, p.parent)
+    external = _check_external_data(model, p.parent, weights)
     if external:
         try:
             onnx.load_external_data_for_model(model, str(p.parent))
@@ -232,17 +244,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise VitcInputError(f"unsupported opset {opset} in {p.name} (vitc reads opsets {MIN_OPSET}-{MAX_OPSET})")
     check_initializers(model, p.name)
     check_structure(model, p.name)
-    return LoadedModel(model, p, opset, external)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    return LoadedModel(model, p, opset, external, weights)
 
 
 def _with_held(light: onnx.ModelProto, held: dict) -> onnx.ModelProto:
@@ -250,8 +252,15 @@ def _with_held(light: onnx.ModelProto, held: dict) -> onnx.ModelProto:
     full.CopyFrom(light)
     for t in full.graph.initializer:
         if t.name in held:
-            t.CopyFrom(_renamed(held[t.name], t.name) if held[t.name].name != t.name else held[t.name])
+            t.CopyFrom(as_tensor(held[t.name], t.name))
     return full
+
+
+def as_tensor(value, name: str) -> onnx.TensorProto:
+    """``value`` (a held TensorProto or array) as a TensorProto named ``name``."""
+    if isinstance(value, onnx.TensorProto):
+        return value if value.name == name else _renamed(value, name)
+    return numpy_helper.from_array(np.asarray(value), name)
 
 
 class StreamedModel:
@@ -269,26 +278,25 @@ class StreamedModel:
         head.CopyFrom(self.light)
         head.ClearField("graph")
         graph = onnx.GraphProto()
-        graph.CopyFrom(self.light.graph)
-        graph.ClearField("initializer")
+        for fd, value in self.light.graph.ListFields():     # every field but the initializers
+            if fd.name != "initializer":
+                if hasattr(value, "extend"):
+                    getattr(graph, fd.name).extend(value)
+                elif fd.message_type is not None:
+                    getattr(graph, fd.name).CopyFrom(value)
+                else:
+                    setattr(graph, fd.name, value)
         g_bytes = graph.SerializeToString(deterministic=True)
-        tensors = []
-        for t in self.light.graph.initializer:
-            src = self.weights.get(t.name)
-            if src is None:
-                tensors.append(t)
-            elif isinstance(src, onnx.TensorProto):
-                tensors.append(src if src.name == t.name else _renamed(src, t.name))
-            else:
-                tensors.append(numpy_helper.from_array(np.ascontiguousarray(src), t.name))
-        sizes = [t.ByteSize() for t in tensors]
-        g_len = len(g_bytes) + sum(1 + len(_varint(n)) + n for n in sizes)
+        inits = self.light.graph.initializer
+        sizes = [tensor_size(self.weights.get(t.name, t), t.name) for t in inits]
+        g_len = len(g_bytes) + sum(1 + len(encode_varint(n)) + n for n in sizes)
         f.write(head.SerializeToString(deterministic=True))
-        f.write(b"\x3a" + _varint(g_len))          # ModelProto.graph (field 7, length-delimited)
+        f.write(b"\x3a" + encode_varint(g_len))          # ModelProto.graph (field 7, length-delimited)
         f.write(g_bytes)
-        for t, n in zip(tensors, sizes):
-            f.write(b"\x2a" + _varint(n))          # GraphProto.initializer (field 5)
-            f.write(t.SerializeToString(deterministic=True))
+        for t, n in zip(inits, sizes):
+            f.write(b"\x2a" + encode_varint(n))          # GraphProto.initializer (field 5)
+            for c in tensor_chunks(self.weights.get(t.name, t), t.name):
+                f.write(c)
 
 
 def _renamed(t: onnx.TensorProto, name: str) -> onnx.TensorProto:
@@ -302,7 +310,8 @@ def model_bytes(model: onnx.ModelProto, name: str, external: bool, held: dict | 
     """Files for ``model`` saved as ``name``: one file, or two with external data. ``held``: the
     data of ``model``'s placeholder initializers (a light model, :func:`vitc.compiler.emit.emit_light`),
     streamed into the file."""
-    total = model.ByteSize() + sum(t.ByteSize() for t in (held or {}).values())
+    total = model.ByteSize() + sum(v.ByteSize() if isinstance(v, onnx.TensorProto) else v.nbytes
+                                   for v in (held or {}).values())
     if not external and total < _TWO_GB - (64 << 20):
         return {name: StreamedModel(model, held)} if held else {name: model.SerializeToString(deterministic=True)}
     if held:

@@ -8,6 +8,8 @@ from typing import Any
 import onnx
 import onnx_graphsurgeon as gs
 
+from vitc.core.io import as_tensor
+
 
 BLOCKS_SCHEMA = "vitc.blocks/2"
 
@@ -136,9 +138,7 @@ class CompiledModel:
         full.CopyFrom(self.original)
         for t in full.graph.initializer:
             if t.name in self.original_held:
-                name = t.name
-                t.CopyFrom(self.original_held[name])
-                t.name = name
+                t.CopyFrom(as_tensor(self.original_held[t.name], t.name))
         return full
 
     def node(self, name: str) -> gs.Node:

@@ -30,12 +30,15 @@ def _nbytes(t: onnx.TensorProto) -> int:
 
 
 def light_model(model: onnx.ModelProto, outputs: list[str] | None = None,
-                held: dict | None = None, zeros: bool = False) -> tuple[onnx.ModelProto, dict]:
+                held: dict | None = None, zeros: bool = False,
+                as_inputs: bool = False) -> tuple[onnx.ModelProto, dict]:
     """``model`` without its large initializers' data (placeholders marked external) plus the
     extra graph ``outputs``, and those initializers as numpy arrays: a session is built from the
     small proto with the arrays as shared initializers, so no weight is serialised or parsed.
     ``zeros``: large and placeholder initializers read as zeros (for runs that only need shapes;
-    untouched zero pages cost no memory)."""
+    untouched zero pages cost no memory). ``as_inputs``: those initializers become graph inputs
+    instead, fed with the arrays at run time (onnxruntime copies shared initializers into the
+    session, never fed arrays: for one run, no copy of the weights at all)."""
     light = onnx.ModelProto()
     light.ir_version = model.ir_version
     light.opset_import.extend(model.opset_import)
@@ -57,7 +60,8 @@ def light_model(model: onnx.ModelProto, outputs: list[str] | None = None,
         big = (t.data_location == onnx.TensorProto.EXTERNAL or _nbytes(t) >= SHARED_MIN_BYTES) and \
             t.name not in graph_inputs
         if t.name in held:
-            shared[t.name] = numpy_helper.to_array(held[t.name])
+            h = held[t.name]
+            shared[t.name] = numpy_helper.to_array(h) if isinstance(h, onnx.TensorProto) else h
         elif zeros and big:
             shared[t.name] = np.zeros(tuple(t.dims), helper.tensor_dtype_to_np_dtype(t.data_type))
         elif not big or t.data_location == onnx.TensorProto.EXTERNAL:
@@ -65,6 +69,9 @@ def light_model(model: onnx.ModelProto, outputs: list[str] | None = None,
             continue
         else:
             shared[t.name] = numpy_helper.to_array(t)
+        if as_inputs:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+            continue
         ph = g.initializer.add()
         ph.name, ph.data_type = t.name, t.data_type
         ph.dims.extend(t.dims)
@@ -131,10 +138,14 @@ def with_extra_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelPr
 
 def run_with_intermediates(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray],
                            held: dict | None = None) -> dict[str, np.ndarray]:
-    """Values of the intermediate tensors ``names`` for inputs ``feeds`` (one run, no pre-packing)."""
+    """Values of the intermediate tensors ``names`` for inputs ``feeds`` (one run; the large
+    weights are fed as inputs, so onnxruntime holds no copy of them)."""
     wanted = list(dict.fromkeys(names))
-    sess = open_session(model, outputs=wanted, prepack=False, held=held)
-    return dict(zip(wanted, sess.run(wanted, feeds)))
+    light, weights = light_model(model, wanted, held, as_inputs=True)
+    so = session_options()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL   # one run: nothing to gain
+    sess = ort.InferenceSession(light.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return dict(zip(wanted, sess.run(wanted, {**feeds, **weights})))
 
 
 @functools.lru_cache(maxsize=1)

@@ -76,6 +76,7 @@ class CompilePlan:
     seed: int
     sim: dict | None
     out: Path | None
+    weights: dict = field(default_factory=dict)   # data of ``source``'s mapped placeholders
 
 
 def frontend_summary(cm: CompiledModel) -> dict:
@@ -93,8 +94,9 @@ def _positive_int(name: str, value) -> int | None:
 
 def plan_compile(model, *, out=None, passes="none", target="xbar", hw=None, calib=None, calib_samples=None,
                  preprocess="imagenet", seed=0, input_shapes=None, options=None, backend_options=None, name=None,
-                 sim=None, pass_tables=None, hw_overrides=None, tokenizer=None) -> CompilePlan:
-    """Check every input of a compile (one-line :class:`VitcInputError` for the first bad one)."""
+                 sim=None, pass_tables=None, hw_overrides=None, tokenizer=None, weights=None) -> CompilePlan:
+    """Check every input of a compile (one-line :class:`VitcInputError` for the first bad one).
+    ``weights``: the data of a light ``model``'s placeholder initializers (a plan's ``weights``)."""
     names = manager.select(passes)
     pass_options = manager.build_options(names, options, pass_tables)
     spec = None
@@ -122,11 +124,11 @@ def plan_compile(model, *, out=None, passes="none", target="xbar", hw=None, cali
         config_from_options(sim_hw, sim, seed)      # raises on any bad simulation setting
     outdir = check_outdir(out) if out is not None else None
     if isinstance(model, onnx.ModelProto):
-        source, path, external = model, None, False
+        source, path, external, weights = model, None, False, dict(weights or {})
         label = name or model.graph.name or "model"
     else:
-        loaded = load_model(model)
-        source, path, external = loaded.model, loaded.path, loaded.external_data
+        loaded = load_model(model, mapped=True)
+        source, path, external, weights = loaded.model, loaded.path, loaded.external_data, loaded.weights
         label = name or Path(model).name.removesuffix(".onnx")
     shapes.check_overrides(source, input_shapes)
     batch = bopts.get("batch")
@@ -143,7 +145,7 @@ def plan_compile(model, *, out=None, passes="none", target="xbar", hw=None, cali
     if data is not None and calib_samples is not None:
         data = data.take(calib_samples)
     return CompilePlan(source, path, label, external, names, pass_options, target, spec, bopts,
-                       dict(input_shapes or {}), data, calib_samples, preprocess, seed, sim, outdir)
+                       dict(input_shapes or {}), data, calib_samples, preprocess, seed, sim, outdir, weights)
 
 
 def compile_model(model: str | os.PathLike | onnx.ModelProto, *, out: str | os.PathLike | None = None,
@@ -182,7 +184,7 @@ def front_end(plan: CompilePlan, progress: Progress = SILENT) -> CompiledModel:
     """The canonical model of a checked compile."""
     with progress.stage("front end (recognise, confirm, canonicalise)"):
         return canonicalize_model(plan.source, name=plan.name, source=plan.path, external_data=plan.external_data,
-                                  input_shapes=plan.input_shapes or None)
+                                  input_shapes=plan.input_shapes or None, weights=plan.weights)
 
 
 def run_plan(plan: CompilePlan, progress: Progress = SILENT, canonical: CompiledModel | None = None,

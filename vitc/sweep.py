@@ -302,7 +302,7 @@ def run_sweep(model, grid: Grid | str | os.PathLike | dict, out: str | os.PathLi
         target = next(p["target"] for p in pts if p["pass_config"] == pc.id)
         base = next(p["base"] for p in pts if p["pass_config"] == pc.id)
         with progress.stage(f"passes {pc.passes} {dict((f'{n}.{k}', v) for n, k, v in pc.options) or ''}".strip()):
-            plan = plan_compile(base_plan.source, passes=pc.passes, target=target, hw=base, calib=base_plan.calib,
+            plan = plan_compile(base_plan.source, weights=base_plan.weights, passes=pc.passes, target=target, hw=base, calib=base_plan.calib,
                                 calib_samples=comp.get("calib_samples"), seed=comp.get("seed", 0),
                                 pass_tables=pc.tables(), name=base_plan.name)
             res = run_plan(plan, canonical=cm, render=False)
