@@ -9,8 +9,11 @@ A. ``vitc compile M --passes none --target none`` vs ``onnxruntime.transformers.
    the optimizer's onnxruntime stage imports) on DeiT-Small and DeiT-Base: ratio (goal ≤ 0.5)
    and vitc's peak RSS over the file size (goal ≤ 2.5).
 B. ``vitc compile M --target xbar`` (all reports) on DeiT-Base over the optimizer (goal ≤ 1).
-C. Scaling: front-end time for DeiT-Tiny at depth 4/8/16/24 and at 197/577/1025/3137 tokens
-   (224/384/512/896 px), with the least-squares line and its R² (linear growth: R² ≈ 1).
+C. Scaling: compile time of DeiT-Tiny (``--passes none --target none``) at depth 4/8/16/24 and at
+   197/577/1025/3137 tokens (224/384/512/896 px), with the least-squares line and its R² (linear
+   growth: R² ≈ 1) — for the compile's own stages (``--timings``: load, front end, emit, write;
+   best of ``--repeat``) and, for reference, the whole process (which adds ~1 s of interpreter
+   start and imports, constant in the model).
 
     python benchmarks/compile_speed.py [--work DIR] [--skip-scaling] [--repeat 2]
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -65,6 +69,17 @@ def best(cmd, repeat: int) -> tuple[float, float]:
     return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
+def staged(model: Path, out: Path, repeat: int) -> tuple[float, float]:
+    """(sum of the compile's stage times, process wall time), best of ``repeat``."""
+    stages, walls = [], []
+    for _ in range(repeat):
+        timings = out.with_suffix(".timings.json")
+        walls.append(measure(vitc("compile", str(model), "-o", str(out), "--passes", "none", "--target", "none",
+                                  "--timings", str(timings)))[0])
+        stages.append(sum(v for k, v in json.loads(timings.read_text()).items() if k.startswith("stage.")))
+    return min(stages), min(walls)
+
+
 def fit(x, y) -> str:
     a, b = np.polyfit(x, y, 1)
     pred = a * np.asarray(x) + b
@@ -82,6 +97,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     torch = importlib.util.find_spec("torch") is not None
     print(f"onnxruntime transformers optimizer: opt_level {'default' if torch else '0 (torch not installed)'}")
+    rss = {}
     for name, heads, hidden in (("deit-small", 6, 384), ("deit-base", 12, 768)):
         model = zoo(work, name)
         size_mb = model.stat().st_size / 2 ** 20
@@ -93,26 +109,25 @@ def main() -> None:
         print(f"A. {name} ({size_mb:.0f} MB): vitc front end {t_fe:.2f} s, optimizer {t_opt:.2f} s → "
               f"{t_fe / t_opt:.2f}× (goal ≤ 0.5); vitc peak RSS {m_fe:.0f} MB = {m_fe / size_mb:.2f}× the file "
               f"(goal ≤ 2.5; optimizer {m_opt:.0f} MB)")
+        rss[name] = (size_mb, m_fe)
         if name == "deit-base":
             t_full, m_full = best(vitc("compile", str(model), "-o", str(work / f"{name}_xbar"), "--target", "xbar"),
                                   args.repeat)
             print(f"B. {name} --target xbar with reports: {t_full:.2f} s → {t_full / t_opt:.2f}× the optimizer "
                   f"(goal ≤ 1); peak RSS {m_full:.0f} MB")
+    (s_small, m_small), (s_base, m_base) = rss["deit-small"], rss["deit-base"]
+    print(f"A. memory growth with the model: (RSS_base − RSS_small) / (file_base − file_small) = "
+          f"{(m_base - m_small) / (s_base - s_small):.2f} (fixed part ≈ {m_small - s_small * (m_base - m_small) / (s_base - s_small):.0f} MB: "
+          "interpreter, numpy/onnx/onnxruntime, one onnxruntime session)")
     if args.skip_scaling:
         return
-    depths, t_depth = [4, 8, 16, 24], []
-    for d in depths:
-        m = zoo(work, "deit-tiny", depth=d)
-        t_depth.append(best(vitc("compile", str(m), "-o", str(work / f"d{d}"), "--passes", "none", "--target",
-                                 "none"), args.repeat)[0])
-    print("C. depth " + ", ".join(f"{d}: {t:.2f} s" for d, t in zip(depths, t_depth)) + f"; {fit(depths, t_depth)}")
-    sizes, tokens, t_tok = [224, 384, 512, 896], [], []
-    for s in sizes:
-        m = zoo(work, "deit-tiny", img_size=s)
-        tokens.append((s // 16) ** 2 + 1)
-        t_tok.append(best(vitc("compile", str(m), "-o", str(work / f"s{s}"), "--passes", "none", "--target", "none"),
-                          args.repeat)[0])
-    print("C. tokens " + ", ".join(f"{n}: {t:.2f} s" for n, t in zip(tokens, t_tok)) + f"; {fit(tokens, t_tok)}")
+    for label, xs, kw in (("depth", [4, 8, 16, 24], lambda x: {"depth": x}),
+                          ("tokens", [224, 384, 512, 896], lambda x: {"img_size": x})):
+        stage, wall = zip(*(staged(zoo(work, "deit-tiny", **kw(x)), work / f"{label}{x}", args.repeat) for x in xs))
+        if label == "tokens":
+            xs = [(x // 16) ** 2 + 1 for x in xs]
+        print(f"C. {label} " + ", ".join(f"{x}: {t:.3f} s" for x, t in zip(xs, stage)) +
+              f"; stages {fit(xs, stage)}; whole process {fit(xs, wall)}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ CONFIGS = {
     "deit-tiny": ViTConfig(192, 12, 3),
     "deit-small": ViTConfig(384, 12, 6),
     "deit-base": ViTConfig(768, 12, 12),
+    "vit-large": ViTConfig(1024, 24, 16),         # ViT-L/16: 304 M parameters, a 1.2 GB file
 }
 
 
