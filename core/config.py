@@ -34,7 +34,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 from vitc.core.errors import VitcInputError
 
 COMPILE_KEYS = {"target", "hw", "passes", "calib", "calib_samples", "preprocess", "seed", "batch", "seq_len",
-                "output", "input_shape"}
+                "output", "input_shape", "recover", "tokenizer"}
 SIMULATE_KEYS = {"adc_bits", "mode", "variation", "variation_model", "on_off_ratio", "adc_range", "adc_fullscale",
                  "adc_percentile", "input_scaling", "offset_correction", "weight_bits", "input_bits", "cell_bits",
                  "dac_bits", "inputs", "samples"}

@@ -22,6 +22,7 @@ from vitc.passes.options import PassOptions
 from vitc.runtime.data import Dataset, load_dataset
 from vitc.runtime.batching import run_batched
 from vitc.runtime.inputs import synthetic_inputs
+from vitc.runtime.output_kinds import mask_input
 from vitc.runtime.session import open_session
 
 SYNTHETIC_SAMPLES = 32
@@ -72,6 +73,16 @@ class PassContext:
             for name, value in zip(missing, run_batched(sess, data.feeds, missing)):
                 self._cache[name] = value
         return {n: self._cache[n] for n in names}
+
+    def token_mask(self, cm: CompiledModel, tokens: int) -> np.ndarray | None:
+        """[samples, tokens] bool: the real (not padding) tokens of the calibration data, from the
+        model's attention-mask input, or None (no such input, or another token count). Fits and
+        measures that average over tokens use it to ignore padding, as pooling does."""
+        feeds = self.calibration(cm).feeds
+        name = mask_input(feeds)
+        if name is None or feeds[name].shape[1] != tokens:
+            return None
+        return feeds[name].astype(bool)
 
     def model_outputs(self, cm: CompiledModel) -> list[np.ndarray]:
         """The original model's outputs on the calibration data."""

@@ -8,10 +8,11 @@ one line here (docs/architecture.md, "Adding a pass").
 from __future__ import annotations
 
 from vitc.passes.bilstm import BiLstmPass
+from vitc.passes.recover import RecoverPass
 from vitc.passes.reorder import ReorderPass
 from vitc.passes.reuse import ReusePass
 from vitc.passes.taylor import TaylorPass
 
-PASSES: dict[str, type] = {p.name: p for p in (ReusePass, BiLstmPass, TaylorPass, ReorderPass)}
+PASSES: dict[str, type] = {p.name: p for p in (ReusePass, BiLstmPass, TaylorPass, ReorderPass, RecoverPass)}
 
 __all__ = ["PASSES"]

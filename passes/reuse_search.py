@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitc.core.errors import VitcInputError
-from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine
+from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine, primary_output
 from vitc.passes.reuse_cost import PlanCostModel, _tokens_dim, account, cost_oracle
 from vitc.passes.reuse_plan import apply_plan, fit_plan, plan_text, working_copy
 from vitc.passes.reuse_tb import TB, SourceSolver, blas_threads, fit_tb, gelu_inverse, identity_tb
@@ -487,9 +487,10 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
 
 def _self_metrics(ref: list, data) -> dict:
     """end_to_end() of the original model against itself (no run needed)."""
-    out = ref[0]
+    index, kind = primary_output(ref)
+    out = ref[index]
     res = {"output_cosine": 1.0}
-    if out.ndim == 2 and out.shape[1] > 1:
+    if kind == "logits":
         res["agreement"] = 100.0
         if data.labels is not None:
             acc = round(100.0 * float((out.argmax(1) == data.labels).mean()), 3)

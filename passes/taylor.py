@@ -127,9 +127,13 @@ class LsqStats:
     xty: np.ndarray
 
     @classmethod
-    def of(cls, x: np.ndarray, y: np.ndarray) -> "LsqStats":
+    def of(cls, x: np.ndarray, y: np.ndarray, keep: np.ndarray | None = None) -> "LsqStats":
+        """``keep``: which rows (tokens) count, same leading shape as ``x`` (None: all)."""
         x = x.reshape(-1, x.shape[-1]).astype(np.float64, copy=False)
         y = y.reshape(-1, y.shape[-1]).astype(np.float64, copy=False)
+        if keep is not None:
+            rows = keep.reshape(-1).astype(bool)
+            x, y = x[rows], y[rows]
         xt = np.ascontiguousarray(x.T)       # (x.T @ x takes OpenBLAS's much slower syrk path)
         return cls(len(x), x.sum(0), y.sum(0), xt @ x, xt @ y)
 
@@ -408,10 +412,17 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     heads, scale = int(node.attrs["num_heads"]), float(node.attrs["scale"])
     z = taylor_attention_np(vals["q"], vals["k"], vals["v"], heads, scale, variant, centering, vals["mask"])
     y = vals["attn_output"].astype(np.float64)
+    keep = ctx.token_mask(cm, y.shape[1]) if y.ndim == 3 else None
+    if keep is not None:                  # padding tokens: out of every cosine and of the fit
+        z, y = z * keep[..., None], y * keep[..., None]
     w, b = _out_projection(cm, block)
     before = _linear(z, w, b)
+    if keep is not None:
+        before = before * keep[..., None]
     fit = BlockFit(block.index, mean_cosine(before, y))
     resid = vals["block_input"]
+    if resid is not None and keep is not None and resid.shape == y.shape:
+        resid = resid * keep[..., None]
     if resid is not None and resid.shape == y.shape:
         fit.res_cos_before = mean_cosine(before + resid, y + resid)
     if not refit:
@@ -423,18 +434,21 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
         fit.note = f"refit skipped: {n} calibration sample(s), needs ≥ {MIN_REFIT_SAMPLES} to hold some out"
         return fit
     n_hold = max(1, int(round(HOLDOUT_FRACTION * n)))
-    total = LsqStats.of(z, y)
+    total = LsqStats.of(z, y, keep)
     hold = np.sort(np.random.default_rng(0).permutation(n)[:n_hold])
-    train_stats = total - LsqStats.of(z[hold], y[hold])
+    train_stats = total - LsqStats.of(z[hold], y[hold], None if keep is None else keep[hold])
     scores = {}
     for cand in ([ridge] if ridge is not None else RIDGE_GRID):
-        scores[cand] = mean_cosine(_linear(z[hold], *train_stats.solve(cand, intercept)), y[hold])
+        pred = _linear(z[hold], *train_stats.solve(cand, intercept))
+        scores[cand] = mean_cosine(pred if keep is None else pred * keep[hold][..., None], y[hold])
     lam = max(scores, key=scores.get)
     fit.cos_after = scores[lam]
     fit.cos_before_holdout = mean_cosine(before[hold], y[hold])
     fit.ridge = lam
     fit.weight, fit.bias = total.solve(lam, intercept)
     after = _linear(z, fit.weight, fit.bias)
+    if keep is not None:
+        after = after * keep[..., None]
     fit.cos_after_fit = mean_cosine(after, y)
     if fit.cos_after < fit.cos_before_holdout:           # the refit does not generalise: keep the original projection
         fit.rejected = True

@@ -1,9 +1,12 @@
 """Compare a candidate model with its reference in onnxruntime.
 
 Per output: max abs error, max relative error (max |ref − cand| / max |ref|), mean abs
-error, cosine similarity per sample (mean and min), and for classifier outputs ([N, K],
-K > 1) top-1 agreement and, with labels, the top-1 accuracy of both models. ``passed`` uses
-numpy's allclose rule |ref − cand| ≤ atol + rtol·|ref| element-wise.
+error, cosine similarity per sample (mean and min), and by what the output is
+(:mod:`vitc.runtime.output_kinds`): for classifier logits top-1 agreement and, with labels, the
+top-1 accuracy of both models; for embeddings ([N, D], D the hidden width) nearest-neighbour
+agreement and the Spearman correlation of pairwise similarities; for hidden states the cosine
+per token over the real tokens when the model takes an attention mask. ``passed`` uses numpy's
+allclose rule |ref − cand| ≤ atol + rtol·|ref| element-wise.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from vitc.core.errors import VitcInputError
 from vitc.core.io import load_model
 from vitc.runtime.batching import run_batched
 from vitc.runtime.inputs import synthetic_inputs
+from vitc.runtime.output_kinds import embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
 from vitc.runtime.session import open_session
 
 
@@ -31,9 +35,14 @@ class OutputMetrics:
     cosine_mean: float
     cosine_min: float
     allclose: bool
+    kind: str = "other"
     top1_agreement: float | None = None
     ref_accuracy: float | None = None
     cand_accuracy: float | None = None
+    nn_agreement: float | None = None
+    spearman: float | None = None
+    token_cosine_mean: float | None = None
+    token_cosine_min: float | None = None
 
 
 @dataclass
@@ -59,6 +68,12 @@ class ValidationResult:
                          f"cosine mean={o.cosine_mean:.6f} min={o.cosine_min:.6f}  {'ok' if o.allclose else 'FAIL'}")
             if o.max_abs != o.max_abs:
                 lines.append("    non-finite values (NaN/Inf) in the outputs")
+            if o.nn_agreement is not None:
+                lines.append(f"    embedding: nearest-neighbour agreement {100 * o.nn_agreement:.2f} %, "
+                             f"Spearman of pairwise similarities {o.spearman:.4f}")
+            if o.token_cosine_mean is not None:
+                lines.append(f"    hidden states: cosine per real token mean={o.token_cosine_mean:.6f} "
+                             f"min={o.token_cosine_min:.6f}")
             if o.top1_agreement is not None:
                 lines.append(f"    top-1 agreement {100 * o.top1_agreement:.2f} %")
             if o.ref_accuracy is not None:
@@ -82,7 +97,8 @@ def sample_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare_outputs(name: str, ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float,
-                    labels: np.ndarray | None = None) -> OutputMetrics:
+                    labels: np.ndarray | None = None, kind: str | None = None,
+                    mask: np.ndarray | None = None) -> OutputMetrics:
     if ref.shape != cand.shape:
         raise VitcInputError(f"output '{name}' shapes differ: reference {ref.shape}, candidate {cand.shape}")
     diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
@@ -95,7 +111,14 @@ def compare_outputs(name: str, ref: np.ndarray, cand: np.ndarray, rtol: float, a
                       finite and bool(np.allclose(cand, ref, rtol=rtol, atol=atol)))
     if not finite:
         m.max_abs = m.max_rel = m.mean_abs = float("nan")
-    if ref.ndim == 2 and ref.shape[1] > 1 and np.issubdtype(ref.dtype, np.floating):
+    m.kind = kind or output_kind(ref, set())
+    if m.kind == "embedding" and finite:
+        e = embedding_metrics(ref, cand)
+        m.nn_agreement, m.spearman = e.get("nn_agreement"), e.get("spearman")
+    elif m.kind == "hidden" and finite:
+        tok = token_cosines(ref, cand, mask)
+        m.token_cosine_mean, m.token_cosine_min = float(tok.mean()), float(tok.min())
+    elif m.kind == "logits":
         r, c = ref.argmax(1), cand.argmax(1)
         m.top1_agreement = float((r == c).mean())
         if labels is not None:
@@ -163,6 +186,8 @@ def validate_models(reference: str | os.PathLike | onnx.ModelProto, candidate: s
     ref_out = _run(ref_sess, ref_feeds, ref_names, batch_size, "reference")
     cand_out = _run(cand_sess, cand_feeds, cand_names, batch_size, "candidate")
     result = ValidationResult(data.size, data.source, rtol, atol)
+    widths = hidden_widths(ref_model)
+    mask = ref_feeds.get(mask_input(ref_feeds) or "")
     for name, r, c in zip(ref_names, ref_out, cand_out):
-        result.outputs.append(compare_outputs(name, r, c, rtol, atol, label_arr))
+        result.outputs.append(compare_outputs(name, r, c, rtol, atol, label_arr, output_kind(r, widths), mask))
     return result

@@ -139,6 +139,14 @@ def sim_options_from_args(args) -> dict:
 
 
 # --------------------------------------------------------------------------- commands
+def _with_recover(passes) -> str:
+    """``--recover train``: the passes, then trained recovery (the ``recover`` pass)."""
+    names = [p.strip() for p in (passes.split(",") if isinstance(passes, str) else passes)]
+    if names in ([], ["none"]):
+        raise VitcInputError("--recover train needs a rewriting pass (e.g. --passes taylor)")
+    return ",".join(names if "recover" in names else names + ["recover"])
+
+
 def _cmd_compile(args) -> int:
     progress = _progress(args)
     cfg = load_config(args.config) if args.config else {}
@@ -156,7 +164,13 @@ def _cmd_compile(args) -> int:
         sim = {**cfg.get("simulate", {}), **{k: v for k, v in sim_options_from_args(args).items() if v is not None}}
     target = pick(args.target, "target", "xbar")
     out = pick(args.output, "output") or f"{Path(args.model).name.removesuffix('.onnx')}_vitc"
-    result = compile_model(args.model, out=out, passes=pick(args.passes, "passes", "none"), target=target,
+    passes = pick(args.passes, "passes", "none")
+    recover = pick(args.recover, "recover", "fit")
+    if recover not in ("fit", "train"):
+        raise VitcInputError(f"recover = {recover!r}: choose fit or train")
+    if recover == "train":
+        passes = _with_recover(passes)
+    result = compile_model(args.model, out=out, passes=passes, target=target,
                            hw=pick(args.hw, "hw"), calib=pick(args.calib, "calib"),
                            calib_samples=pick(args.calib_samples, "calib_samples"),
                            preprocess=pick(args.preprocess, "preprocess", "imagenet"), seed=pick(args.seed, "seed", 0),
@@ -409,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(docs/config.md); flags override it")
     p.add_argument("--target", choices=sorted(TARGETS) + ["none"], help="cost target (default xbar)")
     p.add_argument("--passes", help="comma-separated passes in order (e.g. taylor,reorder) or none (default)")
+    p.add_argument("--recover", choices=["fit", "train"],
+                   help="weights of rewritten blocks: fit = the passes' closed-form fits (default); train = "
+                        "then distil the whole rewritten model on --calib (the recover pass; needs vitc[distill])")
     p.add_argument("--hw", help="hardware preset, TOML file, or XBAR+SYSTOLIC (default: the target's preset, "
                                 "see `vitc hw list`)")
     p.add_argument("--calib", help="calibration data: .npy/.npz or a folder of images")

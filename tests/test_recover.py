@@ -1,0 +1,129 @@
+"""Trained recovery (passes/recover.py), its torch mirror, and output-kind-aware metrics."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import EXPORTERS, REFERENCE
+from vitc.core.errors import VitcInputError
+from vitc.pipeline import compile_model
+from vitc.runtime.inputs import synthetic_inputs
+from vitc.runtime.output_kinds import embedding_metrics, hidden_widths, output_kind, token_cosines
+from vitc.runtime.session import open_session
+from vitc.runtime.validate import validate_models
+
+P4 = REFERENCE / "vit_digits_p4.onnx"
+CALIB = REFERENCE / "digits_calib.npz"
+BERT = EXPORTERS / "hf_bert_eager_legacy_op17.onnx"
+
+
+def test_output_kinds_follow_the_graph_not_names():
+    model = onnx.load(str(BERT))
+    widths = hidden_widths(model)
+    assert widths and all(w > 2 for w in widths)
+    logits = np.zeros((4, 2), np.float32)
+    assert output_kind(logits, widths) == "logits"
+    width = max(widths)
+    assert output_kind(np.zeros((4, width), np.float32), widths) == "embedding"
+    assert output_kind(np.zeros((4, 7, width), np.float32), widths) == "hidden"
+    assert output_kind(np.zeros((4, 7), np.int64), widths) == "other"
+
+
+def test_embedding_metrics_measure_neighbours_and_rank_order():
+    rng = np.random.RandomState(0)
+    ref = rng.randn(40, 16)
+    same = embedding_metrics(ref, ref * 3.0)           # scale does not matter
+    assert same["cosine_mean"] == pytest.approx(1.0) and same["nn_agreement"] == 1.0
+    assert same["spearman"] == pytest.approx(1.0)
+    noisy = embedding_metrics(ref, ref + 2.0 * rng.randn(40, 16))
+    assert noisy["cosine_mean"] < 0.6 and noisy["nn_agreement"] < 0.5 and 0.0 < noisy["spearman"] < 0.6
+    shuffled = embedding_metrics(ref, ref[rng.permutation(40)])
+    assert abs(shuffled["spearman"]) < 0.2
+
+
+def test_token_cosines_skip_padding():
+    ref = np.ones((2, 3, 4))
+    cand = ref.copy()
+    cand[:, 2] = -1.0                                   # only the padded position differs
+    mask = np.array([[1, 1, 0], [1, 1, 0]])
+    assert token_cosines(ref, cand, mask).min() == pytest.approx(1.0)
+    assert token_cosines(ref, cand, None).min() == pytest.approx(-1.0)
+
+
+def test_validate_reports_embedding_metrics_for_pooled_outputs(tmp_path):
+    """A pooled [N, hidden] output gets neighbour and rank metrics, not a top-1 over dimensions."""
+    from onnx import TensorProto, helper
+    model = onnx.load(str(BERT))
+    g = model.graph
+    last = next(n for n in reversed(g.node) if n.op_type == "LayerNormalization").output[0]
+    g.node.append(helper.make_node("ReduceMean", [last], ["pooled"], axes=[1], keepdims=0))
+    g.output.append(helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", "hidden"]))
+    path = tmp_path / "bert_pooled.onnx"
+    onnx.save(model, str(path))
+    res = validate_models(path, path, samples=8, input_shapes={"input_ids": (8, 12), "attention_mask": (8, 12),
+                                                               "token_type_ids": (8, 12)})
+    by = {o.name: o for o in res.outputs}
+    assert by["logits"].kind == "logits" and by["logits"].top1_agreement == 1.0
+    assert by["pooled"].kind == "embedding" and by["pooled"].top1_agreement is None
+    assert by["pooled"].nn_agreement == 1.0 and by["pooled"].spearman == pytest.approx(1.0)
+    assert "nearest-neighbour agreement 100.00 %" in res.format()
+
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the [distill] extra")
+
+
+@needs_torch
+@pytest.mark.parametrize("path,passes", [(P4, "taylor"), (BERT, "none")], ids=["p4-taylor", "bert"])
+def test_torch_mirror_equals_onnxruntime(path, passes):
+    import torch
+    from vitc.passes.torch_mirror import TorchMirror
+    res = compile_model(path, passes=passes, target="none")
+    mirror = TorchMirror(res.light, res.held)
+    feeds = synthetic_inputs(res.light, batch=3, seq_len=9, seed=1)
+    ref = open_session(res.light, held=res.held).run(None, feeds)
+    with torch.no_grad():
+        got = mirror({k: torch.from_numpy(v) for k, v in feeds.items()})
+    for r, g in zip(ref, got.values()):
+        np.testing.assert_allclose(g.numpy(), r, rtol=1e-4, atol=2e-5)
+
+
+@needs_torch
+def test_recover_trains_writes_back_and_is_deterministic(tmp_path):
+    opts = {"epochs": 3, "patience": 3, "batch": 32}
+    runs = [compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=128, target="none",
+                          options=opts, out=tmp_path / f"r{i}") for i in range(2)]
+    rec = runs[0].compiled.records[-1]
+    assert rec.name == "recover" and rec.weights == "trained" and rec.blocks == list(range(6))
+    d = rec.details
+    assert d["samples"] == {"train": 102, "holdout": 26} and len(d["curve"]) == 3
+    assert d["holdout_after"]["loss"] <= d["holdout_before"]["loss"]
+    assert d["tensors"] > 0 and d["parameters"] > 0 and d["losses"] == {"logits": "logits"}
+    files = [(tmp_path / f"r{i}" / "vit_digits_p4.vitc.onnx").read_bytes() for i in range(2)]
+    assert hashlib.sha256(files[0]).digest() == hashlib.sha256(files[1]).digest()
+    # the written model is the trained one: onnxruntime on it gives the recorded held-out agreement
+    if d["best_epoch"]:
+        fitted = compile_model(P4, passes="taylor", calib=CALIB, calib_samples=128, target="none")
+        a = {t.name for t in onnx.load_from_string(files[0]).graph.initializer}
+        assert a and fitted.light.graph.initializer  # trained weights differ from the closed-form fit
+        w0 = open_session(fitted.light, held=fitted.held)
+        w1 = open_session(onnx.load_from_string(files[0]))
+        x = np.load(CALIB)["input"][:8]
+        assert not np.allclose(w0.run(None, {"input": x})[0], w1.run(None, {"input": x})[0])
+
+
+@needs_torch
+def test_recover_needs_a_rewritten_block():
+    with pytest.raises(VitcInputError, match="no rewritten block"):
+        compile_model(P4, passes="recover", calib=CALIB, calib_samples=32, target="none")
+
+
+def test_recover_without_torch_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(VitcInputError, match="needs PyTorch"):
+        compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=32, target="none",
+                      options={"refit": "no"})
