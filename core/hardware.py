@@ -620,13 +620,19 @@ def override(spec: HardwareSpec, values: dict[str, Any], label: str | None = Non
 
     Used by sweeps and by ``--adc-bits``-style options; a hybrid spec takes ``parts.systolic.*`` keys.
     A crossbar that read all its rows at once (``rows_parallel == rows``) still does after ``rows``
-    changes, unless ``rows_parallel`` is given too.
+    changes, unless ``rows_parallel`` is given too; its array area (``crossbar.area_um2``) scales
+    with rows × cols, unless given too (a cell's area is set by the technology, not the array).
     """
     data = copy.deepcopy(spec.data)
     xb = data.get("crossbar", {})
     if "crossbar.rows" in values and "crossbar.rows_parallel" not in values and \
             xb.get("rows_parallel") is not None and xb.get("rows_parallel") == xb.get("rows"):
         values = {**values, "crossbar.rows_parallel": values["crossbar.rows"]}
+    if ("crossbar.rows" in values or "crossbar.cols" in values) and "crossbar.area_um2" not in values and \
+            isinstance(xb.get("area_um2"), (int, float)) and xb.get("rows") and xb.get("cols"):
+        rows, cols = values.get("crossbar.rows", xb["rows"]), values.get("crossbar.cols", xb["cols"])
+        if isinstance(rows, int) and isinstance(cols, int) and rows > 0 and cols > 0:
+            values = {**values, "crossbar.area_um2": xb["area_um2"] * rows * cols / (xb["rows"] * xb["cols"])}
     for dotted, v in values.items():
         node = data
         parts = dotted.split(".")
