@@ -136,6 +136,35 @@ def has_live_mask(cm: CompiledModel, i: int) -> bool:
     return m is None or bool(np.any(m != 0))
 
 
+def key_padding_lengths(cm: CompiledModel, ctx, blocks: list[int]) -> dict[int, tuple[np.ndarray, int]]:
+    """(real tokens per calibration sample [S], the mask's rank) for each block in ``blocks`` whose attention mask is
+    a key-padding mask (the same keys masked for every query and head) with right padding (what LSTMs over each sample's real tokens — packed
+    in training, ONNX ``sequence_lens`` in the graph — reproduce); any other mask is an error
+    naming the block (``--bilstm-ignore-mask`` replaces it anyway)."""
+    out = {}
+    for i in blocks:
+        name = cm.node(cm.blocks[i].attention).inputs[3].name
+        try:
+            m = ctx.activations(cm, [name])[name]
+        except Exception:  # noqa: BLE001 - onnxruntime: the tensor is not in the original model
+            m = None
+        why = None
+        if m is None or m.ndim < 2 or not np.array_equal(m, np.broadcast_to(
+                m[(slice(None),) + (slice(0, 1),) * (m.ndim - 2)], m.shape)):
+            why = "it is not a key-padding mask (the same keys masked for every query and head)"
+        else:
+            row = m[(slice(None),) + (0,) * (m.ndim - 2)]                  # [S, N]
+            keep = row > -1.0 if m.dtype != np.bool_ else row
+            if not np.all(np.diff(keep.astype(np.int8), axis=1) <= 0) or not keep[:, 0].all():
+                why = "its padding is not at the end of every sample"
+            else:
+                out[i] = (keep.sum(1).astype(np.int64), m.ndim)
+        if why:
+            raise VitcInputError(f"bilstm: block {i}'s attention mask cannot be applied by LSTMs: {why} "
+                                 "(pass --bilstm-ignore-mask to replace it anyway)")
+    return out
+
+
 def teacher_attention(cm: CompiledModel, i: int, mod):
     """``mod.TeacherAttention`` of block ``i`` (canonical q/k/v weights, scale, constant mask)."""
     blk = cm.blocks[i]
@@ -235,9 +264,7 @@ class BiLstmPass:
         o: BiLstmOptions = ctx.opts(self.name)
         blocks = parse_block_list(o.blocks, len(cm.blocks), "--bilstm-blocks")
         masked = [i for i in blocks if has_live_mask(cm, i)]
-        if masked and not o.ignore_mask:
-            raise VitcInputError(f"bilstm: blocks {masked} have an attention mask; the LSTMs cannot apply it "
-                                 "(pass --bilstm-ignore-mask to replace them anyway)")
+        lengths = {} if o.ignore_mask else key_padding_lengths(cm, ctx, masked)
         threshold, ratio = o.prune_threshold, o.prune_ratio
         prune = threshold is not None or ratio is not None
         source = o.weights
@@ -269,7 +296,7 @@ class BiLstmPass:
             if o.measure:
                 fidelity.update(self._measure(cm, ctx, weights, details))
         else:
-            weights, train_info = self._distill(cm, ctx, blocks, threshold, ratio)
+            weights, train_info = self._distill(cm, ctx, blocks, threshold, ratio, lengths)
             kind, details["weights_source"] = "trained", "block-wise distillation (teacher inputs)"
             details["training"] = train_info["training"]
             for i, info in train_info["blocks"].items():
@@ -281,7 +308,7 @@ class BiLstmPass:
         for i in blocks:
             blk = cm.blocks[i]
             n = _tokens(blk, cm, tokens_default)
-            name = replace_block(cm, i, weights[i])
+            name = replace_block(cm, i, weights[i], packed=lengths[i][1] if i in lengths else 0)
             full = random_block(blk.embed_dim, blk.num_heads, np.random.default_rng(0))   # shapes only
             counts = {"attention": attention_counts(blk, n), "bilstm_unpruned": bilstm_counts(full, n),
                       "bilstm": bilstm_counts(weights[i], n)}
@@ -352,7 +379,7 @@ class BiLstmPass:
             fid["min_block_cosine"] = min(v for v in fid.values())
         return fid
 
-    def _distill(self, cm, ctx, blocks, threshold, ratio):
+    def _distill(self, cm, ctx, blocks, threshold, ratio, lengths):
         try:
             bilstm_distill.require_torch()
         except ImportError:
@@ -378,7 +405,8 @@ class BiLstmPass:
             seed=int(ctx.seed), prune_threshold=threshold, prune_ratio=ratio,
             hoyer=o.hoyer, finetune_epochs=o.finetune_epochs, augment=o.augment, mix_alpha=o.mix_alpha)
         tasks = [bilstm_distill.BlockTask(i, data[i][0], data[i][1], cm.blocks[i].num_heads, inits.get(i),
-                                          None if has_live_mask(cm, i) else teacher_attention(cm, i, bilstm_distill))
+                                          None if has_live_mask(cm, i) else teacher_attention(cm, i, bilstm_distill),
+                                          lengths[i][0] if i in lengths else None)
                  for i in blocks]
         results = bilstm_distill.distill_blocks(tasks, cfg)
         weights, info, fid = {}, {}, {}

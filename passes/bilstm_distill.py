@@ -103,6 +103,7 @@ class BlockTask:
     num_heads: int
     init: tuple[np.ndarray, np.ndarray] | None = None   # (pre_proj weight [C, C] out×in, bias [C])
     teacher: "TeacherAttention | None" = None          # the block's own attention, for augmentation
+    lengths: np.ndarray | None = None  # [S] real tokens per sample (right padding): packed LSTMs, loss on those only
 
 
 @dataclass
@@ -235,8 +236,16 @@ def far_module_class():
                     params[name].mul_(m)
 
         # -- forward
-        def forward(self, x):
-            y, _ = self.lstm(self.pre_proj(x))
+        def forward(self, x, lengths=None):
+            """x [B, N, C]; ``lengths`` [B]: real tokens per sample (right padding) — the LSTMs
+            run over those only (packed), as ONNX ``LSTM`` with ``sequence_lens`` does."""
+            p = self.pre_proj(x)
+            if lengths is None:
+                y, _ = self.lstm(p)
+            else:
+                packed = nn.utils.rnn.pack_padded_sequence(p, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                y, _ = self.lstm(packed)
+                y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
             return self.head_proj(y)
 
         def group_norms(self):
@@ -293,16 +302,28 @@ def _loss_fn(torch, kind: str, target_var: float):
     return loss
 
 
-def _evaluate(torch, module, X, T, batch: int = 256) -> dict:
+def _token_mask(torch, lengths, n: int):
+    """[B, N] bool: the first ``lengths[b]`` tokens of each sample."""
+    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _evaluate(torch, module, X, T, batch: int = 256, L=None) -> dict:
+    """Cosines per token (real tokens only with lengths ``L``) and per sample, relative MSE."""
     module.eval()
     num = 0.0
     tok = []
     smp = []
     with torch.no_grad():
         for s in range(0, len(X), batch):
-            y = module(X[s:s + batch]).double()
+            lb = None if L is None else L[s:s + batch]
+            y = module(X[s:s + batch], lb).double()
             t = T[s:s + batch].double()
-            tok.append(torch.nn.functional.cosine_similarity(y, t, dim=-1, eps=1e-12).flatten())
+            if lb is not None:
+                keep = _token_mask(torch, lb, y.shape[1])[..., None]
+                y, t = y * keep, t * keep
+                tok.append(torch.nn.functional.cosine_similarity(y, t, dim=-1, eps=1e-12)[keep[..., 0]])
+            else:
+                tok.append(torch.nn.functional.cosine_similarity(y, t, dim=-1, eps=1e-12).flatten())
             smp.append(torch.nn.functional.cosine_similarity(y.flatten(1), t.flatten(1), dim=-1, eps=1e-12))
             num += float(((y - t) ** 2).sum())
     module.train()
@@ -312,7 +333,7 @@ def _evaluate(torch, module, X, T, batch: int = 256) -> dict:
 
 
 def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoyer: float, gen, deadline,
-           desc: str, teacher=None) -> dict:
+           desc: str, teacher=None, L=None) -> dict:
     """AdamW with cosine schedule; returns {"epochs_run", "loss"}."""
     from tqdm.auto import tqdm
 
@@ -338,12 +359,17 @@ def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoye
         for s in range(0, S, cfg.batch):
             idx = perm[s:s + cfg.batch]
             xb, tb = X[idx], T[idx]
-            if mix:   # add as many mixed inputs, with targets from the block's own attention
+            if L is not None:         # packed LSTMs; the loss sees the real tokens only
+                lb = L[idx]
+                keep = _token_mask(torch, lb, xb.shape[1])
+                loss, cos = loss_fn(module(xb, lb)[keep], tb[keep])
+            elif mix:   # add as many mixed inputs, with targets from the block's own attention
                 partner = torch.randperm(len(idx), generator=gen).to(X.device)
                 lam = beta.sample((len(idx), 1, 1)).to(X.device)
                 xm = lam * xb + (1 - lam) * xb[partner]
                 xb, tb = torch.cat([xb, xm]), torch.cat([tb, teacher(xm)])
-            loss, cos = loss_fn(module(xb), tb)
+            if L is None:
+                loss, cos = loss_fn(module(xb), tb)
             if hoyer:
                 loss = loss + hoyer * module.hoyer()
             opt.zero_grad(set_to_none=True)
@@ -374,8 +400,8 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
     module = make_module(C, task.num_heads).to(dev)
     if task.init is not None:
         with torch.no_grad():
-            module.pre_proj.weight.copy_(torch.from_numpy(np.asarray(task.init[0], np.float32)))
-            module.pre_proj.bias.copy_(torch.from_numpy(np.asarray(task.init[1], np.float32)))
+            module.pre_proj.weight.copy_(torch.from_numpy(np.array(task.init[0], np.float32)))
+            module.pre_proj.bias.copy_(torch.from_numpy(np.array(task.init[1], np.float32)))
     X = torch.from_numpy(np.ascontiguousarray(task.x, np.float32)).to(dev)
     T = torch.from_numpy(np.ascontiguousarray(task.target, np.float32)).to(dev)
     info: dict = {"device": str(dev), "init": "v_proj" if task.init is not None else "random"}
@@ -387,10 +413,13 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
         check = teacher(X[:8])
         info["teacher_rel_err"] = float((check - T[:8]).abs().max() / T[:8].abs().max().clamp_min(1e-30))
         info["augment"] = f"{cfg.augment} (alpha {cfg.mix_alpha})"
+    L = None if task.lengths is None else torch.from_numpy(np.asarray(task.lengths, np.int64)).to(dev)
+    if L is not None:
+        info["packed"] = "LSTMs over the real tokens only (attention mask → sequence lengths)"
     r = _train(torch, module, X, T, cfg, epochs, cfg.lr, hoyer, gen, deadline, f"bilstm block {task.index}",
-               teacher)
+               teacher, L)
     info.update(epochs=epochs, epochs_run=r["epochs_run"], final_loss=r["final_loss"])
-    ev = _evaluate(torch, module, X, T)
+    ev = _evaluate(torch, module, X, T, L=L)
     if cfg.prune:
         info["before_pruning"] = ev
         norms = module.group_norms().detach().cpu().double().numpy()       # [2, H·h]
@@ -402,12 +431,12 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
             for di in range(2):
                 mask[di, hd * h + torch.as_tensor(keep[hd][di], dtype=torch.long)] = 1
         module.set_unit_mask(mask)
-        info["after_pruning_before_finetune"] = _evaluate(torch, module, X, T)
+        info["after_pruning_before_finetune"] = _evaluate(torch, module, X, T, L=L)
         ft = cfg.finetune_epochs if cfg.finetune_epochs is not None else max(1, epochs // 2)
         r = _train(torch, module, X, T, cfg, ft, cfg.lr / 3, 0.0, gen, deadline,
-                   f"bilstm block {task.index} finetune", teacher)
+                   f"bilstm block {task.index} finetune", teacher, L)
         info["finetune_epochs_run"] = r["epochs_run"]
-        ev = _evaluate(torch, module, X, T)
+        ev = _evaluate(torch, module, X, T, L=L)
     info.update({f"{k}_calib": v for k, v in ev.items()})
     info["cpu_seconds"] = round(time.process_time() - c0, 2)
     info["wall_seconds"] = round(time.time() - t0, 2)

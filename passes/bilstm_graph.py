@@ -42,8 +42,9 @@ class _Builder:
         arr = arr.astype(np.float32) if arr.dtype.kind == "f" else arr.astype(np.int64)
         return gs.Constant(f"{self.prefix}/{name}", np.ascontiguousarray(arr))
 
-    def node(self, op: str, name: str, inputs, n_out: int = 1, role: str | None = None, **attrs):
-        outs = [gs.Variable(f"{self.prefix}/{name}_output_{i}", dtype=np.float32) for i in range(n_out)]
+    def node(self, op: str, name: str, inputs, n_out: int = 1, role: str | None = None, out_dtype=np.float32,
+             **attrs):
+        outs = [gs.Variable(f"{self.prefix}/{name}_output_{i}", dtype=out_dtype) for i in range(n_out)]
         node = gs.Node(op, f"{self.prefix}/{name}", attrs=attrs, inputs=list(inputs), outputs=outs)
         self.graph.nodes.append(node)
         if role:
@@ -62,10 +63,15 @@ class _Builder:
 
 
 def build_block(graph: gs.Graph, x_in: gs.Tensor, b: BlockLstm, prefix: str, opset: int,
-                force_split_directions: bool = False) -> tuple[gs.Tensor, list[tuple[str, str]]]:
+                force_split_directions: bool = False,
+                seq_lens: gs.Tensor | None = None) -> tuple[gs.Tensor, list[tuple[str, str]]]:
     """Append the BiLSTM replacement of one block reading ``x_in`` [B, N, C]; returns the
-    [B, N, C] tensor the output projection should read, and (node name, role) pairs."""
+    [B, N, C] tensor the output projection should read, and (node name, role) pairs.
+    ``seq_lens`` (int32 [B]): real tokens per sample — every LSTM runs over those only (ONNX
+    ``sequence_lens``: the reverse direction starts at each sample's last real token; outputs
+    past it are zero)."""
     bd = _Builder(graph, prefix, opset)
+    lens = [seq_lens] if seq_lens is not None else []
     d = b.head_dim
     p = bd.linear(x_in, b.pre_w, b.pre_b, "pre_proj", "pre_proj")
     p_t = bd.node("Transpose", "to_seq_major", [p], perm=[1, 0, 2], role="lstm_layout")          # [N, B, C]
@@ -79,7 +85,7 @@ def build_block(graph: gs.Graph, x_in: gs.Tensor, b: BlockLstm, prefix: str, ops
         if hf == hr and not force_split_directions:
             W, R, B = onnx_lstm_weights([head.fwd, head.rev])
             y = bd.node("LSTM", f"{hp}/LSTM", [xh, bd.const(f"{hp}/lstm.W", W), bd.const(f"{hp}/lstm.R", R),
-                                                bd.const(f"{hp}/lstm.B", B)],
+                                                bd.const(f"{hp}/lstm.B", B), *lens],
                         role="lstm", hidden_size=int(hf), direction="bidirectional")             # [N, 2, B, h]
             y = bd.node("Transpose", f"{hp}/dirs_last", [y], perm=[0, 2, 1, 3], role="lstm_layout")  # [N, B, 2, h]
             y = bd.node("Reshape", f"{hp}/merge_dirs", [y, flat], role="lstm_layout")            # [N, B, 2h]
@@ -89,7 +95,7 @@ def build_block(graph: gs.Graph, x_in: gs.Tensor, b: BlockLstm, prefix: str, ops
                 W, R, B = onnx_lstm_weights([dr])
                 yd = bd.node("LSTM", f"{hp}/LSTM_{name}", [xh, bd.const(f"{hp}/lstm_{name}.W", W),
                                                             bd.const(f"{hp}/lstm_{name}.R", R),
-                                                            bd.const(f"{hp}/lstm_{name}.B", B)],
+                                                            bd.const(f"{hp}/lstm_{name}.B", B), *lens],
                              role="lstm", hidden_size=int(dr.hidden), direction=direction)      # [N, 1, B, h]
                 shape = bd.const(f"{hp}/shape_{name}", [0, -1, dr.hidden])
                 ys.append(bd.node("Reshape", f"{hp}/squeeze_{name}", [yd, shape], role="lstm_layout"))  # [N, B, h]
@@ -101,14 +107,43 @@ def build_block(graph: gs.Graph, x_in: gs.Tensor, b: BlockLstm, prefix: str, ops
     return out, bd.tagged
 
 
-def replace_block(cm: CompiledModel, index: int, b: BlockLstm, force_split_directions: bool = False) -> str:
+def sequence_lengths(cm: CompiledModel, index: int, rank: int) -> tuple[gs.Tensor, list[tuple[str, str]]]:
+    """int32 [B]: real tokens per sample, from block ``index``'s key-padding attention mask of
+    ``rank`` dims ([B, N], [B, 1, 1, N], or [B, 1, N, N] with equal rows; additive — 0 keeps,
+    large negative drops — or boolean)."""
+    blk = cm.blocks[index]
+    mask = cm.node(blk.attention).inputs[3]
+    bd = _Builder(cm.graph, f"/block{index}/bilstm/seq_lens", cm.opset)
+    if rank > 2:                          # one query row: [B, 1, ..., 1, N]
+        mask = bd.node("Slice", "first_query", [mask, bd.const("starts", [0] * (rank - 2)),
+                                                bd.const("ends", [1] * (rank - 2)),
+                                                bd.const("slice_axes", list(range(1, rank - 1)))],
+                       role="lstm_layout", out_dtype=mask.dtype or np.float32)
+    keep = mask
+    if mask.dtype is None or np.dtype(mask.dtype) != np.bool_:
+        keep = bd.node("Greater", "keep", [mask, bd.const("minus_one", np.float32(-1.0))], role="lstm_layout",
+                       out_dtype=np.bool_)
+    flat = bd.node("Reshape", "flat", [keep, bd.const("shape", [0, -1])], role="lstm_layout",
+                   out_dtype=np.bool_)                                                                   # [B, N]
+    ints = bd.node("Cast", "to_int", [flat], role="lstm_layout", out_dtype=np.int32, to=onnx.TensorProto.INT32)
+    lens = bd.node("ReduceSum", "count", [ints, bd.const("sum_axes", [1])], role="lstm_layout", out_dtype=np.int32,
+                   keepdims=0)                                                                           # [B]
+    return lens, bd.tagged
+
+
+def replace_block(cm: CompiledModel, index: int, b: BlockLstm, force_split_directions: bool = False,
+                  packed: int = 0) -> str:
     """Rewire block ``index`` of ``cm`` to ``b``; the q/k/v projections and the core become dead
-    (removed by cleanup). Returns the name of the new pre-output-projection tensor."""
+    (removed by cleanup). ``packed`` (the mask's rank, 0: no): the LSTMs run over each sample's
+    real tokens, counted from the block's attention mask (:func:`sequence_lengths`). Returns the name of the new
+    pre-output-projection tensor."""
     blk = cm.blocks[index]
     b.check(blk.embed_dim, blk.num_heads, f"block {index}")
     tensors = cm.graph.tensors()
     x_in = tensors[blk.x_in]
-    out, tagged = build_block(cm.graph, x_in, b, f"/block{index}/bilstm", cm.opset, force_split_directions)
+    lens, len_tags = sequence_lengths(cm, index, packed) if packed else (None, [])
+    out, tagged = build_block(cm.graph, x_in, b, f"/block{index}/bilstm", cm.opset, force_split_directions, lens)
+    tagged = len_tags + tagged
     proj = cm.node(blk.out_proj.matmul)
     proj.inputs[0] = out
     for name, role in tagged:

@@ -226,15 +226,27 @@ def test_untrained_weights_and_cli_flags(tiny_zoo, tmp_path, capsys):
     assert "bilstm" in text and "untrained" in text
 
 
-def test_masked_attention_is_refused_unless_asked():
+def test_masked_attention_is_packed_or_refused_with_the_reason(tmp_path):
+    """A right-padded key mask becomes LSTM sequence lengths; a mask LSTMs cannot apply (here:
+    left padding) is refused naming the reason, unless --bilstm-ignore-mask."""
     from pathlib import Path
 
     from vitc.pipeline import compile_model
     bert = Path(__file__).parent / "fixtures" / "exporters" / "hf_bert_eager_legacy_op17.onnx"
     if not bert.is_file():
         pytest.skip("BERT fixture missing")
-    with pytest.raises(VitcInputError, match="mask"):
-        compile_model(bert, passes="bilstm", target="none", options={"bilstm_weights": "untrained"})
-    res = compile_model(bert, passes="bilstm", target="none",
+    ids = np.random.default_rng(0).integers(4, 100, size=(8, 10))
+    right = (np.arange(10)[None, :] < np.array([10, 8, 6, 9, 4, 10, 7, 5])[:, None]).astype(np.int64)
+    for name, mask in (("right", right), ("left", right[:, ::-1].copy())):
+        np.savez(tmp_path / f"{name}.npz", input_ids=ids, attention_mask=mask, token_type_ids=np.zeros_like(ids))
+    res = compile_model(bert, passes="bilstm", target="none", calib=tmp_path / "right.npz",
+                        options={"bilstm_weights": "untrained"})
+    lstms = [n for n in res.model.graph.node if n.op_type == "LSTM"]
+    assert lstms and all(len(n.input) >= 5 and n.input[4] for n in lstms)
+    with pytest.raises(VitcInputError, match="padding is not at the end"):
+        compile_model(bert, passes="bilstm", target="none", calib=tmp_path / "left.npz",
+                      options={"bilstm_weights": "untrained"})
+    res = compile_model(bert, passes="bilstm", target="none", calib=tmp_path / "left.npz",
                         options={"bilstm_weights": "untrained", "bilstm_ignore_mask": True})
-    assert [n.op_type for n in res.model.graph.node].count("LSTM") > 0
+    lstms = [n for n in res.model.graph.node if n.op_type == "LSTM"]
+    assert lstms and all(len(n.input) == 4 for n in lstms)

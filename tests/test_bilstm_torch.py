@@ -92,3 +92,30 @@ def test_distillation_is_reproducible_and_prunes():
     assert info["augment"].startswith("mixup") and info["teacher_rel_err"] < 1e-4   # teacher attention == target
     ops = [n.op_type for n in runs[0].model.graph.node]
     assert ops.count("Attention") == 1 and ops.count("LSTM") >= 3     # block 0 kept its attention
+
+
+def test_masked_text_model_gets_packed_lstms_that_ignore_padding(tmp_path):
+    """BiLSTM on a padded text model: LSTMs run over each sentence's real tokens (ONNX
+    sequence_lens from the key-padding mask), so a sentence's logits do not depend on how much
+    padding follows it — as with the original attention."""
+    import onnx
+    from conftest import EXPORTERS, FIXTURES
+    from vitc.pipeline import compile_model
+    bert = EXPORTERS / "hf_bert_eager_legacy_op17.onnx"
+    res = compile_model(bert, passes="bilstm", calib=FIXTURES / "text" / "sentences.txt",
+                        tokenizer=FIXTURES / "text" / "vocab.txt", target="none", options={"epochs": 2})
+    model = res.model
+    lstms = [n for n in model.graph.node if n.op_type == "LSTM"]
+    assert lstms and all(len(n.input) >= 5 and n.input[4] for n in lstms)
+    info = res.compiled.records[0].details["blocks"]
+    assert all("packed" in b for b in info.values())
+    sess = open_session(model)
+    ids = np.array([[2, 10, 11, 12, 13, 3]], np.int64)       # the fixture's vocabulary has 100 tokens
+    outs = []
+    for pad in (0, 5, 14):
+        feeds = {"input_ids": np.pad(ids, [(0, 0), (0, pad)]),
+                 "attention_mask": np.pad(np.ones_like(ids), [(0, 0), (0, pad)]),
+                 "token_type_ids": np.zeros((1, ids.shape[1] + pad), np.int64)}
+        outs.append(sess.run(None, feeds)[0])
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outs[2], outs[0], rtol=1e-4, atol=1e-5)
