@@ -90,7 +90,7 @@ def minilm(args, work: Path) -> None:
             if r.name == "recover":
                 d = r.details
                 print(f"      recover: {d['parameters']} parameters in {d['tensors']} tensors, {d['samples']}, "
-                      f"best epoch {d['best_epoch']} of {d['epochs_run']} ({d['stopped']}), {d['seconds']} s")
+                      f"best epoch {d['best_epoch']} of {d['epochs_run']} ({d['stopped']}), {r.timings['seconds']} s")
 
 
 def reference(args) -> None:

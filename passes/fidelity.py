@@ -18,7 +18,7 @@ from vitc.runtime.batching import run_batched
 from vitc.runtime.data import Dataset
 from vitc.runtime.session import open_session
 from vitc.core.ir import CompiledModel
-from vitc.runtime.output_kinds import embedding_metrics, mask_input, output_kind, token_cosines
+from vitc.runtime.output_kinds import KIND_RANK, embedding_metrics, mask_input, output_kind, token_cosines
 from vitc.runtime.validate import sample_cosines
 
 
@@ -32,15 +32,12 @@ def emit_copy(cm: CompiledModel):
     return emit(dataclasses.replace(cm, graph=cm.graph.copy()))
 
 
-_RANK = {"logits": 0, "embedding": 1, "hidden": 2, "other": 3}
-
-
 def primary_output(ref_outputs: list[np.ndarray], widths: set[int] | None = None) -> tuple[int, str]:
     """(index, kind) of the output fidelity is measured on (module doc)."""
     if widths is None:
         widths = {int(r.shape[-1]) for r in ref_outputs if r.ndim == 3 and np.issubdtype(r.dtype, np.floating)}
     kinds = [output_kind(r, widths) for r in ref_outputs]
-    best = min(range(len(kinds)), key=lambda i: (_RANK[kinds[i]], i))
+    best = min(range(len(kinds)), key=lambda i: (KIND_RANK[kinds[i]], i))
     return best, kinds[best]
 
 

@@ -33,7 +33,8 @@ Training: Adam with a cosine learning-rate decay over ``--recover-epochs``, seed
 (the untrained state is reported, not a candidate: closed-form fits before this pass saw the
 held-out samples, so its held-out figures are optimistic); training stops after ``--recover-patience`` epochs without improvement, at
 ``--recover-epochs`` or at ``--time-budget`` seconds. The record gives the curve, the held-out
-metrics before and after, and what was trained on what data for how long.
+metrics before and after, and what was trained on what data for how long (wall times in the
+timings only: OUTDIR files stay byte-identical for the same inputs and seed).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ from vitc.compiler.emit import emit_light
 from vitc.core.errors import VitcInputError
 from vitc.core.ir import CompiledModel, PassRecord
 from vitc.passes.options import PassOptions, at_least, in_range, option, positive
-from vitc.runtime.output_kinds import embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
+from vitc.runtime.output_kinds import KIND_RANK, embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
 
 SCOPES = ("block", "attention", "model")
 MLP_ROLES = {"mlp_fc1", "mlp_fc2", "mlp_fc1_bias", "mlp_fc2_bias", "norm2", "residual", "mlp_act"}
@@ -240,7 +241,7 @@ class RecoverPass:
         # the best *trained* epoch is kept: the closed-form fits before this pass saw every
         # calibration sample, so the untrained model's held-out loss is optimistic
         best = (math.inf, None, 0)
-        curve, rng, stale, epoch = [], np.random.RandomState(ctx.seed), 0, 0
+        curve, epoch_seconds, rng, stale, epoch = [], [], np.random.RandomState(ctx.seed), 0, 0
         bar = ctx.progress.bar(range(o.epochs), "recover: epochs")
         stop = "epochs"
         for epoch in bar:
@@ -264,11 +265,11 @@ class RecoverPass:
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss.detach()) * len(next(iter(f.values())))
+                total += float(loss.detach()) * min(o.batch, len(order) - start)
             hold_loss, metrics = evaluate()
             curve.append({"epoch": epoch + 1, "train_loss": round(total / len(train), 6),
-                          "holdout_loss": round(hold_loss, 6), "holdout": metrics,
-                          "seconds": round(time.perf_counter() - t0, 1)})
+                          "holdout_loss": round(hold_loss, 6), "holdout": metrics})
+            epoch_seconds.append(round(time.perf_counter() - t0, 1))
             if hold_loss < best[0] - 1e-6:
                 best, stale = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1), 0
             else:
@@ -294,13 +295,13 @@ class RecoverPass:
             "optimizer": {"name": "adam", "lr": o.lr, "batch": o.batch},
             "epochs_run": epoch + 1 if curve else 0, "best_epoch": best[2], "stopped": stop,
             "holdout_before": {"loss": round(before_loss, 6), **before},
-            "holdout_after": {"loss": round(after_loss, 6), **after}, "curve": curve, "seconds": seconds,
+            "holdout_after": {"loss": round(after_loss, 6), **after}, "curve": curve,
         }
-        rank = {"logits": 0, "embedding": 1, "hidden": 2}
-        primary = after[min(objective.names, key=lambda k: rank[objective.kinds[k]])]
+        primary = after[min(objective.names, key=lambda k: KIND_RANK[objective.kinds[k]])]
         fidelity = {f"holdout_{k}": round(v, 4) for k, v in primary.items()}
-        fidelity.update({"holdout_samples": int(len(hold)), "epochs": best[2], "seconds": seconds})
-        return PassRecord(self.name, blocks, "trained", fidelity, details, timings={"seconds": seconds})
+        fidelity.update({"holdout_samples": int(len(hold)), "epochs": best[2]})
+        timings = {"seconds": seconds, **{f"epoch{i + 1}_seconds": v for i, v in enumerate(epoch_seconds)}}
+        return PassRecord(self.name, blocks, "trained", fidelity, details, timings=timings)
 
 
 def block_outputs(light: onnx.ModelProto, original: onnx.ModelProto) -> list[str]:

@@ -20,6 +20,10 @@ import numpy as np
 import onnx
 
 
+#: which output fidelity is measured on, best first (the primary output)
+KIND_RANK = {"logits": 0, "embedding": 1, "hidden": 2, "other": 3}
+
+
 def hidden_widths(model: onnx.ModelProto) -> set[int]:
     """Widths of the model's hidden vectors: LayerNormalization scale lengths and the last dim of
     static 3-D float outputs."""

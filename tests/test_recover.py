@@ -107,6 +107,7 @@ def test_recover_trains_writes_back_and_is_deterministic(tmp_path):
     assert d["tensors"] > 0 and d["parameters"] > 0 and d["losses"] == {"logits": "logits"}
     files = [(tmp_path / f"r{i}" / "vit_digits_p4.vitc.onnx").read_bytes() for i in range(2)]
     assert hashlib.sha256(files[0]).digest() == hashlib.sha256(files[1]).digest()
+    assert (tmp_path / "r0" / "blocks.json").read_bytes() == (tmp_path / "r1" / "blocks.json").read_bytes()
     # the written model is the trained one: onnxruntime on it gives the recorded held-out agreement
     if d["best_epoch"]:
         fitted = compile_model(P4, passes="taylor", calib=CALIB, calib_samples=128, target="none")
