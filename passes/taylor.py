@@ -33,9 +33,10 @@ from vitc.core.ir import CompiledModel, PassRecord
 from vitc.compiler import opcount
 from vitc.compiler.core_sites import classify_bias
 from vitc.compiler.emit import emit
-from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine
+from vitc.passes.fidelity import drop_of, emit_copy, end_to_end, mean_cosine, primary_output
 from vitc.passes.options import PassOptions, at_least, block_list, in_range, option, parse_block_list, positive
 from vitc.runtime.batching import run_batched
+from vitc.runtime.output_kinds import mask_input
 from vitc.runtime.session import open_session
 from vitc.runtime.taylor_ops import (CENTERINGS, DEFAULT_CENTERING, MASK_THRESHOLD, OP_TYPE, VARIANTS,
                                     taylor_attention_np)
@@ -265,8 +266,7 @@ class TaylorPass:
         metric = cfg["metric"]
         if metric == "auto":
             metric = "accuracy" if data.labels is not None else "agreement"
-        if ref_outputs is not None and metric in ("accuracy", "agreement") and not (
-                ref_outputs[0].ndim == 2 and ref_outputs[0].shape[1] > 1):
+        if ref_outputs is not None and metric in ("accuracy", "agreement") and primary_output(ref_outputs)[1] != "logits":
             metric = "cosine"
             notes.append("model output is not a classifier: --max-drop measures 100·(1 − output cosine)")
         if metric == "accuracy" and data.labels is None:
@@ -295,8 +295,10 @@ class TaylorPass:
                              "per layer, chosen on held-out calibration samples") if refit else None,
             "block_weights": {str(i): ("fitted" if refit and fits.get(i) and fits[i].fitted else "untrained")
                               for i in selection},
-            "trials": trials, "opcount": block_opcounts(cm, selection, cfg["tokens"]),
+            "trials": trials, "opcount": block_opcounts(cm, selection, cfg["tokens"], real_token_count(cm, ctx)),
         }
+        if "note" in details["opcount"]:
+            notes.append(details["opcount"]["note"])
         if notes:
             details["notes"] = notes
         fitted = [i for i in selection if refit and fits.get(i) and fits[i].fitted]
@@ -461,20 +463,52 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
 # ---------------------------------------------------------------------------------------------
 # operation counts
 
-def _tokens(block: EncoderBlock, override) -> tuple[int, str]:
+def _tokens(block: EncoderBlock, override, real_tokens: int | None = None) -> tuple[int, str]:
     if override:
         return int(override), "given (--taylor-tokens)"
     if not block.tokens_dynamic:
         return block.tokens, "static"
+    if real_tokens:
+        return int(real_tokens), "median real tokens per calibration sample (attention mask)"
     return block.tokens, "representative (dynamic sequence; probe length)"
 
 
-def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None) -> dict:
-    """Per-block and total counts of the attention core, baseline vs rewritten (see vitc.compiler.opcount)."""
+def real_token_count(cm: CompiledModel, ctx) -> int | None:
+    """Median number of real (unpadded) tokens per sample of the user's calibration data, from
+    the model's attention-mask input; None for synthetic data or without a mask input."""
+    data = ctx.calibration(cm)
+    name = mask_input(data.feeds) if data.source != "synthetic" else None
+    return int(np.median(data.feeds[name].astype(bool).sum(1))) if name else None
+
+
+def break_even_tokens(d: int, h: int, attrs: dict, masked: bool, limit: int = 1 << 16) -> int | None:
+    """Fewest tokens at which the Taylor core needs no more multiplications than softmax
+    attention (counts of :mod:`vitc.compiler.opcount`); None if not below ``limit``."""
+    def pays(n: int) -> bool:
+        t = opcount.taylor_attention_counts(n, d, h, attrs["variant"], attrs["centering"], bool(attrs["simplified"]),
+                                            masked)
+        return t.mul <= opcount.softmax_attention_counts(n, d, h, masked).mul
+    lo, hi = 1, 2
+    while not pays(hi):
+        lo, hi = hi, hi * 2
+        if hi > limit:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if pays(mid) else (mid, hi)
+    return hi if not pays(lo) else lo
+
+
+def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None, real_tokens: int | None = None) -> dict:
+    """Per-block and total counts of the attention core, baseline vs rewritten (see vitc.compiler.opcount);
+    ``real_tokens``: the token count of a dynamic sequence (calibration data), else the probe's.
+    Adds each rewritten block's break-even token count and a note when linearisation costs more
+    multiplications than softmax at the counted tokens."""
     rows, tot_b, tot_r, g_b, g_r = [], opcount.OpCounts(), opcount.OpCounts(), opcount.OpCounts(), opcount.OpCounts()
     token_note = None
+    notes = []
     for block in cm.blocks:
-        n, token_note = _tokens(block, tokens_override)
+        n, token_note = _tokens(block, tokens_override, real_tokens)
         node = cm.node(block.attention)
         h, d, c = block.num_heads, block.head_dim, block.embed_dim
         masked = len(node.inputs) == 4
@@ -487,9 +521,14 @@ def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None)
             gnew = opcount.core_graph_counts(OP_TYPE, dict(a), len(node.inputs), n, c, cm.opset)
         else:
             new, gnew = base, gbase
-        rows.append({"block": block.index, "tokens": n, "heads": h, "head_dim": d, "rewritten": node.op == OP_TYPE,
-                     "baseline": base.to_dict(), "taylor": new.to_dict(),
-                     "graph_baseline": gbase.to_dict(), "graph_taylor": gnew.to_dict()})
+        row = {"block": block.index, "tokens": n, "heads": h, "head_dim": d, "rewritten": node.op == OP_TYPE,
+               "baseline": base.to_dict(), "taylor": new.to_dict(),
+               "graph_baseline": gbase.to_dict(), "graph_taylor": gnew.to_dict()}
+        if node.op == OP_TYPE:
+            row["break_even_tokens"] = break_even_tokens(d, h, node.attrs, masked)
+            if new.mul > base.mul:
+                notes.append((block.index, n, new.mul / base.mul, row["break_even_tokens"]))
+        rows.append(row)
         tot_b, tot_r, g_b, g_r = tot_b + base, tot_r + new, g_b + gbase, g_r + gnew
     return {"accounting": "attention core per image (batch 1), projections excluded; 'paper' = ViTALiTy Eq. (1)-(3) "
                           "step accounting, 'graph' = counted from the emitted ONNX function bodies "
@@ -499,4 +538,7 @@ def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None)
                         "ratio": opcount.ratio(tot_b, tot_r)},
             "graph_total_M": {"baseline": g_b.millions(), "rewritten": g_r.millions(),
                               "ratio": opcount.ratio(g_b, g_r)},
-            "per_block": rows}
+            "per_block": rows,
+            **({"note": f"linearisation does not pay here: at {notes[0][1]} tokens the Taylor cores of blocks "
+                        f"{[b for b, *_ in notes]} need {max(r for _, _, r, _ in notes):.2f}x the multiplications "
+                        f"of softmax attention (break-even at about {notes[0][3]} tokens)"} if notes else {})}

@@ -277,3 +277,30 @@ def test_reference_vit_selective_refit():
     drop_in = compile_model(REF_P4, passes="taylor", target="none", calib=calib, options={"taylor_refit": "no"})
     assert drop_in.compiled.records[0].weights == "untrained"
     assert drop_in.compiled.records[0].fidelity["end_to_end"]["accuracy"] < e2e["accuracy"] - 5
+
+
+def test_taylor_counts_real_tokens_and_says_when_linearisation_cannot_pay():
+    """Text calibration: op counts at the median real sentence length (not the probe's), each
+    rewritten block's break-even token count, and a note when Taylor costs more than softmax."""
+    from conftest import EXPORTERS, FIXTURES
+    from vitc.compiler import opcount
+    from vitc.passes.taylor import break_even_tokens
+    from vitc.pipeline import compile_model
+    res = compile_model(EXPORTERS / "hf_bert_eager_legacy_op17.onnx", passes="taylor", target="none",
+                        calib=FIXTURES / "text" / "sentences.txt", tokenizer=FIXTURES / "text" / "vocab.txt")
+    rec = res.compiled.records[0]
+    oc = rec.details["opcount"]
+    assert oc["tokens"].startswith("median real tokens")
+    row = next(r for r in oc["per_block"] if r["rewritten"])
+    n, b = row["tokens"], row["break_even_tokens"]
+    attrs = next(n_.attrs for n_ in res.compiled.graph.nodes if n_.op == "TaylorAttention")
+    count = lambda k, f: f(k).mul  # noqa: E731
+    taylor = lambda k: opcount.taylor_attention_counts(k, row["head_dim"], row["heads"], attrs["variant"],  # noqa: E731
+                                                       attrs["centering"], bool(attrs["simplified"]), True)
+    soft = lambda k: opcount.softmax_attention_counts(k, row["head_dim"], row["heads"], True)  # noqa: E731
+    assert count(b, taylor) <= count(b, soft) and count(b - 1, taylor) > count(b - 1, soft)
+    assert b == break_even_tokens(row["head_dim"], row["heads"], attrs, True)
+    if n < b:
+        assert any("does not pay" in t for t in rec.details["notes"])
+    else:
+        assert not any("does not pay" in t for t in rec.details.get("notes", []))

@@ -183,6 +183,8 @@ def _cmd_compile(args) -> int:
         declined = rec.details.get("declined") or {}
         note = f"; declined {len(declined)}: {_declines(declined)}" if declined else ""
         print(f"  {rec.name}: blocks {rec.blocks}, weights {rec.weights}{_fidelity_summary(rec.fidelity)}{note}")
+        for text in rec.details.get("notes") or []:
+            print(f"    note: {text}")
     if cm.unrecognised:
         print(f"  {len(cm.unrecognised)} attention-like subgraphs not recognised (see `vitc inspect`)")
     if result.summary:
