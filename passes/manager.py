@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import importlib.util
+
 import dataclasses
 import time
 from typing import Any
@@ -51,6 +53,11 @@ def select(spec: str | list[str] | None) -> list[str]:
     for n in parts:
         if n not in PASSES:
             raise VitcInputError(f"unknown pass '{n}' (available: none, {', '.join(sorted(PASSES))})")
+    for n in parts:                 # optional extras a pass always needs: say so before any work
+        missing = [m for m in getattr(PASSES[n], "requires", ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            raise VitcInputError(f"--passes: {n} needs {', '.join(missing)} (pip install 'vitc[distill]'; "
+                                 "a CPU build of torch is enough)")
     dup = sorted({n for n in parts if parts.count(n) > 1})
     if dup:
         raise VitcInputError(f"--passes: {', '.join(dup)} given more than once (each pass runs once)")

@@ -174,6 +174,7 @@ class RecoverPass:
     help = "train the rewritten blocks end to end against the original on calibration data (needs vitc[distill])"
     Options = RecoverOptions
     after = ("reuse", "bilstm", "taylor", "reorder")
+    requires = ("torch",)           # checked when the passes are selected, before any work
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         try:

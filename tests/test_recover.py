@@ -125,8 +125,17 @@ def test_recover_needs_a_rewritten_block():
         compile_model(P4, passes="recover", calib=CALIB, calib_samples=32, target="none")
 
 
-def test_recover_without_torch_is_one_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)
+def test_recover_without_torch_is_one_clear_error_before_any_work(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(VitcInputError, match="recover needs torch"):
+        compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=32, target="none")
+    monkeypatch.setitem(sys.modules, "torch", None)          # the pass's own guard, if torch breaks later
+    from vitc.passes.context import PassContext
+    from vitc.passes.recover import RecoverOptions, RecoverPass
+    from vitc.pipeline import front_end, plan_compile
+    plan = plan_compile(P4, passes="none", target="none")
+    ctx = PassContext({"recover": RecoverOptions()})
     with pytest.raises(VitcInputError, match="needs PyTorch"):
-        compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=32, target="none",
-                      options={"refit": "no"})
+        RecoverPass().run(front_end(plan), ctx)
