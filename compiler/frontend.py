@@ -287,6 +287,8 @@ def canonicalize_model(model: onnx.ModelProto, *, name: str, source: Path | None
             resolved.append((site, resolve(site, values)))
         except NotRecognised as exc:
             fall_back(site, str(exc))
+    core_names = {n for c in list(found.cores) + list(found.fallback.values()) for n in c.probe_names()}
+    values = {k: v for k, v in values.items() if k in core_names}   # the sites' probe values are spent
     cm = CompiledModel(graph, opset, name, source, [], failed, normalized, external_data,
                        dict(input_shapes or {}), original=original, original_held=held)
     for site, spec in resolved:
