@@ -49,6 +49,7 @@ import onnx_graphsurgeon as gs
 from vitc.compiler.emit import emit_light
 from vitc.core.errors import VitcInputError
 from vitc.core.ir import CompiledModel, PassRecord
+from vitc.passes.fidelity import emit_copy, end_to_end
 from vitc.passes.options import PassOptions, at_least, in_range, option, positive
 from vitc.runtime.output_kinds import KIND_RANK, embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
 
@@ -300,7 +301,8 @@ class RecoverPass:
         }
         primary = after[min(objective.names, key=lambda k: KIND_RANK[objective.kinds[k]])]
         fidelity = {f"holdout_{k}": round(v, 4) for k, v in primary.items()}
-        fidelity.update({"holdout_samples": int(len(hold)), "epochs": best[2]})
+        fidelity.update({"holdout_samples": int(len(hold)), "epochs": best[2], "calibration": data.source,
+                         "end_to_end": end_to_end(emit_copy(cm), data, ctx.model_outputs(cm))})
         timings = {"seconds": seconds, **{f"epoch{i + 1}_seconds": v for i, v in enumerate(epoch_seconds)}}
         return PassRecord(self.name, blocks, "trained", fidelity, details, timings=timings)
 
