@@ -230,6 +230,9 @@ class TaylorOptions(PassOptions):
                                 "refit or budget needs it — for quick compiles of large models")
     tokens: int | None = option(None, "--taylor-tokens", type=int, metavar="N", check=positive,
                                 help="token count for operation counts of models with a dynamic sequence length")
+    when: str = option("always", "--taylor-when", choices=("always", "pays"), type=str,
+                       help="pays: keep softmax in blocks whose Taylor core would need more multiplications at the "
+                            "model's token count (static, --taylor-tokens, or the calibration's real lengths)")
 
 
 class TaylorPass:
@@ -243,7 +246,7 @@ class TaylorPass:
         return {"variant": o.variant, "centering": o.centering or DEFAULT_CENTERING[o.variant],
                 "candidates": parse_block_list(o.layers, len(cm.blocks) + len(cm.cores), "--layers"),
                 "max_drop": o.max_drop, "cos_floor": o.cos_floor, "refit": o.refit, "metric": o.metric,
-                "ridge": o.ridge, "tokens": o.tokens, "measure": o.measure}
+                "ridge": o.ridge, "tokens": o.tokens, "measure": o.measure, "when": o.when}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()
@@ -254,6 +257,13 @@ class TaylorPass:
             if op == OP_TYPE:
                 raise VitcInputError(f"taylor: block {i} core is already {op} (run taylor once, before reorder)")
         declined = {i: r for i in cfg["candidates"] if (r := decline_reason(cm, ctx, sites[i])) is not None}
+        if cfg["when"] == "pays":
+            real = real_token_count(cm, ctx)
+            for i in cfg["candidates"]:
+                if i not in declined and i < len(cm.blocks):
+                    why = cost_decline(cm, cm.blocks[i], cfg, real)
+                    if why:
+                        declined[i] = why
         candidates = [i for i in cfg["candidates"] if i not in declined and i < len(cm.blocks)]
         core_candidates = [i for i in cfg["candidates"] if i not in declined and i >= len(cm.blocks)]
         budget = cfg["max_drop"] is not None or cfg["cos_floor"] is not None
@@ -497,6 +507,21 @@ def break_even_tokens(d: int, h: int, attrs: dict, masked: bool, limit: int = 1 
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if pays(mid) else (mid, hi)
     return hi if not pays(lo) else lo
+
+
+def cost_decline(cm: CompiledModel, block: EncoderBlock, cfg: dict, real_tokens: int | None) -> str | None:
+    """Why linearising ``block`` would cost more multiplications than its softmax at the counted
+    tokens (``--taylor-when pays``), or None."""
+    n, _ = _tokens(block, cfg["tokens"], real_tokens)
+    masked = len(cm.node(block.attention).inputs) == 4
+    attrs = {"variant": cfg["variant"], "centering": cfg["centering"], "simplified": 0}
+    d, h = block.head_dim, block.num_heads
+    taylor = opcount.taylor_attention_counts(n, d, h, cfg["variant"], cfg["centering"], False, masked)
+    soft = opcount.softmax_attention_counts(n, d, h, masked)
+    if taylor.mul <= soft.mul:
+        return None
+    return (f"linearisation does not pay at {n} tokens: {taylor.mul / soft.mul:.2f}x softmax's multiplications "
+            f"(break-even at about {break_even_tokens(d, h, attrs, masked)} tokens); kept as softmax")
 
 
 def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None, real_tokens: int | None = None) -> dict:

@@ -304,3 +304,16 @@ def test_taylor_counts_real_tokens_and_says_when_linearisation_cannot_pay():
         assert any("does not pay" in t for t in rec.details["notes"])
     else:
         assert not any("does not pay" in t for t in rec.details.get("notes", []))
+
+
+@pytest.mark.parametrize("tokens", [4, 4096])
+def test_taylor_when_pays_keeps_softmax_where_linearisation_costs_more(tokens):
+    from conftest import EXPORTERS
+    from vitc.pipeline import compile_model
+    res = compile_model(EXPORTERS / "hf_bert_eager_legacy_op17.onnx", passes="taylor", target="none",
+                        options={"when": "pays", "taylor_tokens": tokens})
+    rec = res.compiled.records[0]
+    if tokens == 4:       # a few tokens: softmax's n² is cheaper than Taylor's n·d² everywhere
+        assert rec.blocks == [] and all("does not pay at 4 tokens" in r for r in rec.details["declined"].values())
+    else:
+        assert rec.blocks and not rec.details["declined"]
