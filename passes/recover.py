@@ -119,13 +119,12 @@ def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class _Objective:
     """Loss and held-out metrics over the model's float outputs (module doc)."""
 
-    def __init__(self, names: list[str], teacher: dict[str, np.ndarray], widths: set[int], mask: str | None):
+    def __init__(self, names: list[str], teacher: dict[str, np.ndarray], widths: set[int]):
         self.kinds = {n: output_kind(teacher[n], widths) for n in names}
         self.names = [n for n in names if self.kinds[n] != "other"]
         if not self.names:
             raise VitcInputError("recover: the model has no float output to distil against")
         self.var = {n: float(np.var(teacher[n])) or 1.0 for n in self.names}
-        self.mask = mask
 
     def loss(self, torch, out: dict, target: dict, mask):
         total = 0.0
@@ -201,7 +200,7 @@ class RecoverPass:
         outputs = [x.name for x in light.graph.output]
         teacher = dict(zip(outputs, ctx.model_outputs(cm)))
         mask = mask_input(feeds)
-        objective = _Objective(outputs, teacher, hidden_widths(light), mask)
+        objective = _Objective(outputs, teacher, hidden_widths(light))
         dynamic = any(d.dim_param or not d.HasField("dim_value")
                       for i in light.graph.input if i.name == mask for d in i.type.tensor_type.shape.dim[1:2])
         n = len(next(iter(feeds.values())))
