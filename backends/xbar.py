@@ -339,7 +339,7 @@ class XbarModel:
         tiles = sum(mm.tiles for mm in self.maps)
         per_xbar = (s["crossbar.leakage_uw"] + adcs * s["adc.leakage_uw"] + s["periphery.leakage_uw_per_crossbar"]
                     + s["accumulation.leakage_uw_per_crossbar"])
-        return n * per_xbar + tiles * s["buffer.leakage_uw_per_tile"]
+        return n * per_xbar + tiles * (s["buffer.leakage_uw_per_tile"] + s["interconnect.static_uw_per_tile"])
 
 
 

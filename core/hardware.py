@@ -127,6 +127,7 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
         "bandwidth_bits_per_ns": (POS, _R, None),
         "area_mm2_per_tile": (NN, _R, None),
         "overlap_with_compute": ("bool", _O, False),
+        "static_uw_per_tile": (NN, _O, 0.0),
     },
     "units.mac": {
         "count": (INT(1, 1 << 16), _R, None),
