@@ -17,7 +17,7 @@ from onnx import helper
 
 from vitc.core.errors import VitcInputError
 from vitc.core.graph import MappedValues
-from vitc.core.mapped import mark_held
+from vitc.core.mapped import placeholder
 from vitc.core.ir import CompiledModel
 from vitc.core.version import VERSION
 from vitc.runtime.function_builder import DOMAIN, DOMAIN_VERSION
@@ -41,20 +41,12 @@ def held_weights(graph: gs.Graph):
     for t in graph.tensors().values():
         lazy = getattr(t, "_values", None)
         if isinstance(lazy, MappedValues):
-            data, ph = lazy.array, onnx.TensorProto()
-            ph.CopyFrom(lazy.placeholder)
-            ph.name = t.name
+            data, ph = lazy.array, placeholder(t.name, lazy.placeholder.data_type, lazy.placeholder.dims)
         elif isinstance(t, gs.Constant) and isinstance(lazy, LazyValues) and _nbytes(lazy.tensor) >= LIGHT_MIN_BYTES:
-            data, ph = lazy.tensor, onnx.TensorProto()
-            ph.name, ph.data_type = t.name, lazy.tensor.data_type
-            ph.dims.extend(lazy.tensor.dims)
-            mark_held(ph)
+            data, ph = lazy.tensor, placeholder(t.name, lazy.tensor.data_type, lazy.tensor.dims)
         elif isinstance(t, gs.Constant) and isinstance(lazy, np.ndarray) and lazy.dtype.kind in "fiub" and \
-                lazy.nbytes >= LIGHT_MIN_BYTES:
-            data, ph = lazy, onnx.TensorProto()         # a weight the front end or a pass made
-            ph.name, ph.data_type = t.name, helper.np_dtype_to_tensor_dtype(lazy.dtype)
-            ph.dims.extend(lazy.shape)
-            mark_held(ph)
+                lazy.nbytes >= LIGHT_MIN_BYTES:           # a weight the front end or a pass made
+            data, ph = lazy, placeholder(t.name, helper.np_dtype_to_tensor_dtype(lazy.dtype), lazy.shape)
         else:
             continue
         held[t.name] = data
@@ -67,7 +59,7 @@ def held_weights(graph: gs.Graph):
             t._values = lazy
 
 
-def emit_light(cm: CompiledModel) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+def emit_light(cm: CompiledModel) -> tuple[onnx.ModelProto, dict]:
     """:func:`emit` without copying any large weight: those initializers are placeholders and come
     back as ``{name: TensorProto or array}`` — what :class:`vitc.core.io.StreamedModel` writes
     from and :func:`vitc.runtime.session.open_session` runs from."""

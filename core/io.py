@@ -20,7 +20,7 @@ from onnx import numpy_helper
 from onnx import external_data_helper, helper
 
 from vitc.core.errors import VitcInputError
-from vitc.core.mapped import NotMappable, encode_varint, map_model, tensor_chunks, tensor_size
+from vitc.core.mapped import NotMappable, encode_varint, map_model, renamed, tensor_chunks, tensor_size
 
 MIN_OPSET, MAX_OPSET = 14, 23
 _TWO_GB = 2**31 - 1
@@ -259,7 +259,7 @@ def _with_held(light: onnx.ModelProto, held: dict) -> onnx.ModelProto:
 def as_tensor(value, name: str) -> onnx.TensorProto:
     """``value`` (a held TensorProto or array) as a TensorProto named ``name``."""
     if isinstance(value, onnx.TensorProto):
-        return value if value.name == name else _renamed(value, name)
+        return renamed(value, name)
     return numpy_helper.from_array(np.asarray(value), name)
 
 
@@ -297,13 +297,6 @@ class StreamedModel:
             f.write(b"\x2a" + encode_varint(n))          # GraphProto.initializer (field 5)
             for c in tensor_chunks(self.weights.get(t.name, t), t.name):
                 f.write(c)
-
-
-def _renamed(t: onnx.TensorProto, name: str) -> onnx.TensorProto:
-    out = onnx.TensorProto()
-    out.CopyFrom(t)
-    out.name = name
-    return out
 
 
 def model_bytes(model: onnx.ModelProto, name: str, external: bool, held: dict | None = None) -> dict:

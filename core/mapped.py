@@ -185,16 +185,30 @@ def tensor_size(value, name: str) -> int:
     return len(_header(arr, name)) + 1 + len(encode_varint(arr.nbytes)) + arr.nbytes
 
 
+def placeholder(name: str, data_type: int, dims) -> onnx.TensorProto:
+    """A data-less TensorProto standing for a weight held apart (:func:`mark_held`)."""
+    t = onnx.TensorProto()
+    t.name, t.data_type = name, data_type
+    t.dims.extend(dims)
+    mark_held(t)
+    return t
+
+
+def renamed(t: onnx.TensorProto, name: str) -> onnx.TensorProto:
+    """A copy of ``t`` named ``name`` (``t`` itself when it already is)."""
+    if t.name == name:
+        return t
+    out = onnx.TensorProto()
+    out.CopyFrom(t)
+    out.name = name
+    return out
+
+
 def tensor_chunks(value, name: str) -> list:
     """The serialised TensorProto named ``name`` holding ``value`` (a TensorProto or an array), as
     byte chunks — an array's data is not copied into a proto first."""
     if isinstance(value, onnx.TensorProto):
-        if value.name != name:
-            t = onnx.TensorProto()
-            t.CopyFrom(value)
-            t.name = name
-            value = t
-        return [value.SerializeToString(deterministic=True)]
+        return [renamed(value, name).SerializeToString(deterministic=True)]
     arr = np.ascontiguousarray(value)
     data = memoryview(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).cast("B")
     return [_header(arr, name), b"\x4a" + encode_varint(len(data)), data]

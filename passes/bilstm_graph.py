@@ -110,10 +110,14 @@ def build_block(graph: gs.Graph, x_in: gs.Tensor, b: BlockLstm, prefix: str, ops
 def sequence_lengths(cm: CompiledModel, index: int, rank: int) -> tuple[gs.Tensor, list[tuple[str, str]]]:
     """int32 [B]: real tokens per sample, from block ``index``'s key-padding attention mask of
     ``rank`` dims ([B, N], [B, 1, 1, N], or [B, 1, N, N] with equal rows; additive — 0 keeps,
-    large negative drops — or boolean)."""
+    large negative drops — or boolean). Built once per mask tensor: blocks sharing a mask share
+    the lengths (no nodes, no tags the second time)."""
     blk = cm.blocks[index]
     mask = cm.node(blk.attention).inputs[3]
-    bd = _Builder(cm.graph, f"/block{index}/bilstm/seq_lens", cm.opset)
+    bd = _Builder(cm.graph, f"/bilstm_seq_lens/{mask.name}", cm.opset)
+    built = cm.graph.tensors().get(f"{bd.prefix}/count_output_0")
+    if built is not None:
+        return built, []
     if rank > 2:                          # one query row: [B, 1, ..., 1, N]
         mask = bd.node("Slice", "first_query", [mask, bd.const("starts", [0] * (rank - 2)),
                                                 bd.const("ends", [1] * (rank - 2)),

@@ -208,21 +208,21 @@ class RecoverPass:
             raise VitcInputError(f"recover: {n} calibration samples are too few to train and hold some out")
         train, hold = _split(n, o.holdout, ctx.seed)
 
-        def take(idx):
+        def take(idx, targets: bool = True):
+            """Feeds (and the stored teacher outputs) of samples ``idx``, trimmed."""
             f = {k: v[idx] for k, v in feeds.items()}
-            t = {k: teacher[k][idx] for k in objective.names}
-            return _trim(f, t, mask, dynamic)
+            return _trim(f, {k: teacher[k][idx] for k in objective.names} if targets else {}, mask, dynamic)
 
-        def forward(f, grad: bool):
+        def predict(f):
             tf = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in f.items()}
-            with torch.set_grad_enabled(grad):
+            with torch.no_grad():
                 return mirror(tf, objective.names), (tf[mask] if mask else None)
 
         def evaluate() -> tuple[float, dict]:
             losses, outs, tgts, masks = [], {k: [] for k in objective.names}, {k: [] for k in objective.names}, []
             for start in range(0, len(hold), o.batch):
                 f, t = take(hold[start:start + o.batch])
-                out, m = forward(f, False)
+                out, m = predict(f)
                 losses.append(float(objective.loss(torch, out, {k: torch.from_numpy(v) for k, v in t.items()}, m))
                               * len(next(iter(f.values()))))
                 for k in objective.names:
@@ -249,7 +249,7 @@ class RecoverPass:
             order = train[rng.permutation(len(train))]
             total = 0.0
             for start in range(0, len(order), o.batch):
-                f, t = take(order[start:start + o.batch])
+                f, _ = take(order[start:start + o.batch], targets=False)   # targets: the teacher mirror's
                 if o.augment != "none":
                     extra = _augment(f, mask, rng)
                     f = {k: np.concatenate([f[k], extra[k]]) for k in f}

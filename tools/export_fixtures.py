@@ -70,11 +70,13 @@ SEED = 1234
 # not installed (it drags in a matching CUDA torch build) install a permissive
 # stub package so that `import timm` succeeds.
 # --------------------------------------------------------------------------- #
-def _install_torchvision_stub() -> None:
+def install_torchvision_stub() -> None:
+    """timm imports torchvision at import time; a CUDA torchvision breaks beside CPU torch, and
+    nothing built here needs it: an importable stand-in (any attribute is a class) is enough."""
     try:
         import torchvision  # noqa: F401
         return
-    except Exception:
+    except Exception:  # noqa: BLE001 - missing or broken
         pass
 
     class _AnyMeta(type):
@@ -113,6 +115,8 @@ def _install_torchvision_stub() -> None:
         def exec_module(self, module):
             pass
 
+    for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
+        del sys.modules[k]                 # a broken import leaves half-initialised modules behind
     sys.meta_path.insert(0, _Finder())
 
 
@@ -641,7 +645,7 @@ def image_input(batch=1, h=IMG, w=IMG, seed=SEED):
 
 
 def build_timm(fused_attn=True, dynamic_img_size=False, seed=SEED):
-    _install_torchvision_stub()
+    install_torchvision_stub()
     import torch
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(seed)

@@ -10,47 +10,12 @@ says which form a failure belongs to.
 from __future__ import annotations
 
 import math
-import sys
-import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from export_fixtures import install_torchvision_stub  # noqa: F401 - tools/ is on the path; re-exported
+
 SEED = 0
-
-
-def install_torchvision_stub() -> None:
-    """timm imports torchvision at import time; a CUDA torchvision breaks beside CPU torch, and
-    nothing built here needs it: an importable empty stand-in is enough."""
-    try:
-        import torchvision  # noqa: F401
-        return
-    except Exception:  # noqa: BLE001 - missing or broken
-        pass
-    import importlib.abc
-    import importlib.machinery
-
-    class _Any(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return type(name, (), {"__init__": lambda self, *a, **k: None})
-
-    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, fullname, path, target=None):
-            if fullname == "torchvision" or fullname.startswith("torchvision."):
-                return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-            return None
-
-        def create_module(self, spec):
-            m = _Any(spec.name)
-            m.__path__ = []
-            return m
-
-        def exec_module(self, module):
-            pass
-    for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
-        del sys.modules[k]
-    sys.meta_path.insert(0, _Finder())
 
 
 @dataclass

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitc import plots
+import vitc.plots as plots
 from vitc.fmt import num, si
 from vitc.backends.api import Analysis, analyse
 from vitc.backends.results import mapping_data, report_data, schedule_data

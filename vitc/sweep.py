@@ -26,7 +26,7 @@ from typing import Any
 
 import onnx
 
-from vitc import plots
+import vitc.plots as plots
 from vitc.backends.api import analyse
 from vitc.backends.results import rollups
 from vitc.core.config import read_toml
