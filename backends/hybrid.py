@@ -42,7 +42,7 @@ from vitc.backends.xbar import XbarModel
 def _hybrid_models(spec: HardwareSpec, options: dict):
     shw = systolic_hw(spec.part("systolic"))
     digital = DigitalModel(spec, act_products=False)   # LSTM gate costs only
-    xbar = XbarModel(spec, digital)
+    xbar = XbarModel(spec, digital, options.get("xbar_traces"))
     xbar.kinds = (MVM, LSTM)
     link = spec.get("interconnect.energy_pj_per_bit")
     sysm = SystolicModel(shw, options, sched_freq_ghz=spec.freq_ghz, kinds=("act_product", "sfu", "vector"),

@@ -40,10 +40,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vitc.backends.adc_circuit import read_path
 from vitc.backends.cost import OpCost, Target, post_layout, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
 from vitc.core.hardware import HardwareSpec
 from vitc.backends.partition import ACT, LSTM, MVM, Matrix, WorkItem
+from vitc.backends.xbar_activity import ReadStats, assumed_stats, read_stats
 
 
 @dataclass
@@ -96,8 +98,13 @@ def map_matrix(spec: HardwareSpec, m: Matrix, op: str, layer: str, dynamic: bool
 class XbarModel:
     """Cost model for ``mvm`` and ``lstm`` items (and ``act_product`` in ``xbar-write`` mode)."""
 
-    def __init__(self, spec: HardwareSpec, digital: DigitalModel):
+    def __init__(self, spec: HardwareSpec, digital: DigitalModel, traces: dict | None = None):
+        """``traces``: quantised operands per weight tensor (:func:`~vitc.backends.xbar_activity.layer_traces`),
+        used where the preset has ``[adc_circuit]`` for data-dependent word-line and ADC energy."""
         self.spec, self.digital = spec, digital
+        self.path = read_path(spec)
+        self.traces = traces or {}
+        self.read_sources: dict[str, int] = {}
         self.write_mode = spec["attention_products.mode"] == "xbar-write"
         self.kinds = (MVM, LSTM) + ((ACT,) if self.write_mode else ())
         self.f = spec.freq_ghz
@@ -107,6 +114,21 @@ class XbarModel:
         self.maps: list[MatrixMap] = []
         self.cpw = spec.columns_per_weight
 
+    @property
+    def adc_area_um2(self) -> float:
+        """One ADC: the circuit equations' where the preset has them, else its [adc] area."""
+        return self.path.adc_area_um2() if self.path else self.spec["adc.area_um2"]
+
+    def _read_stats(self, mm: MatrixMap) -> ReadStats:
+        xb = self.spec.section("crossbar")
+        t = self.traces.get(mm.tensor)
+        if t is not None and t.codes.shape == (mm.K, mm.N):
+            st = read_stats(t, self.path, xb["weight_bits"], xb["cell_bits"])
+        else:
+            st = assumed_stats(self.path, min(mm.K, self.R), xb["input_activity"])
+        self.read_sources[st.source] = self.read_sources.get(st.source, 0) + 1
+        return st
+
     # ------------------------------------------------------------------ one matrix
     def _matrix_cost(self, mm: MatrixMap, vectors: int, bias: bool) -> tuple[dict, dict, float, dict]:
         """(energy pJ per component, latency ns per component for one vector, data bits, counts)."""
@@ -114,7 +136,8 @@ class XbarModel:
         xb, adc, per, acc = s.section("crossbar"), s.section("adc"), s.section("periphery"), s.section("accumulation")
         V = vectors * mm.count
         K, N, P, rt, ct = mm.K, mm.N, mm.phys_cols, mm.row_tiles, mm.col_tiles
-        act = xb["input_activity"]
+        stats = self._read_stats(mm) if self.path else None
+        act = stats.row_activity if stats else xb["input_activity"]
         phases = -(-min(K, self.R) // xb["rows_parallel"])
         planes = self.planes
         conv = V * planes * phases * rt * P
@@ -124,9 +147,15 @@ class XbarModel:
         buf_bits = V * (K * in_bits + N * out_bits)
         ic_bits = V * (K * in_bits * ct + N * out_bits)  # energy: inputs delivered to every column tile
         ic_bits_time = V * (K * in_bits + N * out_bits)  # latency: one broadcast per input vector
+        if stats:   # NeuroSim's read path: word lines of every column tile, data-dependent conversions
+            e_array = V * planes * K * act * ct * self.path.wordline_energy_pj_per_row()
+            e_adc = conv * stats.conversion_pj
+        else:
+            e_array = V * planes * K * P * xb["read_energy_pj_per_cell"] * act
+            e_adc = conv * adc["energy_pj"]
         e = {
-            "array": V * planes * K * P * xb["read_energy_pj_per_cell"] * act,
-            "adc": conv * adc["energy_pj"],
+            "array": e_array,
+            "adc": e_adc,
             "other_periph": (V * planes * K * ct * per["dac_energy_pj_per_row"] * act
                              + conv * per["mux_energy_pj_per_conversion"]
                              + xbar_reads * per["decoder_energy_pj_per_read"]),
@@ -135,7 +164,7 @@ class XbarModel:
             "interconnect": ic_bits * s["interconnect.energy_pj_per_bit"],
         }
         t_read = planes * phases * xb["read_latency_ns"]
-        t_adc = planes * phases * xb["cols_per_adc"] * adc["latency_ns"]
+        t_adc = planes * phases * (self.path.adc_latency_ns() if self.path else xb["cols_per_adc"] * adc["latency_ns"])
         if xb["pipelined_read_convert"]:
             t_read, t_adc = (t_read, 0.0) if t_read >= t_adc else (0.0, t_adc)
         stages = math.ceil(math.log2(rt * self.cpw)) if rt * self.cpw > 1 else 0
@@ -310,7 +339,7 @@ class XbarModel:
         maps = cost.extra.get("maps", []) if isinstance(cost.extra, dict) else []
         n = sum(mm.crossbars_total for mm in maps)
         tiles = sum(mm.tiles for mm in maps)
-        per_xbar = (s["crossbar.area_um2"] + self.C / s["crossbar.cols_per_adc"] * s["adc.area_um2"]
+        per_xbar = (s["crossbar.area_um2"] + self.C / s["crossbar.cols_per_adc"] * self.adc_area_um2
                     + s["accumulation.area_um2_per_crossbar"] + s["periphery.area_um2_per_crossbar"]) * 1e-6
         return n * per_xbar + tiles * (s["buffer.area_mm2_per_tile"] + s["interconnect.area_mm2_per_tile"])
 
@@ -325,7 +354,7 @@ class XbarModel:
         um2 = 1e-6
         return {
             "array": n * s["crossbar.area_um2"] * um2,
-            "adc": n * adcs * s["adc.area_um2"] * um2,
+            "adc": n * adcs * self.adc_area_um2 * um2,
             "accumulation": n * s["accumulation.area_um2_per_crossbar"] * um2,
             "other_periph": n * s["periphery.area_um2_per_crossbar"] * um2,
             "buffer": tiles * s["buffer.area_mm2_per_tile"],
@@ -346,7 +375,7 @@ class XbarModel:
 
 def _xbar_models(spec: HardwareSpec, options: dict):
     digital = DigitalModel(spec, act_products=spec["attention_products.mode"] == "digital")
-    return [XbarModel(spec, digital), digital]
+    return [XbarModel(spec, digital, options.get("xbar_traces")), digital]
 
 
 TARGET = Target("xbar", ("xbar",), "rram-128", _xbar_models,

@@ -170,11 +170,47 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
     "calibration": {
         "post_layout_energy_factor": (POS, _O, 1.0),
     },
+    # NeuroSim's sense-amp ADC as circuit equations (backends/adc_circuit.py); all or nothing
+    "adc_circuit": {
+        "model": (("enum", ("neurosim-mlsa",)), _O, None),
+        "vdd": (POS, _O, None),
+        "read_voltage": (POS, _O, None),
+        "access_voltage": (POS, _O, None),
+        "cg_n_ff": (NN, _O, None),
+        "cj_n_ff": (NN, _O, None),
+        "cg_p_ff": (NN, _O, None),
+        "cj_p_ff": (NN, _O, None),
+        "gate_height_um": (POS, _O, None),
+        "gate_pitch_um": (POS, _O, None),
+        "cell_height_um": (POS, _O, None),
+        "cell_width_um": (POS, _O, None),
+        "array_col_pitch_um": (POS, _O, None),
+        "bitline_cap_ff_per_row": (NN, _O, None),
+        "wordline_cap_ff_per_col": (NN, _O, None),
+        "ron_ohm": (POS, _O, None),
+        "roff_ohm": (POS, _O, None),
+        "access_ohm": (NN, _O, None),
+        "column_power_fit": (("numlist", 6), _O, None),
+        "column_power_breaks_ohm": (("numlist", 2), _O, None),
+        "latency_fit": (("numlist", 4), _O, None),
+        "latency_break_ohm": (POS, _O, None),
+        "latency_cap_threshold_ohm": (POS, _O, None),
+        "latency_cap_r2_ohm": (POS, _O, None),
+        "latency_ref_cap_ff": (POS, _O, None),
+        "latency_cap_slope_s": (POS, _O, None),
+    },
 }
 
 
 def _xbar_checks(out: dict, bad) -> None:
     xb = out["crossbar"]
+    circ = out.get("adc_circuit") or {}
+    if circ:
+        if "model" not in circ:
+            bad("[adc_circuit] needs model = \"neurosim-mlsa\" when any of its fields is given")
+        missing = [k for k in XBAR_SCHEMA["adc_circuit"] if k not in circ]
+        if missing:
+            bad(f"[adc_circuit] with model = \"{circ['model']}\" needs every field; missing {', '.join(missing)}")
     if xb["cols_per_adc"] > xb["cols"]:
         bad(f"[crossbar].cols_per_adc must be <= [crossbar].cols (got {xb['cols_per_adc']})")
     if xb["cell_bits"] > xb["weight_bits"]:
@@ -250,6 +286,8 @@ def _kind_text(kind) -> str:
         return "one of " + ", ".join(f'"{k}"' for k in kind[1])
     if isinstance(kind, tuple) and kind[0] == "int":
         return f"an integer in {kind[1]}..{kind[2]}"
+    if isinstance(kind, tuple) and kind[0] == "numlist":
+        return f"a list of {kind[1]} finite numbers"
     if isinstance(kind, tuple) and kind[0] == "num":
         _, lo, hi, lo_open = kind
         if hi == math.inf:
@@ -267,6 +305,9 @@ def _check_value(kind, v) -> bool:
         return isnum and math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
     if isinstance(kind, tuple) and kind[0] == "enum":
         return isinstance(v, str) and v in kind[1]
+    if isinstance(kind, tuple) and kind[0] == "numlist":
+        return (isinstance(v, list) and len(v) == kind[1]
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v))
     if kind == "str":
         return isinstance(v, str)
     if kind == "bool":

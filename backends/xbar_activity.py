@@ -1,0 +1,95 @@
+"""Data-dependent read activity of the crossbars: what real inputs and weights do to the word lines
+and the sense amps (used where a preset has ``[adc_circuit]``).
+
+From one onnxruntime run (the first calibration sample, or a seeded synthetic one) every
+static-weight MVM gets its input vectors and weights (:mod:`vitc.runtime.mvm_traces`), quantised as
+DNN+NeuroSim's wrapper does: weights to ``weight_bits`` codes split over ``cell_bits`` cells (most
+significant first), inputs to ``input_bits`` two's-complement bit-planes applied one per read.
+For each row tile the column resistances of those reads follow from the cells' states
+(:meth:`ReadPath.column_resistance`), and their conversion energies from the sense-amp equations.
+
+:class:`ReadStats` per weight tensor: the fraction of input bits that are 1 (active word lines) and
+the mean energy of one column conversion (pJ). At most ``max_vectors`` input vectors per layer are
+used (evenly spaced, deterministic).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vitc.backends.adc_circuit import ReadPath
+from vitc.runtime.mvm_traces import input_bit_planes, quantise_weights, trace_layers
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """Quantised operands of one MVM: ``codes`` [K, N] unsigned weight codes (0..2^bits−1) and
+    ``planes`` [reads, K] 0/1 input bit-planes (sampled vectors × input bits)."""
+
+    codes: np.ndarray
+    planes: np.ndarray
+
+
+@dataclass(frozen=True)
+class ReadStats:
+    row_activity: float          # fraction of input bits that are 1 (word lines driven per read)
+    conversion_pj: float         # mean energy of one column conversion
+    source: str                  # "trace" (real operands) or "assumed"
+
+
+def layer_traces(model, data=None, seed: int = 0, input_shapes: dict | None = None, *, weight_bits: int,
+                 input_bits: int, max_vectors: int = 32) -> dict[str, LayerTrace]:
+    """Quantised operands of every static-weight MVM, keyed by weight tensor name."""
+    layers, _ = trace_layers(model, data, seed, input_shapes)
+    out = {}
+    for L in layers:
+        x = L.inputs
+        if x.shape[0] > max_vectors:
+            x = x[np.linspace(0, x.shape[0] - 1, max_vectors).round().astype(np.int64)]
+        planes = input_bit_planes(x, input_bits)                # [K, vectors·bits]
+        wq = quantise_weights(L.weight, weight_bits)
+        codes = np.floor(2 ** (weight_bits - 1) * (wq + 1) + 0.5).astype(np.int64)   # NeuroSim's LoadInWeightData
+        out[L.weight_name] = LayerTrace(np.clip(codes, 0, 2 ** weight_bits - 1).astype(np.uint16),
+                                        np.ascontiguousarray(planes.T))
+    return out
+
+
+def cell_states(codes: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarray:
+    """[K, N] codes → [K, N·slices] cell levels in [0, 1] (most significant slice first)."""
+    slices = -(-weight_bits // cell_bits)
+    top = 2 ** cell_bits - 1
+    parts = [((codes.astype(np.int64) >> (cell_bits * (slices - 1 - s))) & top) / top for s in range(slices)]
+    return np.stack(parts, axis=-1).reshape(codes.shape[0], -1)
+
+
+def read_stats(trace: LayerTrace, path: ReadPath, weight_bits: int, cell_bits: int) -> ReadStats:
+    """Word-line activity and mean conversion energy of ``trace`` on ``path``'s crossbars."""
+    cells = cell_states(trace.codes, weight_bits, cell_bits)
+    energies = []
+    for r0 in range(0, cells.shape[0], path.rows):
+        x = trace.planes[:, r0:r0 + path.rows]
+        w = cells[r0:r0 + path.rows]
+        r = path.column_resistance(x, w >= 0.5) if cell_bits == 1 else _multilevel_resistance(path, x, w)
+        energies.append(float(path.conversion_energy_pj(r).mean()))   # every row tile converts reads × columns
+    return ReadStats(float(trace.planes.mean()), float(np.mean(energies)), "trace")
+
+
+def _multilevel_resistance(path: ReadPath, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    c = path.c
+    g_on, g_off = 1.0 / c["ron_ohm"], 1.0 / c["roff_ohm"]
+    g_cell = 1.0 / (1.0 / (levels * (g_on - g_off) + g_off) + c["access_ohm"])
+    g = x.astype(np.float64) @ g_cell
+    return np.where(g > 0, 1.0 / np.maximum(g, 1e-300), 1e10)
+
+
+def assumed_stats(path: ReadPath, rows_used: int, activity: float) -> ReadStats:
+    """Without operands: ``activity``·rows_used word lines on, half the cells on."""
+    c = path.c
+    n = max(activity * rows_used, 0.0)
+    g = n * 0.5 * (1.0 / (c["ron_ohm"] + c["access_ohm"]) + 1.0 / (c["roff_ohm"] + c["access_ohm"]))
+    r = np.array([1.0 / g if g > 0 else 1e10])
+    return ReadStats(activity, float(path.conversion_energy_pj(r)[0]), "assumed")
+
+
+__all__ = ["LayerTrace", "ReadStats", "layer_traces", "cell_states", "read_stats", "assumed_stats"]
