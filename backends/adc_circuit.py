@@ -163,7 +163,7 @@ class ReadPath:
 
 def read_path(spec, rows: int | None = None, cols: int | None = None) -> ReadPath | None:
     """The preset's read path, or None where it has no ``[adc_circuit]``."""
-    if not spec.get("adc_circuit.model"):
+    if spec.get("adc_circuit.model") != "neurosim-mlsa":
         return None
     xb = spec.section("crossbar")
     rows = rows or xb["rows"]

@@ -95,11 +95,13 @@ def prepared(model: onnx.ModelProto, batch: int = 1, seq_len: int | None = None,
 # --------------------------------------------------------------------------- analysis
 def xbar_traces(model: onnx.ModelProto, spec, options: dict) -> dict:
     """Quantised MVM operands for a preset with ``[adc_circuit]`` (one onnxruntime run on the first
-    sample of ``options["activity_data"]``, else on seeded synthetic inputs); compute once and pass
+    sample of ``options["activity_data"]``, else on seeded synthetic inputs; ``options["held"]``: data
+    of weights held apart from ``model``); compute once and pass
     as ``options["xbar_traces"]`` to cost the same model on several presets."""
     xb = spec.section("crossbar")
     return layer_traces(model, options.get("activity_data"), int(options.get("seed", 0)),
-                        options.get("input_shapes"), weight_bits=xb["weight_bits"], input_bits=xb["input_bits"])
+                        options.get("input_shapes"), weight_bits=xb["weight_bits"], input_bits=xb["input_bits"],
+                        held=options.get("held"))
 
 
 def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, model_name: str = "model",
@@ -112,7 +114,7 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     shapes_given = options.get("input_shapes") or {}
     batch = int(options.get("batch") or (next(iter(shapes_given.values()))[0] if shapes_given else 1))
     seq_len = options.get("seq_len")
-    if spec.get("adc_circuit.model") and "xbar_traces" not in options:
+    if spec.get("adc_circuit.model") == "neurosim-mlsa" and "xbar_traces" not in options:
         options["xbar_traces"] = xbar_traces(model, spec, options)
     models = tgt.models(spec, options)
     whole = [m for m in models if CORE in m.kinds]

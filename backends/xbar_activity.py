@@ -39,9 +39,9 @@ class ReadStats:
 
 
 def layer_traces(model, data=None, seed: int = 0, input_shapes: dict | None = None, *, weight_bits: int,
-                 input_bits: int, max_vectors: int = 32) -> dict[str, LayerTrace]:
+                 input_bits: int, max_vectors: int = 32, held: dict | None = None) -> dict[str, LayerTrace]:
     """Quantised operands of every static-weight MVM, keyed by weight tensor name."""
-    layers, _ = trace_layers(model, data, seed, input_shapes)
+    layers, _ = trace_layers(model, data, seed, input_shapes, held)
     out = {}
     for L in layers:
         x = L.inputs

@@ -172,7 +172,7 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
     },
     # NeuroSim's sense-amp ADC as circuit equations (backends/adc_circuit.py); all or nothing
     "adc_circuit": {
-        "model": (("enum", ("neurosim-mlsa",)), _O, None),
+        "model": (("enum", ("neurosim-mlsa", "none")), _O, None),   # "none": a derived preset opts out
         "vdd": (POS, _O, None),
         "read_voltage": (POS, _O, None),
         "access_voltage": (POS, _O, None),
@@ -205,7 +205,7 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
 def _xbar_checks(out: dict, bad) -> None:
     xb = out["crossbar"]
     circ = out.get("adc_circuit") or {}
-    if circ:
+    if circ and circ.get("model") != "none":
         if "model" not in circ:
             bad("[adc_circuit] needs model = \"neurosim-mlsa\" when any of its fields is given")
         missing = [k for k in XBAR_SCHEMA["adc_circuit"] if k not in circ]

@@ -32,8 +32,14 @@ class TraceLayer:
     note: str = ""
 
 
-def _const(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    out = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+def _const(model: onnx.ModelProto, held: dict | None = None) -> dict[str, np.ndarray]:
+    """Constant tensors; ``held``: the data of placeholders held apart ({name: TensorProto or array})."""
+    held = held or {}
+
+    def value(t):
+        h = held.get(t.name, t)
+        return numpy_helper.to_array(h) if isinstance(h, onnx.TensorProto) else np.asarray(h)
+    out = {t.name: value(t) for t in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
             out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
@@ -56,9 +62,9 @@ def _derived_from_constants(model: onnx.ModelProto, consts: dict) -> set[str]:
     return known
 
 
-def find_layers(model: onnx.ModelProto) -> tuple[list[onnx.NodeProto], list[dict]]:
+def find_layers(model: onnx.ModelProto, consts: dict | None = None) -> tuple[list[onnx.NodeProto], list[dict]]:
     """Static-weight MVM nodes NeuroSim can take, and the ones it cannot (with the reason)."""
-    consts = _const(model)
+    consts = _const(model) if consts is None else consts
     static = _derived_from_constants(model, consts)
     take, skipped = [], []
     for n in model.graph.node:
@@ -111,16 +117,17 @@ def _followed_by_pool(model: onnx.ModelProto, out: str) -> int:
 
 
 def trace_layers(model: onnx.ModelProto, data: Dataset | None = None, seed: int = 0,
-                 input_shapes: dict | None = None) -> tuple[list[TraceLayer], list[dict]]:
-    """The NeuroSim layers of ``model`` with their weights and the inputs of one sample."""
-    nodes, skipped = find_layers(model)
+                 input_shapes: dict | None = None, held: dict | None = None) -> tuple[list[TraceLayer], list[dict]]:
+    """The NeuroSim layers of ``model`` with their weights and the inputs of one sample (``held``:
+    the data of weights held apart from ``model``, as :func:`vitc.compiler.emit.emit_light` returns)."""
+    consts = _const(model, held)
+    nodes, skipped = find_layers(model, consts)
     if not nodes:
         raise VitcInputError("the model has no static-weight MatMul/Gemm/Conv for NeuroSim")
     feeds = ({k: v[:1] for k, v in data.feeds.items()} if data is not None else
              synthetic_inputs(model, batch=1, seed=seed, shapes=input_shapes))
-    consts = _const(model)
     wanted = sorted({n.input[0] for n in nodes} | {n.input[1] for n in nodes if n.input[1] not in consts})
-    values = run_with_intermediates(model, wanted, feeds)
+    values = run_with_intermediates(model, wanted, feeds, held)
     layers = []
     for n in nodes:
         w = consts.get(n.input[1])

@@ -18,7 +18,7 @@ from typing import Any
 
 import onnx
 
-from vitc.backends.api import cost_oracle, target_named
+from vitc.backends.api import cost_oracle, target_named, xbar_traces
 from vitc.compiler.emit import emit, emit_light
 from vitc.compiler.frontend import canonicalize_model
 from vitc.core.errors import VitcInputError
@@ -230,6 +230,10 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT, canonical: Compiled
             if section is not None:
                 sections[section["key"]] = section
     if plan.target != "none" and render:
+        if plan.hw.get("adc_circuit.model") == "neurosim-mlsa":     # data-dependent read energy: the compiled model's MVM operands
+            with progress.stage("crossbar read activity (one onnxruntime run)"):
+                backend_options["xbar_traces"] = xbar_traces(
+                    light, plan.hw, {**backend_options, "held": held, "activity_data": plan.calib, "seed": plan.seed})
         with progress.stage(f"cost on {plan.hw.name} ({plan.target}) and reports"):
             rendered = evaluate(light, plan.target, plan.hw, model_name=cm.name, options=backend_options,
                                 pass_records=[r.to_dict() for r in cm.records], sections=sections, baseline=baseline)
