@@ -114,8 +114,6 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     shapes_given = options.get("input_shapes") or {}
     batch = int(options.get("batch") or (next(iter(shapes_given.values()))[0] if shapes_given else 1))
     seq_len = options.get("seq_len")
-    if spec.get("adc_circuit.model") == "neurosim-mlsa" and "xbar_traces" not in options:
-        options["xbar_traces"] = xbar_traces(model, spec, options)
     models = tgt.models(spec, options)
     whole = [m for m in models if CORE in m.kinds]
     lowered: list[str] = []

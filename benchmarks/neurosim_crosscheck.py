@@ -148,7 +148,9 @@ def run_vitc(model: Path, adc_bits: int, rows: int) -> dict:
     import onnx
     hw = override(load_hw("neurosim-v14"), {"crossbar.adc_bits": adc_bits, "crossbar.rows": rows,
                                            "crossbar.cols": rows, "crossbar.rows_parallel": rows})
-    an = analyse(onnx.load(str(model)), "xbar", hw, model_name=model.stem)
+    from vitc.backends.api import xbar_traces
+    m = onnx.load(str(model))
+    an = analyse(m, "xbar", hw, model_name=model.stem, options={"xbar_traces": xbar_traces(m, hw, {})})
     t = an.totals
     z = t["post_layout_energy_factor"]         # NeuroSim reports energies before ζ (ζ only enters its TOPS/W)
     e = {k: v / z if k in MACRO_COMPONENTS else v for k, v in t["energy_by_component_pj"].items()}

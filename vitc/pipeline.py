@@ -230,7 +230,8 @@ def run_plan(plan: CompilePlan, progress: Progress = SILENT, canonical: Compiled
             if section is not None:
                 sections[section["key"]] = section
     if plan.target != "none" and render:
-        if plan.hw.get("adc_circuit.model") == "neurosim-mlsa":     # data-dependent read energy: the compiled model's MVM operands
+        if plan.hw.get("adc_circuit.model") == "neurosim-mlsa" and plan.calib is not None:
+            # data-dependent read energy from the compiled model's MVM operands on the first calibration sample
             with progress.stage("crossbar read activity (one onnxruntime run)"):
                 backend_options["xbar_traces"] = xbar_traces(
                     light, plan.hw, {**backend_options, "held": held, "activity_data": plan.calib, "seed": plan.seed})
