@@ -27,9 +27,10 @@ Vdd supply; C_col = rows · C_bl per row):
   a dummy reference column shared by L levels); the encoder: n_sa encoders of (L−1) inverter +
   NAND2 pairs and log2 L NAND(L/2) gates, packed in rows under the array (NeuroSim's layout rule);
 * word-line energy of one crossbar read: cols_per_adc · (cols · C_wl per column) · V_access² · active
-  rows (NeuroSim books it in its ADC figure);
-* a column's resistance in a read: 1 / Σ_active rows 1/(R_cell + R_access), R_cell = R_on for a
-  1-bit, R_off for a 0-bit (wire resistance, < 1 % here, is left out).
+  rows (NeuroSim books it in its ADC figure, and so does vitc's ``adc`` component with this model);
+* a column's resistance in a read: 1 / Σ_active rows 1/(R_cell + R_access), R_cell = 1/(G_off +
+  level·(G_on − G_off)) for a cell at ``level`` in [0, 1] (R_on for a 1-bit cell, R_off for a 0-bit;
+  wire resistance, < 1 % here, is left out).
 """
 from __future__ import annotations
 
@@ -144,16 +145,15 @@ class ReadPath:
         return (self.sense_amp_area_um2() + self.encoder_area_um2()) / self.n_sa
 
     # ------------------------------------------------------------------ data
-    def column_resistance(self, in_bits: np.ndarray, w_bits: np.ndarray) -> np.ndarray:
+    def column_resistance(self, in_bits: np.ndarray, levels: np.ndarray) -> np.ndarray:
         """Column resistances of crossbar reads.
 
-        ``in_bits`` [reads, rows] 0/1 input bit-planes applied to one row tile; ``w_bits``
-        [rows, cols] 0/1 cell states of that tile. Returns [reads, cols] ohm (1e10 for a column
-        with no active row, as NeuroSim)."""
+        ``in_bits`` [reads, rows] 0/1 input bit-planes applied to one row tile; ``levels``
+        [rows, cols] cell states of that tile in [0, 1] (0/1 for 1-bit cells). Returns [reads, cols]
+        ohm (1e10 for a column with no active row, as NeuroSim)."""
         c = self.c
-        g_on = 1.0 / (c["ron_ohm"] + c["access_ohm"])
-        g_off = 1.0 / (c["roff_ohm"] + c["access_ohm"])
-        g_cell = np.where(w_bits > 0, g_on, g_off).astype(np.float64)
+        g_on, g_off = 1.0 / c["ron_ohm"], 1.0 / c["roff_ohm"]
+        g_cell = 1.0 / (1.0 / (np.asarray(levels, np.float64) * (g_on - g_off) + g_off) + c["access_ohm"])
         g = in_bits.astype(np.float64) @ g_cell
         n_add = max(1, math.ceil(self.rows / self.rows_parallel))
         g = g / n_add
@@ -161,13 +161,13 @@ class ReadPath:
             return np.where(g > 0, 1.0 / np.maximum(g, 1e-300), 1e10)
 
 
-def read_path(spec, rows: int | None = None, cols: int | None = None) -> ReadPath | None:
+def read_path(spec) -> ReadPath | None:
     """The preset's read path, or None where it has no ``[adc_circuit]``."""
     if spec.get("adc_circuit.model") != "neurosim-mlsa":
         return None
     xb = spec.section("crossbar")
-    rows = rows or xb["rows"]
-    return ReadPath(2 ** xb["adc_bits"], rows, cols or xb["cols"], xb["cols_per_adc"],
+    rows = xb["rows"]
+    return ReadPath(2 ** xb["adc_bits"], rows, xb["cols"], xb["cols_per_adc"],
                     min(xb["rows_parallel"] or rows, rows), spec.section("adc_circuit"))
 
 

@@ -147,9 +147,9 @@ class XbarModel:
         buf_bits = V * (K * in_bits + N * out_bits)
         ic_bits = V * (K * in_bits * ct + N * out_bits)  # energy: inputs delivered to every column tile
         ic_bits_time = V * (K * in_bits + N * out_bits)  # latency: one broadcast per input vector
-        if stats:   # NeuroSim's read path: word lines of every column tile, data-dependent conversions
-            e_array = V * planes * K * act * ct * self.path.wordline_energy_pj_per_row()
-            e_adc = conv * stats.conversion_pj
+        if stats:   # NeuroSim's read path; like NeuroSim, the word lines of every column tile count in the ADC figure
+            e_array = 0.0
+            e_adc = conv * stats.conversion_pj + V * planes * K * act * ct * self.path.wordline_energy_pj_per_row()
         else:
             e_array = V * planes * K * P * xb["read_energy_pj_per_cell"] * act
             e_adc = conv * adc["energy_pj"]

@@ -66,21 +66,10 @@ def cell_states(codes: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarr
 def read_stats(trace: LayerTrace, path: ReadPath, weight_bits: int, cell_bits: int) -> ReadStats:
     """Word-line activity and mean conversion energy of ``trace`` on ``path``'s crossbars."""
     cells = cell_states(trace.codes, weight_bits, cell_bits)
-    energies = []
-    for r0 in range(0, cells.shape[0], path.rows):
-        x = trace.planes[:, r0:r0 + path.rows]
-        w = cells[r0:r0 + path.rows]
-        r = path.column_resistance(x, w >= 0.5) if cell_bits == 1 else _multilevel_resistance(path, x, w)
-        energies.append(float(path.conversion_energy_pj(r).mean()))   # every row tile converts reads × columns
+    energies = [float(path.conversion_energy_pj(path.column_resistance(trace.planes[:, r0:r0 + path.rows],
+                                                                      cells[r0:r0 + path.rows])).mean())
+                for r0 in range(0, cells.shape[0], path.rows)]   # every row tile converts reads × columns
     return ReadStats(float(trace.planes.mean()), float(np.mean(energies)), "trace")
-
-
-def _multilevel_resistance(path: ReadPath, x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    c = path.c
-    g_on, g_off = 1.0 / c["ron_ohm"], 1.0 / c["roff_ohm"]
-    g_cell = 1.0 / (1.0 / (levels * (g_on - g_off) + g_off) + c["access_ohm"])
-    g = x.astype(np.float64) @ g_cell
-    return np.where(g > 0, 1.0 / np.maximum(g, 1e-300), 1e10)
 
 
 def assumed_stats(path: ReadPath, rows_used: int, activity: float) -> ReadStats:

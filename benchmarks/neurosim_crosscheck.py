@@ -156,8 +156,7 @@ def run_vitc(model: Path, adc_bits: int, rows: int) -> dict:
     e = {k: v / z if k in MACRO_COMPONENTS else v for k, v in t["energy_by_component_pj"].items()}
     a = t["area_by_component_mm2"]
     return {"area_um2": t["area_mm2"] * 1e6, "dynamic_pj": sum(e[k] for k in DYNAMIC_COMPONENTS),
-            # NeuroSim books the word-line charge of a read in its ADC figure (SubArray.cpp readDynamicEnergyADC)
-            "adc_pj": e.get("adc", 0.0) + (e.get("array", 0.0) if hw.get("adc_circuit.model") == "neurosim-mlsa" else 0.0),
+            "adc_pj": e.get("adc", 0.0),
             "interval_ns": t["pipeline_interval_ns"], "array_area_um2": a.get("array", 0) * 1e6,
             "adc_area_um2": a.get("adc", 0) * 1e6, "accum_area_um2": a.get("accumulation", 0) * 1e6,
             "ic_area_um2": a.get("interconnect", 0) * 1e6, "accum_pj": e.get("accumulation", 0.0),
