@@ -244,7 +244,7 @@ def breakdown(an: Analysis) -> CostBreakdown:
             resource=c.resource, energy_pj=c.energy_pj, energy=dict(c.energy),
             cycles=int(c.cycles), latency_ns=float(c.latency_ns), macs=int(c.macs), crossbars=int(c.crossbars),
             crossbars_total=int(sum(m.crossbars_total for m in static)),
-            crossbars_dynamic=int(c.crossbars_dynamic), crossbars_physical=int(sum(m.crossbars_total for m in maps)),
+            crossbars_dynamic=int(c.crossbars_dynamic), crossbars_physical=int(sum(m.crossbars_built for m in maps)),
             tiles=int(sum(m.tiles for m in maps)),
             cells_written=int(c.extra.get("cells_written", 0)) if isinstance(c.extra, dict) else 0,
             elements=int(it.elements)))

@@ -77,15 +77,17 @@ def mapping_data(an) -> dict:
         cols = mm.cols_used[c]
         col0 = c * C
         util = rows * cols / float(R * C)
+        cap = mm.sites // mm.tiles if mm.sites and mm.tiles else per_tile    # crossbars a tile holds
         blocks = np.column_stack([
-            mm.first_crossbar + local, mm.first_tile + local // per_tile, (local % per_tile) // per_pe,
+            mm.first_crossbar + local, mm.first_tile + local // cap, (local % cap) // per_pe,
             g, r, c, r * R, rows, col0, cols, col0 // cpw, -(-(col0 + cols) // cpw)])
         blist = [b + [round(float(u), 4)] for b, u in zip(blocks.tolist(), util)]
         mats.append({
             "op": mm.op, "layer": mm.layer, "matrix": mm.label, "weight": an.graph.weight_source(mm.tensor),
             "K": mm.K, "N": mm.N, "count": mm.count, "row_tiles": mm.row_tiles, "col_tiles": mm.col_tiles,
             "physical_cols": mm.phys_cols, "crossbars": mm.crossbars, "replication": mm.replication,
-            "crossbars_with_replicas": mm.crossbars_total, "dynamic": mm.dynamic,
+            "crossbars_with_replicas": mm.crossbars_total, "crossbars_built": mm.crossbars_built,
+            "dynamic": mm.dynamic,
             "first_crossbar": mm.first_crossbar, "first_tile": mm.first_tile, "tiles": mm.tiles,
             "utilisation_mean": float(util.mean()) if util.size else 0.0, "blocks": blist,
         })

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vitc.backends.adc_circuit import read_path
+from vitc.backends.neurosim_floorplan import LayerShape, neurosim_floorplan
 from vitc.backends.cost import OpCost, Target, post_layout, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
 from vitc.core.hardware import HardwareSpec
@@ -68,6 +69,8 @@ class MatrixMap:
     first_crossbar: int = 0
     first_tile: int = 0
     tiles: int = 0
+    sites: int = 0          # sub-array sites its tiles hold, used or not (NeuroSim floorplan); 0: crossbars_total
+    shape: LayerShape | None = None     # the layer as NeuroSim's network file describes it
     rows_used: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     cols_used: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
@@ -75,6 +78,11 @@ class MatrixMap:
     def crossbars_total(self) -> int:
         """Crossbars including replicas."""
         return self.crossbars * self.replication
+
+    @property
+    def crossbars_built(self) -> int:
+        """Crossbars on the chip for this matrix: replicas, plus the empty sites of whole tiles."""
+        return self.sites or self.crossbars_total
 
     def utilisation(self, rows: int, cols: int) -> np.ndarray:
         """Per-crossbar utilisation (used cells / R·C), row-major over (group, row tile, col tile)."""
@@ -198,6 +206,8 @@ class XbarModel:
         if item.kind == ACT:
             return self._write_cost(item)
         maps = [map_matrix(self.spec, m, op.name, item.layer) for m in item.matrices]
+        for m, mm in zip(item.matrices, maps):
+            mm.shape = _layer_shape(item, m)
         self.maps.extend(maps)
         energy: dict[str, float] = {}
         counts_total: dict[str, float] = {}
@@ -283,6 +293,9 @@ class XbarModel:
         factors are reduced, slowest op last, until the budget holds.
         """
         mp = self.spec.section("mapping")
+        if mp["floorplan"] == "neurosim":
+            self._neurosim_plan(costs)
+            return
         if not mp["replicate"] or mp["max_replication"] <= 1:
             return
         xops = [c for c in costs if c.unit == "xbar" and c.kind == MVM]
@@ -305,11 +318,40 @@ class XbarModel:
                     c.extra["replication"] -= 1
         for c in xops:
             r = c.extra.get("replication", 1)
-            if r > 1:  # replicas split the vectors; buffer/interconnect transfers do not shrink
-                c.latency = {k: (v if k in ("buffer", "interconnect") else v / r) for k, v in c.latency.items()}
-                c.cycles = to_cycles(c.latency_ns, self.f)
+            self._speed_up(c, r)
+            if r > 1:
                 for mm in c.extra["maps"]:
                     mm.replication = r
+
+    def _speed_up(self, c: OpCost, r: int) -> None:
+        """Copies of an op's weights split its vectors; buffer/interconnect transfers do not shrink."""
+        if r > 1:
+            c.latency = {k: (v if k in ("buffer", "interconnect") else v / r) for k, v in c.latency.items()}
+            c.cycles = to_cycles(c.latency_ns, self.f)
+
+    def _neurosim_plan(self, costs: list[OpCost]) -> None:
+        """NeuroSim's floorplan (:mod:`~vitc.backends.neurosim_floorplan`): whole tiles per layer,
+        weight copies from the pipeline speed-up and the space left in PEs and tiles. A matrix of
+        ``count`` independent parts takes ``count`` layers' tiles."""
+        mp, xb = self.spec.section("mapping"), self.spec.section("crossbar")
+        xops = [c for c in costs if c.unit == "xbar" and c.kind in (MVM, LSTM)]
+        maps = [mm for c in xops for mm in c.extra["maps"]]
+        if not maps:
+            return
+        shapes = [mm.shape for mm in maps for _ in range(mm.count)]
+        plan = neurosim_floorplan(shapes, self.R, self.C, 1, self.cpw, mp["max_replication"],
+                                  pipeline=mp["replicate"])
+        i = 0
+        for mm in maps:
+            mine = range(i, i + mm.count)
+            mm.sites = sum(plan.subarrays(j) for j in mine)
+            mm.tiles = sum(plan.layers[j].tiles for j in mine)
+            mm.replication = plan.layers[i].speed_up
+            i += mm.count
+        for c in xops:
+            if c.kind == MVM:
+                vectors = max(m.vectors for m in c.extra["items"])
+                self._speed_up(c, min(c.extra["maps"][0].replication, vectors))
 
     # ------------------------------------------------------------------ floorplan
     def floorplan(self) -> dict:
@@ -319,8 +361,9 @@ class XbarModel:
         xb_id, tile = 0, 0
         for mm in self.maps:
             mm.first_crossbar, mm.first_tile = xb_id, tile
-            mm.tiles = -(-mm.crossbars_total // per_tile)
-            xb_id += mm.crossbars_total
+            if not mm.sites:      # NeuroSim's floorplan has placed it already
+                mm.tiles = -(-mm.crossbars_total // per_tile)
+            xb_id += mm.crossbars_built
             tile += mm.tiles
         static = [mm for mm in self.maps if not mm.dynamic]
         dyn = [mm for mm in self.maps if mm.dynamic]
@@ -328,6 +371,7 @@ class XbarModel:
             "crossbars": int(sum(mm.crossbars for mm in static)),
             "crossbars_with_replicas": int(sum(mm.crossbars_total for mm in static)),
             "crossbars_dynamic": int(sum(mm.crossbars_total for mm in dyn)),
+            "crossbars_built": int(sum(mm.crossbars_built for mm in self.maps)),
             "tiles": int(tile),
             "crossbars_per_tile": int(per_tile),
         }
@@ -337,14 +381,16 @@ class XbarModel:
         periphery, and its tiles' buffers and interconnect (every layer starts a fresh tile)."""
         s = self.spec
         maps = cost.extra.get("maps", []) if isinstance(cost.extra, dict) else []
-        n = sum(mm.crossbars_total for mm in maps)
+        n = sum(mm.crossbars_built for mm in maps)
         tiles = sum(mm.tiles for mm in maps)
         per_xbar = (s["crossbar.area_um2"] + self.C / s["crossbar.cols_per_adc"] * self.adc_area_um2
-                    + s["accumulation.area_um2_per_crossbar"] + s["periphery.area_um2_per_crossbar"]) * 1e-6
+                    + s["accumulation.area_um2_per_crossbar"] + s["periphery.area_um2_per_crossbar"]
+                    + s["interconnect.area_um2_per_crossbar"]) * 1e-6
         return n * per_xbar + tiles * (s["buffer.area_mm2_per_tile"] + s["interconnect.area_mm2_per_tile"])
 
     def physical_crossbars(self) -> int:
-        return int(sum(mm.crossbars_total for mm in self.maps))
+        """Crossbars built on the chip (replicas and the empty sites of whole tiles included)."""
+        return int(sum(mm.crossbars_built for mm in self.maps))
 
     def area(self) -> dict[str, float]:
         s = self.spec
@@ -358,7 +404,7 @@ class XbarModel:
             "accumulation": n * s["accumulation.area_um2_per_crossbar"] * um2,
             "other_periph": n * s["periphery.area_um2_per_crossbar"] * um2,
             "buffer": tiles * s["buffer.area_mm2_per_tile"],
-            "interconnect": tiles * s["interconnect.area_mm2_per_tile"],
+            "interconnect": tiles * s["interconnect.area_mm2_per_tile"] + n * s["interconnect.area_um2_per_crossbar"] * um2,
         }
 
     def leakage_uw(self) -> float:
@@ -371,6 +417,16 @@ class XbarModel:
         return n * per_xbar + tiles * (s["buffer.leakage_uw_per_tile"] + s["interconnect.static_uw_per_tile"])
 
 
+
+
+def _layer_shape(item: WorkItem, m: Matrix) -> LayerShape:
+    """``m`` as a row of NeuroSim's network file: a dense convolution with its feature map and
+    kernel, anything else as V vectors through a 1×1 layer."""
+    op = item.op
+    x, w = (op.in_shapes + [None, None])[:2]
+    if op.op_type == "Conv" and m.count == 1 and x and w and len(x) == 4 and len(w) == 4 and None not in x + w:
+        return LayerShape(int(x[2]), int(x[3]), int(w[1]), int(w[2]), int(w[3]), int(w[0]))
+    return LayerShape(m.vectors, 1, m.K, 1, 1, m.N)
 
 
 def _xbar_models(spec: HardwareSpec, options: dict):

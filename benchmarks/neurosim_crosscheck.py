@@ -10,8 +10,12 @@
    DeiT-Tiny from the zoo, its static-weight MVMs) and runs NeuroSim on the traces at each
    subarray size.
 3. Compiles the same model with ``--hw neurosim-v14`` (ADC bits and array size overridden to
-   match) and prints vitc / NeuroSim for chip area, dynamic energy per image, ADC energy and the
-   pipeline interval, plus the area and energy components.
+   match; NeuroSim's command line sets the sub-array rows, its columns stay at Param.cpp's) and
+   prints vitc / NeuroSim for chip area, dynamic energy per image, ADC energy and the pipeline
+   interval, plus the area and energy components. NeuroSim runs a convolution on its unpadded
+   positions ((IFM − k + 1)² vectors, 900 of VGG-8's 1024 in its first layers); vitc on every
+   output position. The energy and interval ratios are also printed with vitc's layers scaled to
+   NeuroSim's vector count ("on NeuroSim's vectors"): the same work on both sides.
 
 One VGG-8 run takes about 4–5 minutes here; not part of CI. Results go in docs/hardware.md.
 
@@ -141,13 +145,21 @@ def run_neurosim(binary: Path, traces: Path, rows: int, log: Path) -> dict:
     return out
 
 
-def run_vitc(model: Path, adc_bits: int, rows: int) -> dict:
+def param_value(binary: Path, key: str) -> int:
+    """An integer assignment in the Param.cpp the binary was built from."""
+    m = re.search(rf"^\s*{key}\s*=\s*(\d+)\s*;", (binary.parent / "Param.cpp").read_text(), flags=re.M)
+    if not m:
+        sys.exit(f"Param.cpp has no integer assignment of {key}")
+    return int(m.group(1))
+
+
+def run_vitc(model: Path, adc_bits: int, rows: int, cols: int) -> dict:
     from vitc.backends.api import analyse
     from vitc.backends.cost import DYNAMIC_COMPONENTS, MACRO_COMPONENTS
     from vitc.core.hardware import load_hw, override
     import onnx
     hw = override(load_hw("neurosim-v14"), {"crossbar.adc_bits": adc_bits, "crossbar.rows": rows,
-                                           "crossbar.cols": rows, "crossbar.rows_parallel": rows})
+                                           "crossbar.cols": cols, "crossbar.rows_parallel": rows})
     from vitc.backends.api import xbar_traces
     m = onnx.load(str(model))
     an = analyse(m, "xbar", hw, model_name=model.stem, options={"xbar_traces": xbar_traces(m, hw, {})})
@@ -155,13 +167,35 @@ def run_vitc(model: Path, adc_bits: int, rows: int) -> dict:
     z = t["post_layout_energy_factor"]         # NeuroSim reports energies before ζ (ζ only enters its TOPS/W)
     e = {k: v / z if k in MACRO_COMPONENTS else v for k, v in t["energy_by_component_pj"].items()}
     a = t["area_by_component_mm2"]
-    return {"area_um2": t["area_mm2"] * 1e6, "dynamic_pj": sum(e[k] for k in DYNAMIC_COMPONENTS),
+    layers = [{"adc_pj": c.energy.get("adc", 0.0) / z,
+               "dynamic_pj": sum(v / z if k in MACRO_COMPONENTS else v for k, v in c.energy.items()
+                                 if k in DYNAMIC_COMPONENTS),
+               "latency_ns": c.latency_ns} for c in an.costs if c.unit == "xbar"]
+    return {"layers": layers, "area_um2": t["area_mm2"] * 1e6, "dynamic_pj": sum(e[k] for k in DYNAMIC_COMPONENTS),
             "adc_pj": e.get("adc", 0.0),
             "interval_ns": t["pipeline_interval_ns"], "array_area_um2": a.get("array", 0) * 1e6,
             "adc_area_um2": a.get("adc", 0) * 1e6, "accum_area_um2": a.get("accumulation", 0) * 1e6,
             "ic_area_um2": a.get("interconnect", 0) * 1e6, "accum_pj": e.get("accumulation", 0.0),
             "buffer_pj": e.get("buffer", 0.0), "ic_pj": e.get("interconnect", 0.0),
             "tops_per_w": t["tops_per_w"]}
+
+
+def neurosim_vectors(row: list[int]) -> int:
+    """Input vectors NeuroSim runs through a layer: (IFM − k + 1)/stride per side (Chip.cpp
+    ``numInVector``: unpadded convolutions), where vitc counts the model's output positions."""
+    h, w, _, kh, kw, _, _, s = row
+    return int((h - kh + 1) / s * (w - kw + 1) / s)
+
+
+def same_work(vc: dict, traces: Path) -> dict:
+    """vitc's figures with each layer scaled to NeuroSim's vector count (its energies and
+    latencies are linear in the vectors; non-layer parts, such as digital ops, left out)."""
+    layers = json.loads((traces / "layers.json").read_text())["layers"]
+    f = [neurosim_vectors(L["row"]) / L["vectors"] for L in layers]
+    per = vc["layers"]
+    return {"adc_pj": sum(p["adc_pj"] * k for p, k in zip(per, f)),
+            "dynamic_pj": vc["dynamic_pj"] - sum(p["dynamic_pj"] * (1 - k) for p, k in zip(per, f)),
+            "interval_ns": max(p["latency_ns"] * k for p, k in zip(per, f))}
 
 
 def main() -> None:
@@ -184,16 +218,19 @@ def main() -> None:
         traces = export(model, work)
         for bits in (int(b) for b in args.adc.split(",")):
             binary = build(src, work, bits)
+            cols = param_value(binary, "numColSubArray")   # NeuroSim's command line sets rows only
             for rows in (int(r) for r in args.rows.split(",")):
-                print(f"{net}, {bits}-bit ADC, {rows}x{rows} arrays")
+                print(f"{net}, {bits}-bit ADC, {rows}x{cols} arrays")
                 ns = run_neurosim(binary, traces, rows, work / f"log_{net}_adc{bits}_{rows}.txt")
-                vc = run_vitc(model, bits, rows)
-                row = {"net": net, "adc_bits": bits, "rows": rows, "neurosim": ns, "vitc": vc}
+                vc = run_vitc(model, bits, rows, cols)
+                row = {"net": net, "adc_bits": bits, "rows": rows, "cols": cols, "neurosim": ns, "vitc": vc}
                 results.append(row)
+                row["vitc_same_work"] = sw = same_work(vc, traces)
                 for k in keys:
                     if k in ns and ns[k]:
+                        extra = f"   on NeuroSim's vectors {sw[k] / ns[k]:6.2f}" if k in sw else ""
                         print(f"  {k:16s} NeuroSim {ns[k]:12.5g}  vitc {vc.get(k, float('nan')):12.5g}  "
-                              f"vitc/NeuroSim {vc.get(k, float('nan')) / ns[k]:6.2f}")
+                              f"vitc/NeuroSim {vc.get(k, float('nan')) / ns[k]:6.2f}{extra}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -113,6 +113,7 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
         "crossbars_per_pe": (INT(1, 1 << 16), _R, None),
         "pes_per_tile": (INT(1, 1 << 16), _R, None),
         "replicate": ("bool", _O, False),
+        "floorplan": (("enum", ("vitc", "neurosim")), _O, "vitc"),
         "max_replication": (INT(1, 1 << 16), _O, 1),
         "max_crossbars": (INT(0, 1 << 30), _O, 0),
     },
@@ -126,6 +127,7 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
         "energy_pj_per_bit": (NN, _R, None),
         "bandwidth_bits_per_ns": (POS, _R, None),
         "area_mm2_per_tile": (NN, _R, None),
+        "area_um2_per_crossbar": (NN, _O, 0.0),
         "overlap_with_compute": ("bool", _O, False),
         "static_uw_per_tile": (NN, _O, 0.0),
     },
@@ -657,24 +659,41 @@ def load_hw(name_or_path) -> HardwareSpec:
     return HardwareSpec(name=data["meta"]["name"], data=data, sources=sources, origin=label)
 
 
+#: How a per-crossbar area follows the array when ``override`` changes rows/cols: the cells
+#: (rows × cols; the interconnect spans a tile whose size follows its arrays), the edges
+#: (rows + cols: word-line drivers and decoders along one, column mux and switch matrices along the
+#: other) or the columns (shift-add units behind the column ADCs).
+AREA_SCALING = {
+    "crossbar.area_um2": "cells",
+    "periphery.area_um2_per_crossbar": "edges",
+    "accumulation.area_um2_per_crossbar": "cols",
+    "interconnect.area_um2_per_crossbar": "cells",
+}
+
+
 def override(spec: HardwareSpec, values: dict[str, Any], label: str | None = None) -> HardwareSpec:
     """``spec`` with dotted fields replaced (``{"crossbar.adc_bits": 6}``), validated again.
 
     Used by sweeps and by ``--adc-bits``-style options; a hybrid spec takes ``parts.systolic.*`` keys.
     A crossbar that read all its rows at once (``rows_parallel == rows``) still does after ``rows``
-    changes, unless ``rows_parallel`` is given too; its array area (``crossbar.area_um2``) scales
-    with rows × cols, unless given too (a cell's area is set by the technology, not the array).
+    changes, unless ``rows_parallel`` is given too; its per-crossbar areas scale with the array
+    (:data:`AREA_SCALING`) unless given too (a cell's area is set by the technology, not the array).
     """
     data = copy.deepcopy(spec.data)
     xb = data.get("crossbar", {})
     if "crossbar.rows" in values and "crossbar.rows_parallel" not in values and \
             xb.get("rows_parallel") is not None and xb.get("rows_parallel") == xb.get("rows"):
         values = {**values, "crossbar.rows_parallel": values["crossbar.rows"]}
-    if ("crossbar.rows" in values or "crossbar.cols" in values) and "crossbar.area_um2" not in values and \
-            isinstance(xb.get("area_um2"), (int, float)) and xb.get("rows") and xb.get("cols"):
+    if ("crossbar.rows" in values or "crossbar.cols" in values) and xb.get("rows") and xb.get("cols"):
         rows, cols = values.get("crossbar.rows", xb["rows"]), values.get("crossbar.cols", xb["cols"])
         if isinstance(rows, int) and isinstance(cols, int) and rows > 0 and cols > 0:
-            values = {**values, "crossbar.area_um2": xb["area_um2"] * rows * cols / (xb["rows"] * xb["cols"])}
+            r0, c0 = xb["rows"], xb["cols"]
+            law = {"cells": rows * cols / (r0 * c0), "edges": (rows + cols) / (r0 + c0), "cols": cols / c0}
+            for key, how in AREA_SCALING.items():
+                sec, field = key.split(".")
+                v = data.get(sec, {}).get(field)
+                if key not in values and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    values = {**values, key: v * law[how]}
     for dotted, v in values.items():
         node = data
         parts = dotted.split(".")

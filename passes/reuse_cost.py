@@ -33,7 +33,8 @@ def per_crossbar_area_mm2(spec) -> float:
     """Area of one crossbar with its ADCs, accumulation and periphery (mm²)."""
     adcs = spec["crossbar.cols"] / spec["crossbar.cols_per_adc"]
     return 1e-6 * (spec["crossbar.area_um2"] + adcs * spec["adc.area_um2"]
-                   + spec["accumulation.area_um2_per_crossbar"] + spec["periphery.area_um2_per_crossbar"])
+                   + spec["accumulation.area_um2_per_crossbar"] + spec["periphery.area_um2_per_crossbar"]
+                   + spec["interconnect.area_um2_per_crossbar"])
 
 
 def per_crossbar_leak_uw(spec) -> float:

@@ -118,7 +118,9 @@ def test_replication_balances_pipeline(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     model = mod.build_vgg8()
-    an = analyse(model, "xbar", "neurosim-v14", model_name="vgg8")
+    from vitc.core.hardware import load_hw, override
+    hw = override(load_hw("neurosim-v14"), {"mapping.floorplan": "vitc"})   # vitc's balancing, not NeuroSim's plan
+    an = analyse(model, "xbar", hw, model_name="vgg8")
     reps = {c.name: c.extra.get("replication", 1) for c in an.costs if c.unit == "xbar"}
     assert reps["/conv1/Conv"] == 8 and reps["/conv2/Conv"] == 8 and reps["/fc1/Gemm"] == 1
     assert an.totals["crossbars"] == 6344
