@@ -71,6 +71,7 @@ class MatrixMap:
     tiles: int = 0
     sites: int = 0          # sub-array sites its tiles hold, used or not (NeuroSim floorplan); 0: crossbars_total
     shape: LayerShape | None = None     # the layer as NeuroSim's network file describes it
+    positions: int = 1      # novel mapping: rows split by kernel position (a PE per position), else 1
     rows_used: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     cols_used: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
@@ -84,23 +85,34 @@ class MatrixMap:
         """Crossbars on the chip for this matrix: replicas, plus the empty sites of whole tiles."""
         return self.sites or self.crossbars_total
 
+    def row_tiles_index(self, rows: int) -> list[np.ndarray]:
+        """Weight rows (im2col order, channel-major) each row tile holds: consecutive blocks of
+        ``rows``, or with ``positions`` > 1 the channels of one kernel position in blocks of ``rows``."""
+        order = np.arange(self.K).reshape(-1, self.positions).T.ravel()   # position-major
+        group = self.K // self.positions
+        return [order[g * group + r0: g * group + min(group, r0 + rows)]
+                for g in range(self.positions) for r0 in range(0, group, rows)]
+
     def utilisation(self, rows: int, cols: int) -> np.ndarray:
         """Per-crossbar utilisation (used cells / R·C), row-major over (group, row tile, col tile)."""
         u = np.outer(self.rows_used, self.cols_used).astype(np.float64) / float(rows * cols)
         return np.tile(u.ravel(), self.count)
 
 
-def map_matrix(spec: HardwareSpec, m: Matrix, op: str, layer: str, dynamic: bool = False) -> MatrixMap:
-    """Row/column tiling of ``m`` on the preset's crossbars (see module docstring)."""
+def map_matrix(spec: HardwareSpec, m: Matrix, op: str, layer: str, dynamic: bool = False,
+               positions: int = 1) -> MatrixMap:
+    """Row/column tiling of ``m`` on the preset's crossbars (see module docstring); ``positions``
+    > 1: NeuroSim's novel mapping, each kernel position's K/positions rows tiled on their own."""
     R, C = spec["crossbar.rows"], spec["crossbar.cols"]
     P = m.N * spec.columns_per_weight
-    rt, ct = -(-m.K // R), -(-P // C)
-    rows_used = np.full(rt, R, np.int64)
-    rows_used[-1] = m.K - R * (rt - 1)
+    group = m.K // positions
+    per = -(-group // R)
+    rt, ct = positions * per, -(-P // C)
+    rows_used = np.tile(np.minimum(R, group - R * np.arange(per)), positions).astype(np.int64)
     cols_used = np.full(ct, C, np.int64)
     cols_used[-1] = P - C * (ct - 1)
     return MatrixMap(op, layer, m.label, m.tensor, m.K, m.N, m.count, rt, ct, P, m.count * rt * ct,
-                     dynamic=dynamic, rows_used=rows_used, cols_used=cols_used)
+                     dynamic=dynamic, rows_used=rows_used, cols_used=cols_used, positions=positions)
 
 
 class XbarModel:
@@ -112,7 +124,6 @@ class XbarModel:
         self.spec, self.digital = spec, digital
         self.path = read_path(spec)
         self.traces = traces or {}
-        self.read_sources: dict[str, int] = {}
         self.write_mode = spec["attention_products.mode"] == "xbar-write"
         self.kinds = (MVM, LSTM) + ((ACT,) if self.write_mode else ())
         self.f = spec.freq_ghz
@@ -131,11 +142,8 @@ class XbarModel:
         xb = self.spec.section("crossbar")
         t = self.traces.get(mm.tensor)
         if t is not None and t.codes.shape == (mm.K, mm.N):
-            st = read_stats(t, self.path, xb["weight_bits"], xb["cell_bits"])
-        else:
-            st = assumed_stats(self.path, min(mm.K, self.R), xb["input_activity"])
-        self.read_sources[st.source] = self.read_sources.get(st.source, 0) + 1
-        return st
+            return read_stats(t, self.path, xb["weight_bits"], xb["cell_bits"], mm.row_tiles_index(self.R))
+        return assumed_stats(self.path, int(mm.rows_used.max()), xb["input_activity"])
 
     # ------------------------------------------------------------------ one matrix
     def _matrix_cost(self, mm: MatrixMap, vectors: int, bias: bool) -> tuple[dict, dict, float, dict]:
@@ -146,7 +154,7 @@ class XbarModel:
         K, N, P, rt, ct = mm.K, mm.N, mm.phys_cols, mm.row_tiles, mm.col_tiles
         stats = self._read_stats(mm) if self.path else None
         act = stats.row_activity if stats else xb["input_activity"]
-        phases = -(-min(K, self.R) // xb["rows_parallel"])
+        phases = -(-int(mm.rows_used.max()) // xb["rows_parallel"])
         planes = self.planes
         conv = V * planes * phases * rt * P
         xbar_reads = V * planes * phases * rt * ct
@@ -209,6 +217,11 @@ class XbarModel:
         for m, mm in zip(item.matrices, maps):
             mm.shape = _layer_shape(item, m)
         self.maps.extend(maps)
+        return self._priced(item, maps)
+
+    def _priced(self, item: WorkItem, maps: list[MatrixMap]) -> OpCost:
+        """Energy and latency of an ``mvm``/``lstm`` item whose matrices sit on ``maps``."""
+        op = item.op
         energy: dict[str, float] = {}
         counts_total: dict[str, float] = {}
         bias = bool(item.elem_ops.get("add"))
@@ -248,7 +261,7 @@ class XbarModel:
                     cycles=to_cycles(lat_ns, self.f), macs=item.macs, crossbars=xbars,
                     traffic={"buffer_bits": counts_total.get("buffer_bits", 0),
                              "interconnect_bits": counts_total.get("interconnect_bits", 0)},
-                    extra={"counts": counts_total, "maps": maps, "items": item.matrices})
+                    extra={"counts": counts_total, "maps": maps, "items": item.matrices, "work_item": item})
         return oc
 
     def _write_cost(self, item: WorkItem) -> OpCost:
@@ -331,24 +344,38 @@ class XbarModel:
 
     def _neurosim_plan(self, costs: list[OpCost]) -> None:
         """NeuroSim's floorplan (:mod:`~vitc.backends.neurosim_floorplan`): whole tiles per layer,
-        weight copies from the pipeline speed-up and the space left in PEs and tiles. A matrix of
-        ``count`` independent parts takes ``count`` layers' tiles."""
-        mp, xb = self.spec.section("mapping"), self.spec.section("crossbar")
-        xops = [c for c in costs if c.unit == "xbar" and c.kind in (MVM, LSTM)]
-        maps = [mm for c in xops for mm in c.extra["maps"]]
-        if not maps:
+        weight copies from the pipeline speed-up and the space left in PEs and tiles; novel-mapped
+        layers re-tiled and re-priced with a PE per kernel position. A matrix of ``count``
+        independent parts takes ``count`` layers' tiles."""
+        mp = self.spec.section("mapping")
+        where = [k for k, c in enumerate(costs) if c.unit == "xbar" and c.kind in (MVM, LSTM)]
+        if not where:
             return
+        maps = [mm for k in where for mm in costs[k].extra["maps"]]
         shapes = [mm.shape for mm in maps for _ in range(mm.count)]
         plan = neurosim_floorplan(shapes, self.R, self.C, 1, self.cpw, mp["max_replication"],
                                   pipeline=mp["replicate"])
-        i = 0
-        for mm in maps:
-            mine = range(i, i + mm.count)
-            mm.sites = sum(plan.subarrays(j) for j in mine)
-            mm.tiles = sum(plan.layers[j].tiles for j in mine)
-            mm.replication = plan.layers[i].speed_up
-            i += mm.count
-        for c in xops:
+        layer = 0
+        for k in where:
+            c = costs[k]
+            firsts = []
+            for mm in c.extra["maps"]:
+                firsts.append(layer)
+                layer += mm.count
+            kernels = [mm.shape.kernel if plan.layers[f].novel else 1 for mm, f in zip(c.extra["maps"], firsts)]
+            if any(n > 1 for n in kernels):
+                item = c.extra["work_item"]
+                new = [map_matrix(self.spec, m, mm.op, mm.layer, positions=n)
+                       for m, mm, n in zip(item.matrices, c.extra["maps"], kernels)]
+                for mm, nm in zip(c.extra["maps"], new):
+                    nm.shape = mm.shape
+                    self.maps[next(j for j, x in enumerate(self.maps) if x is mm)] = nm
+                costs[k] = c = self._priced(item, new)
+            for mm, f in zip(c.extra["maps"], firsts):
+                mine = range(f, f + mm.count)
+                mm.sites = sum(plan.subarrays(j) for j in mine)
+                mm.tiles = sum(plan.layers[j].tiles for j in mine)
+                mm.replication = plan.layers[f].speed_up
             if c.kind == MVM:
                 vectors = max(m.vectors for m in c.extra["items"])
                 self._speed_up(c, min(c.extra["maps"][0].replication, vectors))

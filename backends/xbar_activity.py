@@ -63,12 +63,15 @@ def cell_states(codes: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarr
     return np.stack(parts, axis=-1).reshape(codes.shape[0], -1)
 
 
-def read_stats(trace: LayerTrace, path: ReadPath, weight_bits: int, cell_bits: int) -> ReadStats:
-    """Word-line activity and mean conversion energy of ``trace`` on ``path``'s crossbars."""
+def read_stats(trace: LayerTrace, path: ReadPath, weight_bits: int, cell_bits: int,
+               row_tiles: list[np.ndarray] | None = None) -> ReadStats:
+    """Word-line activity and mean conversion energy of ``trace`` on ``path``'s crossbars;
+    ``row_tiles``: the weight rows each row tile holds (default: consecutive blocks of ``path.rows``)."""
     cells = cell_states(trace.codes, weight_bits, cell_bits)
-    energies = [float(path.conversion_energy_pj(path.column_resistance(trace.planes[:, r0:r0 + path.rows],
-                                                                      cells[r0:r0 + path.rows])).mean())
-                for r0 in range(0, cells.shape[0], path.rows)]   # every row tile converts reads × columns
+    if row_tiles is None:
+        row_tiles = [np.arange(r0, min(r0 + path.rows, cells.shape[0])) for r0 in range(0, cells.shape[0], path.rows)]
+    energies = [float(path.conversion_energy_pj(path.column_resistance(trace.planes[:, rows], cells[rows])).mean())
+                for rows in row_tiles]   # every row tile converts reads × columns
     return ReadStats(float(trace.planes.mean()), float(np.mean(energies)), "trace")
 
 
