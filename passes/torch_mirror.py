@@ -162,6 +162,40 @@ def _gelu(a, x):
     return torch.nn.functional.gelu(x, approximate="tanh" if a.get("approximate", b"none") in (b"tanh", "tanh") else "none")
 
 
+def _lstm(a, x, w, r, b=None, seq_lens=None, h0=None, c0=None):
+    """ONNX ``LSTM`` (layout 0, gates i, o, f, c; no peepholes, default activations): ``Y``
+    [seq, dirs, batch, hidden] (zeros past each ``sequence_lens``), ``Y_h``, ``Y_c`` [dirs, batch, hidden]."""
+    if a.get("layout", 0) or a.get("activations") or a.get("clip") or a.get("input_forget"):
+        raise VitcInputError("the torch mirror runs the ONNX LSTM with layout 0 and default activations only")
+    hid = int(a["hidden_size"])
+    direction = a.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    dirs, (seq, batch, _) = w.shape[0], x.shape
+    order = torch.cat([torch.arange(k * hid, (k + 1) * hid) for k in (0, 2, 3, 1)])   # ONNX i,o,f,c → torch i,f,g,o
+    b = b if b is not None else torch.zeros(dirs, 8 * hid, dtype=x.dtype)
+    params = []
+    for d in range(dirs):
+        params += [w[d][order], r[d][order], b[d, :4 * hid][order], b[d, 4 * hid:][order]]
+    lens = (seq_lens.long() if seq_lens is not None else torch.full((batch,), seq, dtype=torch.long))
+    if direction == "reverse":    # each sample's real tokens in reverse order (an involution)
+        t = torch.arange(seq)[:, None]
+        idx = torch.where(t < lens[None, :], lens[None, :] - 1 - t, t)                  # [seq, batch]
+        x = torch.gather(x, 0, idx[..., None].expand_as(x))
+    h = torch.zeros(dirs, batch, hid, dtype=x.dtype) if h0 is None else h0
+    c = torch.zeros(dirs, batch, hid, dtype=x.dtype) if c0 is None else c0
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lens.cpu(), enforce_sorted=False)
+    h, c = h[:, packed.sorted_indices], c[:, packed.sorted_indices]
+    data, h, c = torch._VF.lstm(packed.data, packed.batch_sizes, (h, c), params, True, 1, 0.0, torch.is_grad_enabled(),
+                                direction == "bidirectional")
+    y, _ = torch.nn.utils.rnn.pad_packed_sequence(
+        torch.nn.utils.rnn.PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices),
+        total_length=seq)                                                                # [seq, batch, dirs·hid]
+    if direction == "reverse":
+        y = torch.gather(y, 0, idx[..., None].expand_as(y))
+    y = y.reshape(seq, batch, dirs, hid).permute(0, 2, 1, 3)
+    return y, h[:, packed.unsorted_indices], c[:, packed.unsorted_indices]
+
+
 OPS = {
     "Identity": lambda a, x: x, "Dropout": lambda a, x, *r: x,
     "Add": lambda a, x, y: x + y, "Sub": lambda a, x, y: x - y, "Mul": lambda a, x, y: x * y,
@@ -203,6 +237,7 @@ OPS = {
     "ReduceL2": _reduce(lambda x, dim, keepdim: torch.sqrt((x * x).sum(dim=dim, keepdim=keepdim))),
     "Trilu": lambda a, x, k=None: (torch.triu if a.get("upper", 1) else torch.tril)(x, int(k.item()) if k is not None else 0),
     "CumSum": lambda a, x, ax: torch.cumsum(x, dim=int(ax.item())),
+    "LSTM": _lstm,
 }
 
 
