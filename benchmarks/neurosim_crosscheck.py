@@ -56,6 +56,7 @@ FIGURES = {   # NeuroSim summary line → key
     "ic_pj": r"Chip pipeline-system ic readDynamicEnergy \(per image\) is: ([\d.e+-]+)pJ",
     "tops_per_w": r"Energy Efficiency TOPS/W \(Pipelined Process\): ([\d.e+-]+)",
 }
+INVALID_PJ = 1e15     # a layer's energy above this (NeuroSim overflows on some layers) is no figure
 TAIL = {   # the last breakdown block (the chip's, after the summary)
     "adc_pj": r"ADC \(or S/As and precharger for SRAM\) readDynamicEnergy is : ([\d.e+-]+)pJ",
     "accum_pj": r"Accumulation Circuits .*? readDynamicEnergy is : ([\d.e+-]+)pJ",
@@ -140,6 +141,8 @@ def run_neurosim(binary: Path, traces: Path, rows: int, log: Path) -> dict:
         if m:
             out[key] = float(m[-1])
     out["layer_pj"] = [float(x) for x in re.findall(r"layer\d+'s readDynamicEnergy is: ([\d.e+-]+)pJ", text)]
+    out["layer_adc_pj"] = [float(re.search(r"ADC \(or S/As.*?readDynamicEnergy is : ([\d.e+-]+)pJ", b).group(1))
+                           for b in text.split("Estimation of Layer")[1:]]
     if "area_um2" not in out:
         sys.exit(f"NeuroSim did not finish ({log}): {text[-500:]}")
     return out
@@ -196,15 +199,16 @@ def neurosim_vectors(row: list[int]) -> int:
     return int((h - kh + 1) / s * (w - kw + 1) / s)
 
 
-def same_work(vc: dict, traces: Path) -> dict:
-    """vitc's figures with each layer scaled to NeuroSim's vector count (its energies and
-    latencies are linear in the vectors; non-layer parts, such as digital ops, left out)."""
+def same_work(vc: dict, traces: Path, keep: list[int] | None = None) -> dict:
+    """vitc's crossbar layers (``keep``: only these) scaled to NeuroSim's vector count (their
+    energies and latencies are linear in the vectors)."""
     layers = json.loads((traces / "layers.json").read_text())["layers"]
     f = [neurosim_vectors(L["row"]) / L["vectors"] for L in layers]
+    keep = range(len(f)) if keep is None else keep
     per = vc["layers"]
-    return {"adc_pj": sum(p["adc_pj"] * k for p, k in zip(per, f)),
-            "dynamic_pj": vc["dynamic_pj"] - sum(p["dynamic_pj"] * (1 - k) for p, k in zip(per, f)),
-            "interval_ns": max(p["latency_ns"] * k for p, k in zip(per, f))}
+    return {"adc_pj": sum(per[i]["adc_pj"] * f[i] for i in keep),
+            "dynamic_pj": sum(per[i]["dynamic_pj"] * f[i] for i in keep),
+            "interval_ns": max(per[i]["latency_ns"] * f[i] for i in keep)}
 
 
 def main() -> None:
@@ -235,6 +239,18 @@ def main() -> None:
                 row = {"net": net, "adc_bits": bits, "rows": rows, "cols": cols, "neurosim": ns, "vitc": vc}
                 results.append(row)
                 row["vitc_same_work"] = sw = same_work(vc, traces)
+                bad = [i for i, e in enumerate(ns["layer_pj"]) if not e < INVALID_PJ]
+                if bad:     # a NeuroSim figure out of range: compare the other layers on both sides
+                    keep = [i for i in range(len(ns["layer_pj"])) if i not in bad]
+                    print(f"  NeuroSim's energy of layer(s) {', '.join(str(i + 1) for i in bad)} is out of range "
+                          f"({max(ns['layer_pj'][i] for i in bad):.3g} pJ): energies below are over the other layers")
+                    ns["dynamic_pj"] = sum(ns["layer_pj"][i] for i in keep)
+                    ns["adc_pj"] = sum(ns["layer_adc_pj"][i] for i in keep)
+                    vc["dynamic_pj"] = sum(vc["layers"][i]["dynamic_pj"] for i in keep)
+                    vc["adc_pj"] = sum(vc["layers"][i]["adc_pj"] for i in keep)
+                    for k in ("tops_per_w", "accum_pj", "buffer_pj", "ic_pj"):
+                        ns.pop(k, None)
+                    sw = row["vitc_same_work"] = same_work(vc, traces, keep)
                 for k in keys:
                     if k in ns and ns[k]:
                         extra = f"   on NeuroSim's vectors {sw[k] / ns[k]:6.2f}" if k in sw else ""
