@@ -9,7 +9,10 @@ Mapping (per weight matrix, K rows × N logical columns, on R×C crossbars):
   for identical independent matrices (conv groups, LSTM directions);
 * crossbars are grouped ``crossbars_per_pe`` to a PE and ``pes_per_tile`` to a tile; every
   layer starts on a fresh tile (as NeuroSim does);
-* optional replication of slow layers (``[mapping] replicate``) to balance a layer pipeline.
+* optional replication of slow layers (``[mapping] replicate``) to balance a layer pipeline;
+* or, with ``[mapping] floorplan = "neurosim"``, NeuroSim V1.4's floorplan
+  (:mod:`~vitc.backends.neurosim_floorplan`): whole tiles per layer (their empty sites are built
+  too), its weight copies, and novel-mapped convolutions tiled per kernel position.
 
 Cost (per inference) for V input vectors of ``input_bits`` applied ``dac_bits`` at a time
 (``planes`` = ⌈input_bits/dac_bits⌉ bit-planes), with ``phases`` = ⌈min(K,R)/rows_parallel⌉
