@@ -74,6 +74,8 @@ class RecoverOptions(PassOptions):
     augment: str = option("auto", "--recover-augment", choices=("auto", "none"), type=str,
                           help="recover: also train on augmented inputs whose targets the original model computes "
                                "(auto: mixup of float inputs, token substitution in token inputs)")
+    temperature: float = option(1.0, "--recover-temperature", type=float, metavar="T", check=positive,
+                                help="recover: distillation temperature for logits (KL of softmax(z/T), scaled by T²)")
     hints: float = option(1.0, "--recover-hints", type=float, metavar="W", check=at_least(0.0),
                           help="recover: weight of the per-block hidden-state loss (0: final outputs only)")
     time_budget: float | None = option(None, "--time-budget", type=float, metavar="SECONDS", check=at_least(1.0),
@@ -119,7 +121,8 @@ def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class _Objective:
     """Loss and held-out metrics over the model's float outputs (module doc)."""
 
-    def __init__(self, names: list[str], teacher: dict[str, np.ndarray], widths: set[int]):
+    def __init__(self, names: list[str], teacher: dict[str, np.ndarray], widths: set[int], temperature: float = 1.0):
+        self.temperature = temperature
         self.kinds = {n: output_kind(teacher[n], widths) for n in names}
         self.names = [n for n in names if self.kinds[n] != "other"]
         if not self.names:
@@ -131,9 +134,10 @@ class _Objective:
         for n in self.names:
             s, t = out[n], target[n]
             kind = self.kinds[n]
-            if kind == "logits":
-                total = total + torch.nn.functional.kl_div(torch.log_softmax(s, -1), torch.log_softmax(t, -1),
-                                                           log_target=True, reduction="batchmean")
+            if kind == "logits":    # Hinton et al.'s distillation: softened by T, scaled by T² to keep gradients
+                T = self.temperature
+                total = total + T * T * torch.nn.functional.kl_div(
+                    torch.log_softmax(s / T, -1), torch.log_softmax(t / T, -1), log_target=True, reduction="batchmean")
                 continue
             if kind == "hidden":
                 total = total + _hidden_loss(torch, s, t, mask)
@@ -200,7 +204,7 @@ class RecoverPass:
         outputs = [x.name for x in light.graph.output]
         teacher = dict(zip(outputs, ctx.model_outputs(cm)))
         mask = mask_input(feeds)
-        objective = _Objective(outputs, teacher, hidden_widths(light))
+        objective = _Objective(outputs, teacher, hidden_widths(light), o.temperature)
         dynamic = any(d.dim_param or not d.HasField("dim_value")
                       for i in light.graph.input if i.name == mask for d in i.type.tensor_type.shape.dim[1:2])
         n = len(next(iter(feeds.values())))
@@ -293,6 +297,7 @@ class RecoverPass:
             "parameters": int(sum(p.numel() for p in params)),
             "data": ctx.calibration_source, "samples": {"train": int(len(train)), "holdout": int(len(hold))},
             "losses": {k: objective.kinds[k] for k in objective.names}, "attention_mask": mask,
+            "temperature": o.temperature,
             "optimizer": {"name": "adam", "lr": o.lr, "batch": o.batch},
             "epochs_run": epoch + 1 if curve else 0, "best_epoch": best[2], "stopped": stop,
             "holdout_before": {"loss": round(before_loss, 6), **before},
