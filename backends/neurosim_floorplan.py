@@ -218,4 +218,58 @@ def neurosim_floorplan(layers: list[LayerShape], sub_rows: int, sub_cols: int, r
                      int(math.ceil(tile_cm / pe_cm) ** 2 * _pe_sites(pe_cm, R, C)))
 
 
-__all__ = ["LayerShape", "LayerPlan", "Floorplan", "neurosim_floorplan"]
+@dataclass(frozen=True)
+class BusGeometry:
+    """NeuroSim's interconnect wiring: width of one repeated bus wire (µm), the fold ratios of the
+    tiles' H-trees and of the global bus, the widest global bus (wires)."""
+    wire_um: float
+    tile_tree_fold: float
+    global_bus_fold: float
+    global_bus_max_wires: int
+
+
+def _h_tree_um2(n: int, wires: float, pe_h: float, pe_w: float, g: BusGeometry) -> float:
+    """A tile's H-tree over n×n PEs of pe_h × pe_w µm carrying ``wires`` wires (HTree::CalculateArea:
+    per level the wire bundle widens by one bus and the length halves; plus the main bus to the edge)."""
+    m = math.ceil(math.log2(n)) if n > 1 else 0
+    span = 2 ** m / 2
+    levels = sum(i * (pe_h + pe_w) * span / 2 ** (i + 1) for i in range(1, m))
+    return wires * g.wire_um / g.tile_tree_fold * (levels + n / 2 * pe_w)
+
+
+def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_cols: int, cols_per_adc: int,
+                          g: BusGeometry) -> float:
+    """Area of the tiles' H-trees and the global X–Y bus of ``plan`` (µm²), with sub-array sites of
+    ``site_um2`` each (array and its periphery) shaped like a ``sub_rows``×``sub_cols`` array.
+
+    Tile.cpp/Chip.cpp: a novel-mapped tile's tree spans ⌈√PEs⌉² PEs with PEs·pe wires, a
+    conventional tile's (tile/pe)² PEs with (tile/pe)·pe wires; the global bus carries, per tile,
+    its input rows plus its ADC outputs (halved down to the widest bus allowed) across the tile
+    grid at the pitch of the largest tile.
+    """
+    h = math.sqrt(site_um2 * sub_rows / sub_cols)            # one site, µm
+    w = math.sqrt(site_um2 * sub_cols / sub_rows)
+    area, pitch, wires = 0.0, 0.0, 0.0
+    for novel in (True, False):
+        tiles = sum(L.tiles for L in plan.layers if L.novel == novel)
+        if not tiles:
+            continue
+        if novel:
+            n, pe = math.ceil(math.sqrt(plan.pes_per_novel_tile)), plan.pe_size_novel
+            tree_wires, tile_rows = plan.pes_per_novel_tile * pe, n * pe
+        else:
+            pe = plan.pe_size_conventional
+            n = math.ceil(plan.tile_size_conventional / pe)
+            tree_wires, tile_rows = n * pe, plan.tile_size_conventional
+        k = math.sqrt(_pe_sites(pe, sub_rows, sub_cols))     # sites along a PE side
+        area += tiles * _h_tree_um2(n, tree_wires, k * h, k * w, g)
+        pitch = max(pitch, n * k)
+        wires += tiles * tile_rows * (1 + 1 / cols_per_adc)
+    while wires > g.global_bus_max_wires:
+        wires /= 2
+    rows = math.ceil(math.sqrt(plan.tiles))
+    cols = math.ceil(plan.tiles / rows)
+    return area + wires * g.wire_um / g.global_bus_fold * pitch * (h * rows + w * cols)
+
+
+__all__ = ["LayerShape", "LayerPlan", "Floorplan", "BusGeometry", "neurosim_floorplan", "interconnect_area_um2"]

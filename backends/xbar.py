@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vitc.backends.adc_circuit import read_path
-from vitc.backends.neurosim_floorplan import LayerShape, neurosim_floorplan
+from vitc.backends.neurosim_floorplan import BusGeometry, LayerShape, interconnect_area_um2, neurosim_floorplan
 from vitc.backends.cost import OpCost, Target, post_layout, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
 from vitc.core.hardware import HardwareSpec
@@ -135,6 +135,7 @@ class XbarModel:
         self.planes = -(-xb["input_bits"] // xb["dac_bits"])
         self.maps: list[MatrixMap] = []
         self.cpw = spec.columns_per_weight
+        self.plan = None          # NeuroSim's floorplan, when the preset asks for it
 
     @property
     def adc_area_um2(self) -> float:
@@ -356,8 +357,8 @@ class XbarModel:
             return
         maps = [mm for k in where for mm in costs[k].extra["maps"]]
         shapes = [mm.shape for mm in maps for _ in range(mm.count)]
-        plan = neurosim_floorplan(shapes, self.R, self.C, 1, self.cpw, mp["max_replication"],
-                                  pipeline=mp["replicate"])
+        plan = self.plan = neurosim_floorplan(shapes, self.R, self.C, 1, self.cpw, mp["max_replication"],
+                                              pipeline=mp["replicate"])
         layer = 0
         for k in where:
             c = costs[k]
@@ -406,17 +407,31 @@ class XbarModel:
             "crossbars_per_tile": int(per_tile),
         }
 
+    def _site_um2(self) -> float:
+        """One crossbar with its ADCs, accumulation and periphery (µm², interconnect apart)."""
+        s = self.spec
+        return (s["crossbar.area_um2"] + self.C / s["crossbar.cols_per_adc"] * self.adc_area_um2
+                + s["accumulation.area_um2_per_crossbar"] + s["periphery.area_um2_per_crossbar"])
+
+    def _bus_um2(self) -> float:
+        """NeuroSim's tile H-trees and global bus over its floorplan (0 without both)."""
+        ic = self.spec.section("interconnect")
+        if self.plan is None or not ic["bus_wire_um"]:
+            return 0.0
+        g = BusGeometry(ic["bus_wire_um"], ic["tile_tree_fold"], ic["global_bus_fold"], ic["global_bus_max_wires"])
+        return interconnect_area_um2(self.plan, self._site_um2(), self.R, self.C, self.spec["crossbar.cols_per_adc"], g)
+
     def op_area_mm2(self, cost: OpCost) -> float:
         """Area dedicated to one op: its crossbars (with replicas) with their ADCs, accumulation and
-        periphery, and its tiles' buffers and interconnect (every layer starts a fresh tile)."""
+        periphery, and its tiles' buffers and interconnect (every layer starts a fresh tile; NeuroSim's
+        buses shared out by crossbars built)."""
         s = self.spec
         maps = cost.extra.get("maps", []) if isinstance(cost.extra, dict) else []
         n = sum(mm.crossbars_built for mm in maps)
         tiles = sum(mm.tiles for mm in maps)
-        per_xbar = (s["crossbar.area_um2"] + self.C / s["crossbar.cols_per_adc"] * self.adc_area_um2
-                    + s["accumulation.area_um2_per_crossbar"] + s["periphery.area_um2_per_crossbar"]
-                    + s["interconnect.area_um2_per_crossbar"]) * 1e-6
-        return n * per_xbar + tiles * (s["buffer.area_mm2_per_tile"] + s["interconnect.area_mm2_per_tile"])
+        bus = self._bus_um2() * n / max(1, self.physical_crossbars())
+        return ((n * (self._site_um2() + s["interconnect.area_um2_per_crossbar"]) + bus) * 1e-6
+                + tiles * (s["buffer.area_mm2_per_tile"] + s["interconnect.area_mm2_per_tile"]))
 
     def physical_crossbars(self) -> int:
         """Crossbars built on the chip (replicas and the empty sites of whole tiles included)."""
@@ -434,7 +449,8 @@ class XbarModel:
             "accumulation": n * s["accumulation.area_um2_per_crossbar"] * um2,
             "other_periph": n * s["periphery.area_um2_per_crossbar"] * um2,
             "buffer": tiles * s["buffer.area_mm2_per_tile"],
-            "interconnect": tiles * s["interconnect.area_mm2_per_tile"] + n * s["interconnect.area_um2_per_crossbar"] * um2,
+            "interconnect": (tiles * s["interconnect.area_mm2_per_tile"]
+                             + (n * s["interconnect.area_um2_per_crossbar"] + self._bus_um2()) * um2),
         }
 
     def leakage_uw(self) -> float:
