@@ -421,6 +421,11 @@ class XbarModel:
         g = BusGeometry(ic["bus_wire_um"], ic["tile_tree_fold"], ic["global_bus_fold"], ic["global_bus_max_wires"])
         return interconnect_area_um2(self.plan, self._site_um2(), self.R, self.C, self.spec["crossbar.cols_per_adc"], g)
 
+    def crossbar_area_mm2(self) -> float:
+        """One built crossbar with its ADCs, accumulation, periphery and share of the interconnect."""
+        return (self._site_um2() + self.spec["interconnect.area_um2_per_crossbar"]
+                + self._bus_um2() / max(1, self.physical_crossbars())) * 1e-6
+
     def op_area_mm2(self, cost: OpCost) -> float:
         """Area dedicated to one op: its crossbars (with replicas) with their ADCs, accumulation and
         periphery, and its tiles' buffers and interconnect (every layer starts a fresh tile; NeuroSim's

@@ -50,6 +50,7 @@ class CostBreakdown:
     hardware: Any                      # vitc.core.hardware.HardwareSpec
     target: str = "xbar"
     notes: list[str] = field(default_factory=list)
+    crossbar_area_mm2: float = 0.0     # one built crossbar with its ADCs, periphery and interconnect share (0: none)
 
 
 __all__ = ["OpCostRecord", "CostBreakdown"]

@@ -29,8 +29,11 @@ SRAM_UM2_PER_BIT_22NM = 0.2     # our assumption: 22 nm 6T bitcell ≈ 0.1 µm²
 DIGITAL_UNITS = ("mac", "sfu", "vector")
 
 
-def per_crossbar_area_mm2(spec) -> float:
-    """Area of one crossbar with its ADCs, accumulation and periphery (mm²)."""
+def per_crossbar_area_mm2(spec, an: CostBreakdown | None = None) -> float:
+    """Area of one crossbar with its ADCs, accumulation and periphery (mm²): the cost model's own
+    figure where the analysis ``an`` carries it, else the preset's constants."""
+    if an is not None and an.crossbar_area_mm2:
+        return an.crossbar_area_mm2
     adcs = spec["crossbar.cols"] / spec["crossbar.cols_per_adc"]
     return 1e-6 * (spec["crossbar.area_um2"] + adcs * spec["adc.area_um2"]
                    + spec["accumulation.area_um2_per_crossbar"] + spec["periphery.area_um2_per_crossbar"]
@@ -52,9 +55,9 @@ def sram_um2_per_bit(spec) -> float:
     return SRAM_UM2_PER_BIT_22NM * (node / 22.0) ** 2
 
 
-def _sum(recs: list[OpCostRecord], spec) -> dict:
-    """Work and cost sums over ``recs``."""
-    area = (sum(r.crossbars_physical for r in recs) * per_crossbar_area_mm2(spec)
+def _sum(recs: list[OpCostRecord], spec, xbar_mm2: float) -> dict:
+    """Work and cost sums over ``recs`` (``xbar_mm2``: one crossbar's area)."""
+    area = (sum(r.crossbars_physical for r in recs) * xbar_mm2
             + sum(r.tiles for r in recs) * tile_area_mm2(spec))
     act = [r for r in recs if r.kind == "act_product"]
     soft = [r for r in recs if r.op_type == "Softmax"]
@@ -114,6 +117,7 @@ def edap(energy_pj: float, latency_ns: float, area_mm2: float) -> float:
 def account(an0: CostBreakdown, an1: CostBreakdown, plan: dict[int, int], tokens: int, embed_dim: int) -> dict:
     """Exact accounting of the rewrite (``an1``) against the baseline (``an0``); see module doc."""
     spec = an1.hardware
+    xbar_mm2 = per_crossbar_area_mm2(spec, an1)
     r0, r1 = an0.ops, an1.ops
     names0, names1 = {r.name for r in r0}, {r.name for r in r1}
     removed = [r for r in r0 if r.name not in names1]
@@ -128,10 +132,10 @@ def account(an0: CostBreakdown, an1: CostBreakdown, plan: dict[int, int], tokens
     tops_equiv = t0["ops"] * thr1 / 1e12
     per_block = {}
     for j in sorted(plan):
-        rem = _sum([r for r in removed if r.block == j], spec)
+        rem = _sum([r for r in removed if r.block == j], spec, xbar_mm2)
         per_block[str(j)] = {"source": plan[j], "removed": _short(rem),
-                             "tb_added": _short(_sum([r for r in added if r.block == j], spec))}
-    removed_sum, added_sum = _sum(removed, spec), _sum(added, spec)
+                             "tb_added": _short(_sum([r for r in added if r.block == j], spec, xbar_mm2))}
+    removed_sum, added_sum = _sum(removed, spec, xbar_mm2), _sum(added, spec, xbar_mm2)
     by_role: dict[str, float] = {}
     for r in removed:
         by_role[r.role or "other"] = by_role.get(r.role or "other", 0.0) + r.energy_pj
@@ -235,6 +239,7 @@ class PlanCostModel:
     counts: dict[str, int] = field(default_factory=dict)
     dlat_cycles: dict[int, int] = field(default_factory=dict)
     leak_uw0: float = 0.0
+    xbar_mm2: float = 0.0            # one crossbar's area, as the cost model charges it
     tokens: int = 1
     embed_dim: int = 1
     batch: int = 1
@@ -249,6 +254,7 @@ class PlanCostModel:
         m = cls(spec, spec.freq_ghz, dict(an0.totals), tokens=tokens, embed_dim=embed_dim, batch=an0.batch)
         m.counts = {u: int(spec[f"units.{u}.count"]) for u in DIGITAL_UNITS}
         m.leak_uw0 = float(an0.leakage_uw)
+        m.xbar_mm2 = per_crossbar_area_mm2(spec, an0)
         for r in r0:
             if r.resource in DIGITAL_UNITS:
                 m.busy0[r.resource] = m.busy0.get(r.resource, 0) + r.cycles
@@ -287,7 +293,7 @@ class PlanCostModel:
         d_static = sum(self.tb[j]["crossbars_total"] - self.removed[j]["crossbars_total"] for j in blocks)
         d_tiles = sum(self.tb[j]["tiles"] - self.removed[j]["tiles"] for j in blocks)
         buf = buffer_cost(plan, self.tokens, self.embed_dim, spec, self.batch)
-        area = (b["area_mm2"] + d_xbar * per_crossbar_area_mm2(spec) + d_tiles * tile_area_mm2(spec)
+        area = (b["area_mm2"] + d_xbar * self.xbar_mm2 + d_tiles * tile_area_mm2(spec)
                 + buf["area_mm2"])
         B = max(1, self.batch)          # records are per batch, totals per image
         latency_cycles = b["latency_cycles"] - sum(self.dlat_cycles[j] for j in blocks)
