@@ -136,6 +136,7 @@ class XbarModel:
         self.maps: list[MatrixMap] = []
         self.cpw = spec.columns_per_weight
         self.plan = None          # NeuroSim's floorplan, when the preset asks for it
+        self.bus_um2 = 0.0        # its tile H-trees and global bus (set by floorplan())
 
     @property
     def adc_area_um2(self) -> float:
@@ -359,6 +360,7 @@ class XbarModel:
         shapes = [mm.shape for mm in maps for _ in range(mm.count)]
         plan = self.plan = neurosim_floorplan(shapes, self.R, self.C, 1, self.cpw, mp["max_replication"],
                                               pipeline=mp["replicate"])
+        slot = {id(mm): j for j, mm in enumerate(self.maps)}
         layer = 0
         for k in where:
             c = costs[k]
@@ -373,7 +375,7 @@ class XbarModel:
                        for m, mm, n in zip(item.matrices, c.extra["maps"], kernels)]
                 for mm, nm in zip(c.extra["maps"], new):
                     nm.shape = mm.shape
-                    self.maps[next(j for j, x in enumerate(self.maps) if x is mm)] = nm
+                    self.maps[slot[id(mm)]] = nm
                 costs[k] = c = self._priced(item, new)
             for mm, f in zip(c.extra["maps"], firsts):
                 mine = range(f, f + mm.count)
@@ -396,6 +398,7 @@ class XbarModel:
                 mm.tiles = -(-mm.crossbars_total // per_tile)
             xb_id += mm.crossbars_built
             tile += mm.tiles
+        self.bus_um2 = self._bus_um2()
         static = [mm for mm in self.maps if not mm.dynamic]
         dyn = [mm for mm in self.maps if mm.dynamic]
         return {
@@ -424,7 +427,7 @@ class XbarModel:
     def crossbar_area_mm2(self) -> float:
         """One built crossbar with its ADCs, accumulation, periphery and share of the interconnect."""
         return (self._site_um2() + self.spec["interconnect.area_um2_per_crossbar"]
-                + self._bus_um2() / max(1, self.physical_crossbars())) * 1e-6
+                + self.bus_um2 / max(1, self.physical_crossbars())) * 1e-6
 
     def op_area_mm2(self, cost: OpCost) -> float:
         """Area dedicated to one op: its crossbars (with replicas) with their ADCs, accumulation and
@@ -434,8 +437,7 @@ class XbarModel:
         maps = cost.extra.get("maps", []) if isinstance(cost.extra, dict) else []
         n = sum(mm.crossbars_built for mm in maps)
         tiles = sum(mm.tiles for mm in maps)
-        bus = self._bus_um2() * n / max(1, self.physical_crossbars())
-        return ((n * (self._site_um2() + s["interconnect.area_um2_per_crossbar"]) + bus) * 1e-6
+        return (n * self.crossbar_area_mm2()
                 + tiles * (s["buffer.area_mm2_per_tile"] + s["interconnect.area_mm2_per_tile"]))
 
     def physical_crossbars(self) -> int:
@@ -455,7 +457,7 @@ class XbarModel:
             "other_periph": n * s["periphery.area_um2_per_crossbar"] * um2,
             "buffer": tiles * s["buffer.area_mm2_per_tile"],
             "interconnect": (tiles * s["interconnect.area_mm2_per_tile"]
-                             + (n * s["interconnect.area_um2_per_crossbar"] + self._bus_um2()) * um2),
+                             + (n * s["interconnect.area_um2_per_crossbar"] + self.bus_um2) * um2),
         }
 
     def leakage_uw(self) -> float:

@@ -29,17 +29,6 @@ SRAM_UM2_PER_BIT_22NM = 0.2     # our assumption: 22 nm 6T bitcell ≈ 0.1 µm²
 DIGITAL_UNITS = ("mac", "sfu", "vector")
 
 
-def per_crossbar_area_mm2(spec, an: CostBreakdown | None = None) -> float:
-    """Area of one crossbar with its ADCs, accumulation and periphery (mm²): the cost model's own
-    figure where the analysis ``an`` carries it, else the preset's constants."""
-    if an is not None and an.crossbar_area_mm2:
-        return an.crossbar_area_mm2
-    adcs = spec["crossbar.cols"] / spec["crossbar.cols_per_adc"]
-    return 1e-6 * (spec["crossbar.area_um2"] + adcs * spec["adc.area_um2"]
-                   + spec["accumulation.area_um2_per_crossbar"] + spec["periphery.area_um2_per_crossbar"]
-                   + spec["interconnect.area_um2_per_crossbar"])
-
-
 def per_crossbar_leak_uw(spec) -> float:
     adcs = spec["crossbar.cols"] / spec["crossbar.cols_per_adc"]
     return (spec["crossbar.leakage_uw"] + adcs * spec["adc.leakage_uw"] + spec["periphery.leakage_uw_per_crossbar"]
@@ -117,7 +106,7 @@ def edap(energy_pj: float, latency_ns: float, area_mm2: float) -> float:
 def account(an0: CostBreakdown, an1: CostBreakdown, plan: dict[int, int], tokens: int, embed_dim: int) -> dict:
     """Exact accounting of the rewrite (``an1``) against the baseline (``an0``); see module doc."""
     spec = an1.hardware
-    xbar_mm2 = per_crossbar_area_mm2(spec, an1)
+    xbar_mm2 = an1.crossbar_area_mm2
     r0, r1 = an0.ops, an1.ops
     names0, names1 = {r.name for r in r0}, {r.name for r in r1}
     removed = [r for r in r0 if r.name not in names1]
@@ -254,7 +243,7 @@ class PlanCostModel:
         m = cls(spec, spec.freq_ghz, dict(an0.totals), tokens=tokens, embed_dim=embed_dim, batch=an0.batch)
         m.counts = {u: int(spec[f"units.{u}.count"]) for u in DIGITAL_UNITS}
         m.leak_uw0 = float(an0.leakage_uw)
-        m.xbar_mm2 = per_crossbar_area_mm2(spec, an0)
+        m.xbar_mm2 = an0.crossbar_area_mm2
         for r in r0:
             if r.resource in DIGITAL_UNITS:
                 m.busy0[r.resource] = m.busy0.get(r.resource, 0) + r.cycles
