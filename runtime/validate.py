@@ -86,12 +86,13 @@ class ValidationResult:
 def sample_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine between flattened samples (axis 0) of ``a`` and ``b``; 1 where both are zero; NaN
     where either sample holds a NaN or an infinity (a metric never reports non-finite data as fine)."""
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     finite = np.isfinite(a).all(1) & np.isfinite(b).all(1)
-    a, b = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    if not finite.all():
+        a, b = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
+    dot = lambda x, y: np.einsum("ij,ij->i", x, y, dtype=np.float64)   # noqa: E731 - float64 sums, no copies
+    num = dot(a, b)
+    den = np.sqrt(dot(a, a) * dot(b, b))
     cos = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
     return np.where(finite, cos, np.nan)
 

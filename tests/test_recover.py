@@ -185,3 +185,37 @@ def test_recover_without_torch_is_one_clear_error_before_any_work(monkeypatch):
     ctx = PassContext({"recover": RecoverOptions()})
     with pytest.raises(VitcInputError, match="needs PyTorch"):
         RecoverPass().run(front_end(plan), ctx)
+
+
+def test_epoch_batches_cover_every_sample_once_in_length_sorted_batches():
+    from vitc.passes.recover import epoch_batches
+    rng = np.random.RandomState(3)
+    lengths = rng.randint(4, 120, size=500)
+    train = np.sort(rng.choice(500, 400, replace=False))
+    batches = epoch_batches(train, lengths, 16, np.random.RandomState(0), pool=8)
+    assert sorted(np.concatenate(batches).tolist()) == train.tolist()
+    assert all(len(b) <= 16 for b in batches)
+    # cut length of a batch = its longest sample: sorting pools cuts the padded work
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    plain = epoch_batches(train, None, 16, np.random.RandomState(0))
+    assert sorted(np.concatenate(plain).tolist()) == train.tolist()
+    assert padded < 0.75 * sum(len(b) * lengths[b].max() for b in plain)
+    again = epoch_batches(train, lengths, 16, np.random.RandomState(0), pool=8)
+    assert all((a == b).all() for a, b in zip(batches, again))
+
+
+@needs_torch
+def test_relational_loss_is_zero_for_same_similarities_and_grows_with_distortion():
+    import torch
+    from vitc.passes.recover import _relational_loss, _similarity_variance
+    rng = np.random.RandomState(0)
+    t = torch.from_numpy(rng.randn(12, 8).astype(np.float32))
+    assert float(_relational_loss(torch, 3.0 * t, t)) < 1e-10          # scale does not change similarities
+    q, _ = torch.linalg.qr(torch.from_numpy(rng.randn(8, 8).astype(np.float32)))
+    assert float(_relational_loss(torch, t @ q, t)) < 1e-10           # nor does a rotation
+    small = float(_relational_loss(torch, t + 0.1 * torch.randn(12, 8), t))
+    large = float(_relational_loss(torch, t + 1.0 * torch.randn(12, 8), t))
+    assert 0 < small < large
+    assert _similarity_variance(t.numpy()) == pytest.approx(
+        np.var((lambda e: (e @ e.T)[np.triu_indices(12, 1)])(t.numpy() / np.linalg.norm(t.numpy(), axis=1)[:, None])),
+        rel=1e-6)
