@@ -190,7 +190,9 @@ class RecoverPass:
     after = ("reuse", "bilstm", "taylor", "reorder")
     requires = ("torch",)           # checked when the passes are selected, before any work
 
-    def run(self, cm: CompiledModel, ctx) -> PassRecord:
+    def run(self, cm: CompiledModel, ctx, options: RecoverOptions | None = None) -> PassRecord:
+        """Train, write back, record (module doc); ``options`` overrides the compile's (reuse auto's
+        short recovery estimates)."""
         try:
             import torch    # noqa: PLC0415 - optional extra, only when the pass runs
             from vitc.passes.torch_mirror import TorchMirror   # noqa: PLC0415 - imports torch
@@ -198,7 +200,7 @@ class RecoverPass:
             raise VitcInputError("recover: trained recovery needs PyTorch (pip install 'vitc[distill]', "
                                  "CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)") \
                 from None
-        o: RecoverOptions = ctx.opts(self.name)
+        o: RecoverOptions = options or ctx.opts(self.name)
         t0 = time.perf_counter()
         light, held = emit_light(dataclasses.replace(cm, graph=cm.graph.copy()))
         blocks = rewritten_blocks(light)

@@ -110,6 +110,10 @@ class ReuseOptions(PassOptions):
     verify_fit: str = option("auto", "--reuse-verify-fit", choices=("auto", "teacher", "final"), type=str,
                              help="reuse auto: TBs used to verify frontier plans — teacher-forced pair fits (fast) "
                                   "or the final --tb-fit refit (exact); auto: final when the onnxruntime work is small")
+    recover_estimate: int = option(2, "--reuse-recover-estimate", type=int, metavar="EPOCHS", check=at_least(0),
+                                   help="reuse auto with --passes ...,recover: a verified plan that misses the budget "
+                                        "with its fitted TBs is trained this many epochs and judged on the result "
+                                        "(an estimate of what recovery reaches; 0: fitted TBs only)")
     beam: int = option(64, "--reuse-beam", type=int, metavar="B", check=positive,
                        help="reuse auto: beam width per reuse count when the plan space is too large to enumerate")
     hw: str | None = option(None, "--reuse-hw", type=str, metavar="PRESET",
@@ -140,6 +144,7 @@ class ReusePass:
         return {"plan": o.plan, "kind": o.kind, "rank": rank, "mode": o.fit, "weights_file": o.weights,
                 "ridge": o.ridge, "max_drop": o.max_drop, "cos_floor": o.cos_floor, "max_latency": o.max_latency,
                 "beam": o.beam, "verify": o.verify, "verify_fit": o.verify_fit, "measure": o.measure,
+                "recover_estimate": o.recover_estimate if ctx.opts("recover") is not None else 0,
                 "cost": o.cost, "hw": o.hw}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:

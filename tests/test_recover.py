@@ -219,3 +219,25 @@ def test_relational_loss_is_zero_for_same_similarities_and_grows_with_distortion
     assert _similarity_variance(t.numpy()) == pytest.approx(
         np.var((lambda e: (e @ e.T)[np.triu_indices(12, 1)])(t.numpy() / np.linalg.norm(t.numpy(), axis=1)[:, None])),
         rel=1e-6)
+
+
+@needs_torch
+def test_reuse_auto_judges_plans_after_a_short_recovery_when_recover_follows():
+    opts = {"reuse_plan": "auto", "max_drop": 1.0, "hw": "rram-128", "reuse_verify": "all", "recover_estimate": 1,
+            "epochs": 1, "patience": 1, "batch": 32}
+    res = compile_model(P4, passes="reuse,recover", calib=CALIB, calib_samples=64, target="none", options=opts)
+    search = res.compiled.records[0].details["search"]
+    estimated = [r for r in search["frontier"] if "recovery_estimate" in r]
+    # exactly the plans whose fitted TBs miss the budget are trained, and judged on the result
+    assert estimated and all(r["fitted_drop"] > 1.0 for r in estimated)
+    assert all(r["drop"] <= 1.0 + 1e-9 for r in search["frontier"] if r.get("verified") and "recovery_estimate" not in r)
+    assert any(r["drop"] < r["fitted_drop"] for r in estimated)
+    assert all(r["recovery_estimate"]["epochs"] == 1 and "holdout_agreement" in r["recovery_estimate"]
+               for r in estimated)
+    assert all(r["meets_budget"] == (r["drop"] <= 1.0 + 1e-9) for r in search["frontier"] if r.get("verified"))
+    table = res.compiled.records[0].sections["reuse_frontier"]["tables"][0]
+    assert "drop fitted (pp)" in table["header"] and "1-epoch trained recovery" in table["note"]
+    # without recover in the compile nothing is trained
+    plain = compile_model(P4, passes="reuse", calib=CALIB, calib_samples=64, target="none",
+                          options={k: v for k, v in opts.items() if k not in ("epochs", "patience", "batch")})
+    assert not any("recovery_estimate" in r for r in plain.compiled.records[0].details["search"]["frontier"])
