@@ -78,7 +78,7 @@ class RecoverOptions(PassOptions):
                                "(auto: mixup of float inputs, token substitution in token inputs)")
     temperature: float = option(1.0, "--recover-temperature", type=float, metavar="T", check=positive,
                                 help="recover: distillation temperature for logits (KL of softmax(z/T), scaled by T²)")
-    relational: float = option(1.0, "--recover-relational", type=float, metavar="W", check=at_least(0.0),
+    relational: float = option(0.0, "--recover-relational", type=float, metavar="W", check=at_least(0.0),
                                help="recover: weight of the pairwise-similarity loss on embeddings (the batch's "
                                     "cosine-similarity matrix against the original's; 0: off)")
     hints: float = option(1.0, "--recover-hints", type=float, metavar="W", check=at_least(0.0),

@@ -56,6 +56,14 @@ class FunctionBuilder:
         self.nodes.append(node)
         return y
 
+    def attr_ints(self, attr: str) -> str:
+        """A 1-D int64 tensor holding the function's list attribute ``attr``."""
+        y = self._fresh(attr)
+        node = helper.make_node("Constant", [], [y], value_ints=[0])
+        node.attribute[0].ref_attr_name = attr
+        self.nodes.append(node)
+        return y
+
     def attr_float(self, attr: str) -> str:
         """A scalar float tensor holding the function attribute ``attr``."""
         y = self._fresh(attr)

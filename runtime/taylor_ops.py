@@ -30,9 +30,16 @@ mask: key j is excluded (w_j = 0) where the mask is ≤ ``MASK_THRESHOLD`` for e
 (a query-dependent mask cannot be expressed in linear attention; it is reduced to the keys
 visible to all queries).
 
-Overloads (selected from the node's ``variant``/``centering``/``simplified`` attributes and
-arity by :func:`overload_name`): ``"{variant}-{centering}[-const][-masked]"``, with the
-default paper/tokens form as ``""`` / ``"masked"``.
+Hybrid heads: a node with a non-empty ``softmax_heads`` attribute keeps those heads as exact
+softmax attention (per head softmax(s·q·kᵀ + mask)·v, n×n for those heads only) and runs the
+others (``taylor_heads``) through the Taylor form; ``head_order`` puts the concatenated
+[softmax heads, Taylor heads] back in the original head order. The taylor pass chooses the heads
+from their teacher-forced fidelity (``--head-cos-floor``); a key-padding mask must be the same
+for every head ([B, 1, q, N]).
+
+Overloads (selected from the node's ``variant``/``centering``/``simplified`` attributes,
+``softmax_heads`` and arity by :func:`overload_name`): ``"{variant}-{centering}[-const][-masked][-hybrid]"``,
+with the default paper/tokens form as ``""`` / ``"masked"`` (``"hybrid"`` / ``"masked-hybrid"``).
 """
 from __future__ import annotations
 
@@ -47,15 +54,30 @@ VARIANTS = ("paper", "code")
 CENTERINGS = ("tokens", "features", "none")
 DEFAULT_CENTERING = {"paper": "tokens", "code": "features"}
 ATTRIBUTES = ["num_heads", "scale", "variant", "centering", "simplified"]
+HYBRID_ATTRIBUTES = ["softmax_heads", "taylor_heads", "head_order"]
 MASK_THRESHOLD = -1.0e3   # additive mask values at or below this exclude the key
 
 
-def overload_name(variant: str, centering: str, simplified: bool, masked: bool) -> str:
+def overload_name(variant: str, centering: str, simplified: bool, masked: bool, hybrid: bool = False) -> str:
     """The function overload implementing one configuration."""
     if variant == "paper" and centering == "tokens" and not simplified:
-        return "masked" if masked else ""
-    name = f"{variant}-{centering}" + ("-const" if simplified else "")
-    return name + ("-masked" if masked else "")
+        name = "masked" if masked else ""
+    else:
+        name = f"{variant}-{centering}" + ("-const" if simplified else "") + ("-masked" if masked else "")
+    return (f"{name}-hybrid" if name else "hybrid") if hybrid else name
+
+
+def hybrid_attributes(num_heads: int, softmax_heads) -> dict:
+    """``softmax_heads``/``taylor_heads``/``head_order`` node attributes for keeping the heads
+    ``softmax_heads`` exact (empty dict when none is kept)."""
+    soft = sorted(int(h) for h in softmax_heads)
+    if not soft:
+        return {}
+    if soft[0] < 0 or soft[-1] >= num_heads or len(set(soft)) != len(soft):
+        raise ValueError(f"softmax heads {soft} are not distinct heads of {num_heads}")
+    lin = [h for h in range(num_heads) if h not in soft]
+    order = np.argsort(np.array(soft + lin)).tolist()      # position of head h in [softmax..., taylor...]
+    return {"softmax_heads": soft, "taylor_heads": lin, "head_order": order}
 
 
 def can_simplify(variant: str, centering: str) -> bool:
@@ -74,7 +96,8 @@ def _attr(node: NodeProto, name: str, default):
 def _node_overload(node: NodeProto) -> str:
     variant = _attr(node, "variant", "paper")
     centering = _attr(node, "centering", DEFAULT_CENTERING.get(variant, "tokens"))
-    return overload_name(variant, centering, bool(_attr(node, "simplified", 0)), len(node.input) == 4)
+    return overload_name(variant, centering, bool(_attr(node, "simplified", 0)), len(node.input) == 4,
+                         bool(_attr(node, "softmax_heads", [])))
 
 
 def _key_weights(b: FunctionBuilder) -> str:
@@ -84,18 +107,39 @@ def _key_weights(b: FunctionBuilder) -> str:
     return b.reduce("ReduceMin", keep, [2], keepdims=1)            # visible to every query
 
 
-def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bool, opset: int) -> FunctionProto:
+def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bool, opset: int,
+                      hybrid: bool = False) -> FunctionProto:
     inputs = ["q", "k", "v"] + (["mask"] if masked else [])
-    b = FunctionBuilder(OP_TYPE, inputs, ATTRIBUTES, opset,
-                        overload=overload_name(variant, centering, simplified, masked),
+    b = FunctionBuilder(OP_TYPE, inputs, ATTRIBUTES + (HYBRID_ATTRIBUTES if hybrid else []), opset,
+                        overload=overload_name(variant, centering, simplified, masked, hybrid),
                         doc=f"Taylor linear attention, variant={variant}, centering={centering}, "
-                            f"simplified={int(simplified)}, masked={int(masked)}; see vitc.runtime.taylor_ops.")
+                            f"simplified={int(simplified)}, masked={int(masked)}, hybrid={int(hybrid)}; "
+                            "see vitc.runtime.taylor_ops.")
     heads = b.attr_int("num_heads")
     scale = b.attr_float("scale")
     qh = split_heads(b, "q", heads, [0, 2, 1, 3])                  # Q  [B, H, N, d]
     kt = split_heads(b, "k", heads, [0, 2, 3, 1])                  # Kᵀ [B, H, d, N] (keys as columns)
     vh = split_heads(b, "v", heads, [0, 2, 1, 3])                  # V  [B, H, N, d]
     w = _key_weights(b) if masked else None                        # [B, h, 1, N]
+    if not hybrid:
+        b.output(merge_heads(b, _taylor_heads(b, qh, kt, vh, w, scale, variant, centering, simplified)), "y")
+        return b.build()
+    soft, lin = b.attr_ints("softmax_heads"), b.attr_ints("taylor_heads")
+    pick = lambda x, idx: b.op("Gather", x, idx, axis=1)         # noqa: E731 - heads on axis 1
+    scores = b.op("Mul", b.op("MatMul", pick(qh, soft), pick(kt, soft)), scale)
+    if masked:
+        scores = b.op("Add", scores, "mask")                       # [B, 1, q, N]: the same for every head
+    exact = b.op("MatMul", b.op("Softmax", scores, axis=-1), pick(vh, soft))
+    linear = _taylor_heads(b, pick(qh, lin), pick(kt, lin), pick(vh, lin), w, scale, variant, centering, simplified)
+    both = b.op("Concat", exact, linear, axis=1)
+    b.output(merge_heads(b, b.op("Gather", both, b.attr_ints("head_order"), axis=1)), "y")
+    return b.build()
+
+
+def _taylor_heads(b: FunctionBuilder, qh: str, kt: str, vh: str, w: str | None, scale: str, variant: str,
+                  centering: str, simplified: bool) -> str:
+    """Taylor attention of Q [B, h, N, d], Kᵀ [B, h, d, N], V [B, h, N, dv] with key weights
+    ``w`` [B, 1|h, 1, N] (or None) → Z [B, h, N, dv] (the steps of the module doc)."""
     # --- step 1: centred keys K̂ᵀ (masked keys excluded from the mean and zeroed)
     if centering == "tokens":
         if w is None:
@@ -112,8 +156,7 @@ def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bo
     # --- step 2: global context G = K̂ᵀV (d×d); the scale is folded into d×d / d-sized tensors only
     g = b.op("MatMul", kc, vh)                                     # [B, H, d, d]
     if variant == "code":
-        b.output(merge_heads(b, b.op("MatMul", qh, b.op("Mul", g, scale))), "y")
-        return b.build()
+        return b.op("MatMul", qh, b.op("Mul", g, scale))
     # --- step 3: column sums (v_sum; k̂_sum below)
     wv = None if w is None else b.op("Transpose", w, perm=[0, 1, 3, 2])    # [B, h, N, 1]
     if simplified:
@@ -127,8 +170,7 @@ def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bo
             inv_n = b.op("Reciprocal", b.reduce("ReduceSum", w, [3]))   # [B, h, 1, 1]
             vmean = b.op("Mul", b.reduce("ReduceSum", b.op("Mul", vh, wv), [2]), inv_n)
         g_s = b.op("Mul", g, b.op("Mul", scale, inv_n))
-        b.output(merge_heads(b, b.op("Add", b.op("MatMul", qh, g_s), vmean)), "y")
-        return b.build()
+        return b.op("Add", b.op("MatMul", qh, g_s), vmean)
     vsum = b.reduce("ReduceSum", vh if w is None else b.op("Mul", vh, wv), [2])   # [B, H, 1, d]
     if w is None:
         n = b.op("Cast", b.op("Gather", b.op("Shape", kt), b.const(np.int64(3), "token_axis"), axis=0),
@@ -141,8 +183,7 @@ def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bo
     # --- step 5: T_N = v_sum + s·Q·G  [B, H, N, d]
     t_n = b.op("Add", b.op("MatMul", qh, b.op("Mul", g, scale)), vsum)
     # --- step 6: Z = diag(t_D)⁻¹ T_N
-    b.output(merge_heads(b, b.op("Div", t_n, t_d)), "y")
-    return b.build()
+    return b.op("Div", t_n, t_d)
 
 
 def _register_all() -> None:
@@ -153,12 +194,14 @@ def _register_all() -> None:
                 if simplified and not can_simplify(variant, centering):
                     continue
                 for masked in (False, True):
-                    key = overload_name(variant, centering, simplified, masked)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    custom_op(OP_TYPE, key)(
-                        lambda opset, v=variant, c=centering, s=simplified, m=masked: _taylor_attention(v, c, s, m, opset))
+                    for hybrid in (False, True):
+                        key = overload_name(variant, centering, simplified, masked, hybrid)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        custom_op(OP_TYPE, key)(
+                            lambda opset, v=variant, c=centering, s=simplified, m=masked, y=hybrid:
+                            _taylor_attention(v, c, s, m, opset, y))
     register_node_overload(OP_TYPE, _node_overload)
     register_work(OP_TYPE, taylor_work)
 
@@ -171,14 +214,33 @@ def taylor_work(attrs: dict, in_shapes: list, opset: int = 17) -> list[Step]:
     heads = int(attrs["num_heads"])
     w = WorkList(in_shapes, opset)
     qh, kt, vh = head_views(w, heads)
-    b, h, n, d = qh.shape
-    dv = vh.shape[3]
-    scale = w.const()
+    b, _, n, d = qh.shape
+    nk, dv = kt.shape[3], vh.shape[3]
     wk = None
     if len(in_shapes) > 3:                                          # key weights [B, h, 1, N]
         m = w.inputs[3]
         keep = w.op("Greater", m, w.const(), out=m.shape)
         wk = w.reduce("ReduceMin", keep, [2], out=m.shape[:2] + (1,) + m.shape[3:])
+    soft = list(attrs.get("softmax_heads") or [])
+    if soft:                                   # exact heads: QKᵀ, scale, (mask), softmax, S·V on those only
+        hs = len(soft)
+        scores = w.op("MatMul", w.view(qh, (b, hs, n, d)), w.view(kt, (b, hs, d, nk)), out=(b, hs, n, nk))
+        scores = w.op("Mul", scores, w.const(), out=scores.shape)
+        if len(in_shapes) > 3:
+            scores = w.op("Add", scores, w.inputs[3], out=scores.shape)
+        probs = w.op("Softmax", scores, out=scores.shape, axis=-1)
+        w.op("MatMul", probs, w.view(vh, (b, hs, nk, dv)), out=(b, hs, n, dv))
+        lin = heads - hs
+        qh, kt, vh = w.view(qh, (b, lin, n, d)), w.view(kt, (b, lin, d, nk)), w.view(vh, (b, lin, nk, dv))
+    _taylor_steps(w, qh, kt, vh, wk, variant, centering, simplified)
+    return w.steps
+
+
+def _taylor_steps(w: WorkList, qh, kt, vh, wk, variant: str, centering: str, simplified: bool) -> None:
+    """Steps of :func:`_taylor_heads` for views Q [B, h, N, d], Kᵀ, V and key weights ``wk``."""
+    b, h, n, d = qh.shape
+    dv = vh.shape[3]
+    scale = w.const()
     # step 1: centred keys
     if centering == "tokens":
         if wk is None:
@@ -197,7 +259,7 @@ def taylor_work(attrs: dict, in_shapes: list, opset: int = 17) -> list[Step]:
     g = w.op("MatMul", kc, vh, out=(b, h, d, dv))
     if variant == "code":
         w.op("MatMul", qh, w.op("Mul", g, scale, out=g.shape), out=(b, h, n, dv))
-        return w.steps
+        return
     wv = None if wk is None else w.view(wk, wk.shape[:2] + (wk.shape[3], 1))
     if simplified:
         if wk is None:
@@ -210,7 +272,7 @@ def taylor_work(attrs: dict, in_shapes: list, opset: int = 17) -> list[Step]:
                          inv_n, out=(b, h, 1, dv))
         g_s = w.op("Mul", g, w.op("Mul", scale, inv_n, out=inv_n.shape), out=g.shape)
         w.op("Add", w.op("MatMul", qh, g_s, out=(b, h, n, dv)), vmean, out=(b, h, n, dv))
-        return w.steps
+        return
     vsum = w.reduce("ReduceSum", vh if wv is None else w.op("Mul", vh, wv, out=vh.shape), [2], out=(b, h, 1, dv))
     n_w = w.const() if wk is None else w.reduce("ReduceSum", wk, [3], out=wk.shape[:3] + (1,))
     ksum = w.reduce("ReduceSum", kc, [3], out=(b, h, d, 1))
@@ -219,7 +281,6 @@ def taylor_work(attrs: dict, in_shapes: list, opset: int = 17) -> list[Step]:
     t_n = w.op("Add", w.op("MatMul", qh, w.op("Mul", g, scale, out=g.shape), out=(b, h, n, dv)), vsum,
                out=(b, h, n, dv))
     w.op("Div", t_n, t_d, out=(b, h, n, dv))
-    return w.steps
 
 
 _register_all()
@@ -241,8 +302,9 @@ def key_weights_np(mask: np.ndarray | None, batch: int, tokens: int) -> np.ndarr
 
 def taylor_attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: int, scale: float,
                         variant: str = "paper", centering: str | None = None, mask: np.ndarray | None = None,
-                        simplified: bool = False) -> np.ndarray:
-    """Taylor attention on [B, N, C] arrays (heads packed) → [B, N, C], float64, linear in N."""
+                        simplified: bool = False, softmax_heads=()) -> np.ndarray:
+    """Taylor attention on [B, N, C] arrays (heads packed) → [B, N, C], float64, linear in N;
+    the heads ``softmax_heads`` exact (:func:`softmax_heads_np`, n×n for those heads only)."""
     centering = centering or DEFAULT_CENTERING[variant]
     bsz, n_tok, c = q.shape
     d = c // num_heads
@@ -270,4 +332,35 @@ def taylor_attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: 
         else:
             t_d = nw + scale * (qh @ np.swapaxes(kc.sum(axis=2, keepdims=True), 2, 3))
         z = (vsum + scale * (qh @ g)) / t_d
-    return z.transpose(0, 2, 1, 3).reshape(bsz, n_tok, c)
+    z = z.transpose(0, 2, 1, 3).reshape(bsz, n_tok, c)
+    if len(softmax_heads):
+        z = z.reshape(bsz, n_tok, num_heads, d)
+        z[:, :, list(softmax_heads)] = softmax_heads_np(q, k, v, num_heads, scale, softmax_heads, mask)
+        z = z.reshape(bsz, n_tok, c)
+    return z
+
+
+def softmax_heads_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: int, scale: float, heads,
+                     mask: np.ndarray | None = None, chunk: int = 32) -> np.ndarray:
+    """Exact softmax attention of the heads ``heads`` of [B, N, C] arrays → [B, N, len(heads), d],
+    float64, ``chunk`` samples at a time (the n×n scores of a chunk only)."""
+    bsz, n_tok, c = q.shape
+    d = c // num_heads
+    heads = list(heads)
+    out = np.empty((bsz, n_tok, len(heads), d))
+
+    def pick(x, lo, hi):
+        return np.asarray(x[lo:hi], np.float64).reshape(hi - lo, n_tok, num_heads, d)[:, :, heads].transpose(0, 2, 1, 3)
+
+    m = None if mask is None else np.asarray(mask, np.float64)
+    while m is not None and m.ndim < 4:
+        m = m[None]
+    for lo in range(0, bsz, chunk):
+        hi = min(bsz, lo + chunk)
+        s = scale * (pick(q, lo, hi) @ np.swapaxes(pick(k, lo, hi), 2, 3))      # [b, h, N, N]
+        if m is not None:
+            mm = m[lo:hi] if m.shape[0] == bsz else m
+            s = s + (mm[:, heads] if mm.shape[1] == num_heads else mm)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        out[lo:hi] = ((s / s.sum(-1, keepdims=True)) @ pick(v, lo, hi)).transpose(0, 2, 1, 3)
+    return out
