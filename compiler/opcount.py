@@ -154,4 +154,5 @@ def _core_graph_counts(op_type: str, attr_items: tuple, n_inputs: int, n: int, c
 def core_graph_counts(op_type: str, attrs: dict, n_inputs: int, n: int, c: int, opset: int) -> OpCounts:
     """Counts of one ``ai.vitc`` core node at batch 1, ``n`` tokens, width ``c``, from the op's
     declared work — the arithmetic of its function body (``tests/test_op_work.py`` checks they agree)."""
-    return _core_graph_counts(op_type, tuple(sorted(attrs.items())), n_inputs, n, c, opset)
+    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()))   # hashable
+    return _core_graph_counts(op_type, items, n_inputs, n, c, opset)

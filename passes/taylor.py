@@ -10,6 +10,10 @@ Training-free recovery (all on calibration data, teacher-forced: every block see
   out_proj(TaylorAttention(q, k, v)) matches the original attention output (pre-residual);
   λ is chosen per layer on held-out calibration samples, and a refit that does worse there
   than the original projection is rejected;
+* heads — ``--head-cos-floor C``: per head, the teacher-forced cosine of its Taylor output to
+  its softmax output (real tokens); heads below C stay exact softmax inside a hybrid core
+  (``softmax_heads``: n×n for those heads only, costed as softmax), and the refit and cosines
+  are of that hybrid; a block none of whose heads reaches C keeps softmax;
 * selection — ``--max-drop P``: greedily linearise layers in order of least cosine damage,
   keeping a layer only if end-to-end calibration accuracy (or top-1 agreement without labels)
   drops by at most P percentage points; ``--cos-floor C``: keep layers whose teacher-forced
@@ -39,7 +43,7 @@ from vitc.runtime.batching import run_batched
 from vitc.runtime.output_kinds import mask_input
 from vitc.runtime.session import open_session
 from vitc.runtime.taylor_ops import (CENTERINGS, DEFAULT_CENTERING, MASK_THRESHOLD, OP_TYPE, VARIANTS,
-                                    taylor_attention_np)
+                                    hybrid_attributes, softmax_heads_np, taylor_attention_np)
 
 RIDGE_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # λ relative to the mean eigenvalue of XᵀX (trace / C)
 HOLDOUT_FRACTION = 0.2      # calibration samples held out to choose λ and report the refit's cosine
@@ -52,9 +56,11 @@ MIN_REFIT_SAMPLES = 5
 # ---------------------------------------------------------------------------------------------
 # graph edits
 
-def linearise_block(cm: CompiledModel, block, variant: str, centering: str, simplified: bool = False) -> None:
+def linearise_block(cm: CompiledModel, block, variant: str, centering: str, simplified: bool = False,
+                    softmax_heads=()) -> None:
     """Turn the ai.vitc::Attention core of ``block`` (an encoder block or a core-only site) into
-    ai.vitc::TaylorAttention (the caller has checked that its mask only masks keys)."""
+    ai.vitc::TaylorAttention (the caller has checked that its mask only masks keys); the heads
+    ``softmax_heads`` stay exact softmax (hybrid overload)."""
     node = cm.node(block.attention)
     if node.op not in ("Attention", OP_TYPE):
         raise VitcInputError(f"block {block.index}: core '{node.name}' is {node.op}, not ai.vitc::Attention")
@@ -63,8 +69,10 @@ def linearise_block(cm: CompiledModel, block, variant: str, centering: str, simp
         if mask is not None and bool(np.all(mask == 0)):
             node.inputs.pop()                       # a constant all-zero mask (dynamo exports): a true no-op
     node.op = OP_TYPE
-    node.attrs = {"num_heads": int(node.attrs["num_heads"]), "scale": float(node.attrs["scale"]),
-                  "variant": variant, "centering": centering, "simplified": int(simplified)}
+    heads = int(node.attrs["num_heads"])
+    node.attrs = {"num_heads": heads, "scale": float(node.attrs["scale"]),
+                  "variant": variant, "centering": centering, "simplified": int(simplified),
+                  **hybrid_attributes(heads, softmax_heads)}
 
 
 def replace_out_projection(cm: CompiledModel, block: EncoderBlock, weight: np.ndarray, bias: np.ndarray | None,
@@ -173,6 +181,9 @@ class BlockFit:
     bias: np.ndarray | None = None
     rejected: bool = False                  # refit worse than the original projection on held-out data
     note: str | None = None
+    head_cosines: list | None = None        # per head: Taylor head output vs softmax's (teacher-forced, real tokens)
+    softmax_heads: list = dataclasses.field(default_factory=list)   # heads kept exact (--head-cos-floor)
+    declined: str | None = None             # why the block keeps softmax (no head at the floor, …)
 
     @property
     def fitted(self) -> bool:
@@ -190,6 +201,9 @@ class BlockFit:
                 d[k] = round(v, 6)
         if self.rejected:
             d["refit"] = self.note or "rejected (held-out cosine below the original projection's)"
+        if self.head_cosines is not None:
+            d["head_cosines"] = [round(c, 4) for c in self.head_cosines]
+            d["softmax_heads"] = self.softmax_heads
         return d
 
 
@@ -230,6 +244,10 @@ class TaylorOptions(PassOptions):
                                 "refit or budget needs it — for quick compiles of large models")
     tokens: int | None = option(None, "--taylor-tokens", type=int, metavar="N", check=positive,
                                 help="token count for operation counts of models with a dynamic sequence length")
+    head_cos_floor: float | None = option(None, "--head-cos-floor", type=float, metavar="C", check=in_range(-1.0, 1.0),
+                                          help="per head: keep as exact softmax the heads whose teacher-forced Taylor "
+                                               "output cosine is below C (hybrid core; a block none of whose heads "
+                                               "reaches C keeps softmax)")
     when: str = option("always", "--taylor-when", choices=("always", "pays"), type=str,
                        help="pays: keep softmax in blocks whose Taylor core would need more multiplications at the "
                             "model's token count (static, --taylor-tokens, or the calibration's real lengths)")
@@ -246,7 +264,8 @@ class TaylorPass:
         return {"variant": o.variant, "centering": o.centering or DEFAULT_CENTERING[o.variant],
                 "candidates": parse_block_list(o.layers, len(cm.blocks) + len(cm.cores), "--layers"),
                 "max_drop": o.max_drop, "cos_floor": o.cos_floor, "refit": o.refit, "metric": o.metric,
-                "ridge": o.ridge, "tokens": o.tokens, "measure": o.measure, "when": o.when}
+                "ridge": o.ridge, "tokens": o.tokens, "measure": o.measure, "when": o.when,
+                "head_cos_floor": o.head_cos_floor}
 
     def run(self, cm: CompiledModel, ctx) -> PassRecord:
         t0 = time.perf_counter()
@@ -271,6 +290,10 @@ class TaylorPass:
         real_data = data.source != "synthetic"
         refit = cfg["refit"] == "yes" or (cfg["refit"] == "auto" and (real_data or budget))
         fits = self._fit_blocks(cm, ctx, candidates, cfg, refit)
+        for i in list(candidates):
+            if i in fits and fits[i].declined:
+                declined[i] = fits[i].declined
+                candidates.remove(i)
         notes = []
         ref_outputs = ctx.model_outputs(cm) if (cfg["measure"] or cfg["max_drop"] is not None) else None
         metric = cfg["metric"]
@@ -284,7 +307,7 @@ class TaylorPass:
         selection, trials = self._select(cm, ctx, candidates, core_candidates, fits, cfg, data, ref_outputs, metric,
                                          refit)
         for i in selection:
-            linearise_block(cm, sites[i], cfg["variant"], cfg["centering"])
+            linearise_block(cm, sites[i], cfg["variant"], cfg["centering"], softmax_heads=_heads(fits, i))
             if refit and i in fits and fits[i].weight is not None:
                 replace_out_projection(cm, sites[i], fits[i].weight, fits[i].bias)
         fidelity = {"calibration": data.source, "samples": data.size,
@@ -305,6 +328,8 @@ class TaylorPass:
                              "per layer, chosen on held-out calibration samples") if refit else None,
             "block_weights": {str(i): ("fitted" if refit and fits.get(i) and fits[i].fitted else "untrained")
                               for i in selection},
+            "head_cos_floor": cfg["head_cos_floor"],
+            "softmax_heads": {str(i): _heads(fits, i) for i in selection if _heads(fits, i)},
             "trials": trials, "opcount": block_opcounts(cm, selection, cfg["tokens"], real_token_count(cm, ctx)),
         }
         if "note" in details["opcount"]:
@@ -320,11 +345,12 @@ class TaylorPass:
     # -- teacher-forced per-block fits
     def _fit_blocks(self, cm, ctx, candidates, cfg, refit) -> dict[int, BlockFit]:
         budget = cfg["max_drop"] is not None or cfg["cos_floor"] is not None
-        if not (refit or budget or cfg["measure"]):
+        if not (refit or budget or cfg["measure"] or cfg["head_cos_floor"] is not None):
             return {}
         fits = {}
         for i in ctx.progress.bar(candidates, "taylor: block fits" if refit else "taylor: block fidelity"):
-            fits[i] = fit_block(cm, ctx, cm.blocks[i], cfg["variant"], cfg["centering"], refit, cfg["ridge"])
+            fits[i] = fit_block(cm, ctx, cm.blocks[i], cfg["variant"], cfg["centering"], refit, cfg["ridge"],
+                                cfg["head_cos_floor"])
         return fits
 
     # -- layer selection
@@ -345,7 +371,7 @@ class TaylorPass:
                 b, out_proj=dataclasses.replace(b.out_proj)) for b in cm.blocks], records=[])
             for j in chosen + [i]:
                 site = trial.blocks[j] if j < len(trial.blocks) else cm.cores[j - len(cm.blocks)]
-                linearise_block(trial, site, cfg["variant"], cfg["centering"])
+                linearise_block(trial, site, cfg["variant"], cfg["centering"], softmax_heads=_heads(fits, j))
                 if refit and j in fits and fits[j].weight is not None:
                     replace_out_projection(trial, trial.blocks[j], fits[j].weight, fits[j].bias)
             res = end_to_end(emit(trial), data, ref_outputs)
@@ -355,6 +381,11 @@ class TaylorPass:
             if ok:
                 chosen.append(i)
         return sorted(chosen), trials
+
+
+def _heads(fits: dict, i: int) -> list:
+    """Heads of block ``i`` kept exact (none without a fit or a head floor)."""
+    return list(fits[i].softmax_heads) if i in fits else []
 
 
 def decline_reason(cm: CompiledModel, ctx, site) -> str | None:
@@ -413,11 +444,13 @@ def mask_values(cm: CompiledModel, ctx, block) -> np.ndarray:
 
 
 def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centering: str,
-              refit: bool, ridge: float | None = None) -> BlockFit:
+              refit: bool, ridge: float | None = None, head_cos_floor: float | None = None) -> BlockFit:
     """Cosines of the linearised block (teacher-forced) and, with ``refit``, the refitted projection.
 
     ``ridge``: λ relative to trace(XᵀX)/C; None picks it from :data:`RIDGE_GRID` by the cosine on
-    held-out calibration samples (a seeded random split).
+    held-out calibration samples (a seeded random split). ``head_cos_floor``: heads whose Taylor
+    output cosine to their softmax output is below it stay exact, and the cosines and the refit
+    are of that hybrid core; a block with no head at the floor is ``declined`` (with why).
     """
     vals = _block_values(cm, ctx, block)
     node = cm.node(block.attention)
@@ -425,13 +458,30 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     z = taylor_attention_np(vals["q"], vals["k"], vals["v"], heads, scale, variant, centering, vals["mask"])
     y = vals["attn_output"].astype(np.float64)
     keep = ctx.token_mask(cm, y.shape[1]) if y.ndim == 3 else None
+    head_cos, soft = None, []
+    if head_cos_floor is not None:
+        if vals["mask"] is not None and np.ndim(vals["mask"]) == 4 and np.shape(vals["mask"])[1] not in (1,):
+            return BlockFit(block.index, float("nan"),
+                            declined="a mask per head: hybrid heads need one key mask for all heads; kept as softmax")
+        exact = softmax_heads_np(vals["q"], vals["k"], vals["v"], heads, scale, range(heads), vals["mask"])
+        head_cos = head_cosines(z.reshape(exact.shape), exact, keep)
+        soft = [h for h in range(heads) if head_cos[h] < head_cos_floor]
+        if len(soft) == heads:
+            return BlockFit(block.index, float("nan"), head_cosines=head_cos, softmax_heads=soft,
+                            declined=f"no head reaches the head cosine floor {head_cos_floor:g} "
+                                     f"(best {max(head_cos):.3f}); kept as softmax")
+        if soft:
+            z = z.reshape(exact.shape)
+            z[:, :, soft] = exact[:, :, soft]
+            z = z.reshape(y.shape)
+        del exact
     if keep is not None:                  # padding tokens: out of every cosine and of the fit
         z, y = z * keep[..., None], y * keep[..., None]
     w, b = _out_projection(cm, block)
     before = _linear(z, w, b)
     if keep is not None:
         before = before * keep[..., None]
-    fit = BlockFit(block.index, mean_cosine(before, y))
+    fit = BlockFit(block.index, mean_cosine(before, y), head_cosines=head_cos, softmax_heads=soft)
     resid = vals["block_input"]
     if resid is not None and keep is not None and resid.shape == y.shape:
         resid = resid * keep[..., None]
@@ -468,6 +518,14 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     if resid is not None and resid.shape == y.shape:
         fit.res_cos_after = mean_cosine(after + resid, y + resid)
     return fit
+
+
+def head_cosines(taylor: np.ndarray, exact: np.ndarray, keep: np.ndarray | None) -> list[float]:
+    """Per head h, the mean over samples of the cosine between [B, N, H, d] head outputs
+    ``taylor[:, :, h]`` and ``exact[:, :, h]`` (real tokens only with ``keep`` [B, N])."""
+    if keep is not None:
+        taylor, exact = taylor * keep[..., None, None], exact * keep[..., None, None]
+    return [mean_cosine(taylor[:, :, h], exact[:, :, h]) for h in range(taylor.shape[2])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,11 +600,14 @@ def block_opcounts(cm: CompiledModel, selected: list[int], tokens_override=None,
                                           len(node.inputs), n, c, cm.opset)
         if node.op == OP_TYPE:
             a = node.attrs
-            new = opcount.taylor_attention_counts(n, d, h, a["variant"], a["centering"], bool(a["simplified"]), masked)
+            hs = len(a.get("softmax_heads") or [])          # hybrid: exact heads cost softmax's
+            new = opcount.taylor_attention_counts(n, d, h - hs, a["variant"], a["centering"], bool(a["simplified"]),
+                                                  masked) + opcount.softmax_attention_counts(n, d, hs, masked)
             gnew = opcount.core_graph_counts(OP_TYPE, dict(a), len(node.inputs), n, c, cm.opset)
         else:
             new, gnew = base, gbase
         row = {"block": block.index, "tokens": n, "heads": h, "head_dim": d, "rewritten": node.op == OP_TYPE,
+               "softmax_heads": list(node.attrs.get("softmax_heads") or []) if node.op == OP_TYPE else [],
                "baseline": base.to_dict(), "taylor": new.to_dict(),
                "graph_baseline": gbase.to_dict(), "graph_taylor": gnew.to_dict()}
         if node.op == OP_TYPE:

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, inliner
 from vitc.runtime import shapes
 from vitc.runtime.ops import OPS, WORK, functions_for, overload_for, work
 from vitc.runtime.session import max_ir_version, open_session, with_extra_outputs
-from vitc.runtime.taylor_ops import CENTERINGS, VARIANTS, can_simplify
+from vitc.runtime.taylor_ops import CENTERINGS, VARIANTS, can_simplify, hybrid_attributes
 
 LAYOUT = {"Reshape", "Transpose", "Shape", "Gather", "Concat", "Cast", "Constant", "Identity", "Unsqueeze",
           "Squeeze", "Slice", "Split", "Expand", "Flatten"}
@@ -29,8 +29,10 @@ def _configs():
                 if simplified and not can_simplify(variant, centering):
                     continue
                 for masked in (False, True):
-                    yield "TaylorAttention", {"num_heads": 3, "scale": 0.25, "variant": variant,
-                                              "centering": centering, "simplified": simplified}, masked
+                    attrs = {"num_heads": 3, "scale": 0.25, "variant": variant, "centering": centering,
+                             "simplified": simplified}
+                    yield "TaylorAttention", attrs, masked
+                    yield "TaylorAttention", {**attrs, **hybrid_attributes(3, [1])}, masked   # one exact head
 
 
 def _model(op_type, attrs, masked, nq, nk, c, opset=17, shp=None):
@@ -47,7 +49,8 @@ def _model(op_type, attrs, masked, nq, nk, c, opset=17, shp=None):
 
 
 @pytest.mark.parametrize("op_type,attrs,masked", list(_configs()),
-                         ids=lambda v: v if isinstance(v, str) else "-".join(str(x) for x in v.values())
+                         ids=lambda v: v if isinstance(v, str) else "-".join(
+                             str(x) for k, x in v.items() if k not in ("taylor_heads", "head_order"))
                          if isinstance(v, dict) else ("masked" if v else "plain"))
 @pytest.mark.parametrize("opset", [17, 18])
 def test_declared_work_is_the_body(op_type, attrs, masked, opset):

@@ -317,3 +317,44 @@ def test_taylor_when_pays_keeps_softmax_where_linearisation_costs_more(tokens):
         assert rec.blocks == [] and all("does not pay at 4 tokens" in r for r in rec.details["declined"].values())
     else:
         assert rec.blocks and not rec.details["declined"]
+
+
+def test_head_cos_floor_keeps_unfaithful_heads_exact_in_a_hybrid_core():
+    """Trained reference ViT: per-head Taylor cosines decide which heads stay softmax; the emitted
+    hybrid core runs in onnxruntime, costs between Taylor and softmax, and is closer to the original."""
+    from vitc.runtime.data import load_dataset
+    from vitc.core.io import load_model
+    calib = load_dataset(REFERENCE / "digits_calib.npz", load_model(REF_P4).model).take(96)
+    floor = 0.9
+    res = compile_model(REF_P4, passes="taylor", target="none", calib=calib, options={"head_cos_floor": floor})
+    rec = res.compiled.records[0]
+    plain = compile_model(REF_P4, passes="taylor", target="none", calib=calib).compiled.records[0]
+    for i in range(6):
+        cos = (rec.fidelity["per_layer"].get(str(i)) or {}).get("head_cosines")
+        if i in rec.blocks:       # exactly the heads under the floor are exact
+            assert rec.details["softmax_heads"].get(str(i), []) == [h for h, c in enumerate(cos) if c < floor]
+            assert max(cos) >= floor
+        else:                     # a block with no head at the floor keeps softmax, with the reason
+            assert "no head reaches the head cosine floor" in rec.details["declined"][str(i)]
+    assert rec.details["softmax_heads"] and set(rec.details["softmax_heads"]) <= {str(i) for i in rec.blocks}
+    nodes = {n.name: n for n in res.model.graph.node if n.op_type == "TaylorAttention"}
+    assert len(nodes) == len(rec.blocks) and any(n.overload.endswith("hybrid") for n in nodes.values())
+    total = rec.details["opcount"]["total_M"]
+    assert plain.details["opcount"]["total_M"]["rewritten"]["mul"] < total["rewritten"]["mul"] < total["baseline"]["mul"]
+    assert rec.fidelity["end_to_end"]["output_cosine"] > plain.fidelity["end_to_end"]["output_cosine"] + 0.02
+    # the exact heads of a hybrid core are the softmax heads' outputs
+    b = res.compiled.blocks[int(next(iter(rec.details["softmax_heads"])))]
+    core = nodes[b.attention]
+    soft = rec.details["softmax_heads"][str(b.index)]
+    x = calib.feeds["input"][:4]
+    vals = run_with_intermediates(res.model, list(core.input) + [core.output[0]], {"input": x})
+    q, k, v = (vals[t] for t in core.input[:3])
+    hd, scale = b.head_dim, float(1 / np.sqrt(b.head_dim))
+    taylor = nxn_reference(q, k, v, b.num_heads, scale, "paper", "tokens", None)
+    got = vals[core.output[0]]
+    for h in range(b.num_heads):
+        cut = slice(h * hd, (h + 1) * hd)
+        e = np.exp(scale * q[..., cut] @ np.swapaxes(k[..., cut], 1, 2))
+        exact = (e / e.sum(-1, keepdims=True)) @ v[..., cut]          # softmax attention of head h
+        want = exact if h in soft else taylor[..., cut]
+        assert np.abs(got[..., cut] - want).max() < 1e-4 * np.abs(want).max()
