@@ -37,7 +37,9 @@ samples, nothing is written back and the record says so (``weights: none``) — 
 over-eager training can otherwise leave a model worse than its closed-form fit. (The fits saw
 the held-out samples, so their held-out figures lean optimistic; a trained epoch must beat
 them all the same.) Training stops after ``--recover-patience`` epochs without improvement, at
-``--recover-epochs`` or at ``--time-budget`` seconds. The record gives the curve, the held-out
+``--recover-epochs`` or at ``--time-budget`` seconds (checked before every batch, with the time
+the held-out scoring takes kept in hand: an epoch the budget cuts short is scored and ends the
+training). The record gives the curve, the held-out
 metrics before and after, and what was trained on what data for how long (wall times in the
 timings only: OUTDIR files stay byte-identical for the same inputs and seed).
 """
@@ -255,7 +257,13 @@ class RecoverPass:
                                         {k: np.concatenate(v) for k, v in tgts.items()}, joined_mask)
             return sum(losses) / len(hold), metrics
 
+        t_eval = time.perf_counter()
         before_loss, before = evaluate()
+        t_eval = time.perf_counter() - t_eval
+
+        def out_of_time() -> bool:
+            """No time left in --time-budget for another batch and the held-out scoring after it."""
+            return o.time_budget is not None and time.perf_counter() - t0 + t_eval > o.time_budget
         params = list(mirror.named_weights.values())
         opt = torch.optim.Adam(params, lr=o.lr)
         steps = o.epochs * -(-len(train) // o.batch)
@@ -267,8 +275,10 @@ class RecoverPass:
         bar = ctx.progress.bar(range(o.epochs), "recover: epochs")
         stop = "epochs"
         for epoch in bar:
-            total = 0.0
+            total, seen = 0.0, 0
             for idx in epoch_batches(train, lengths, o.batch, rng):
+                if out_of_time():                 # the budget ends the epoch early (scored, then stop)
+                    break
                 f, _ = take(idx, targets=False)   # targets: the teacher mirror's
                 if o.augment != "none":
                     extra = _augment(f, mask, rng)
@@ -287,9 +297,14 @@ class RecoverPass:
                 opt.step()
                 sched.step()
                 total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+            if not seen:
+                stop = f"time budget {o.time_budget:g} s"
+                break
             hold_loss, metrics = evaluate()
-            curve.append({"epoch": epoch + 1, "train_loss": round(total / len(train), 6),
-                          "holdout_loss": round(hold_loss, 6), "holdout": metrics})
+            curve.append({"epoch": epoch + 1, "train_loss": round(total / seen, 6),
+                          "holdout_loss": round(hold_loss, 6), "holdout": metrics,
+                          **({"share_of_epoch": round(seen / len(train), 3)} if seen < len(train) else {})})
             epoch_seconds.append(round(time.perf_counter() - t0, 1))
             if hold_loss < best[0] - 1e-6:
                 best = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1)
@@ -301,7 +316,7 @@ class RecoverPass:
             if stale >= o.patience:
                 stop = f"no held-out improvement for {o.patience} epochs"
                 break
-            if o.time_budget is not None and time.perf_counter() - t0 > o.time_budget:
+            if seen < len(train) or out_of_time():
                 stop = f"time budget {o.time_budget:g} s"
                 break
         trained = best[2] > 0
@@ -322,7 +337,7 @@ class RecoverPass:
             "losses": {k: objective.kinds[k] for k in objective.names}, "attention_mask": mask,
             "temperature": o.temperature, "relational_weight": o.relational,
             "optimizer": {"name": "adam", "lr": o.lr, "batch": o.batch},
-            "epochs_run": epoch + 1 if curve else 0, "best_epoch": best[2], "stopped": stop,
+            "epochs_run": len(curve), "best_epoch": best[2], "stopped": stop,
             "holdout_before": {"loss": round(before_loss, 6), **before},
             "holdout_after": {"loss": round(after_loss, 6), **after}, "curve": curve,
         }

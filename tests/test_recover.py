@@ -258,3 +258,13 @@ def test_recover_keeps_the_weights_before_training_when_no_epoch_beats_them():
     a = open_session(res.light, held=res.held).run(None, {"input": x})[0]
     b = open_session(fitted.light, held=fitted.held).run(None, {"input": x})[0]
     np.testing.assert_array_equal(a, b)
+
+
+@needs_torch
+def test_time_budget_ends_training_within_an_epoch():
+    opts = {"epochs": 50, "patience": 50, "batch": 8, "time_budget": 1.0}
+    rec = compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=256, target="none",
+                        options=opts).compiled.records[-1]
+    d = rec.details
+    assert d["stopped"].startswith("time budget 1 s") and d["epochs_run"] == len(d["curve"]) <= 1
+    assert all(c.get("share_of_epoch", 1.0) <= 1.0 for c in d["curve"])
