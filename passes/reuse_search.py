@@ -46,6 +46,7 @@ import numpy as np
 
 from vitc.core.errors import VitcInputError
 from vitc.passes.fidelity import choose_metric, drop_of, emit_copy, end_to_end, mean_cosine, primary_output
+from vitc.passes.recover import RecoverPass          # imports torch only when it runs
 from vitc.passes.reuse_cost import PlanCostModel, _tokens_dim, account, cost_oracle
 from vitc.passes.reuse_plan import apply_plan, fit_plan, plan_text, working_copy
 from vitc.passes.reuse_tb import TB, SourceSolver, blas_threads, fit_tb, gelu_inverse, identity_tb
@@ -498,7 +499,6 @@ def recovery_estimate(trial, ctx, epochs: int, data, ref: list, metric: str, fit
     can reach once recovered — an estimate, as the final recovery trains longer. Judged, like the
     fitted plans, on all calibration samples; the held-out figures of the training go along.
     Edits ``trial``."""
-    from vitc.passes.recover import RecoverPass    # noqa: PLC0415 - the pass imports torch when it runs
     opts = dataclasses.replace(ctx.opts("recover"), epochs=epochs, patience=epochs)
     ctx.progress.note(f"reuse auto: {epochs}-epoch recovery to estimate what training reaches")
     t0 = time.perf_counter()
