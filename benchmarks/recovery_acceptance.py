@@ -174,7 +174,8 @@ def reference(args) -> None:
                                 ("taylor, heads under cos 0.9 softmax, trained", "taylor,recover",
                                  {"head_cos_floor": 0.9, **epochs}),
                                 ("reuse 1,3,5, fitted TB", "reuse", {"reuse_plan": "1,3,5"}),
-                                ("reuse 1,3,5, trained", "reuse,recover", {"reuse_plan": "1,3,5", **epochs})]:
+                                ("reuse 1,3,5, trained (KD temperature 2)", "reuse,recover",
+                                 {"reuse_plan": "1,3,5", **epochs, "temperature": 2.0})]:
         t0 = time.perf_counter()
         res = compile_model(model, passes=passes, calib=calib, target="none", options=opts, seed=0)
         out = open_session(res.light, held=res.held).run(None, {"input": test["input"]})[0]
