@@ -74,3 +74,20 @@ def test_incomplete_circuit_section_refused(tmp_path):
                  '[adc_circuit]\nmodel = "neurosim-mlsa"\nvdd = 0.9\n')
     with pytest.raises(VitcInputError, match=r"\[adc_circuit\].*missing"):
         load_hw(str(f))
+
+
+def test_read_stats_are_memoised_on_operands_circuit_and_tiling():
+    rng = np.random.default_rng(0)
+    trace = LayerTrace(rng.integers(0, 256, (200, 6)).astype(np.uint16), (rng.random((8, 200)) < 0.4).astype(np.uint8))
+    p = path()
+    first = read_stats(trace, p, 8, 1)
+    assert read_stats(trace, p, 8, 1) is first                              # same operands, circuit, tiling
+    assert read_stats(trace, path(), 8, 1) is first                         # an equal circuit
+    other = read_stats(trace, path(6), 8, 1)                                # another ADC: recomputed
+    assert other is not first and other.conversion_pj > first.conversion_pj
+    tiles = [np.arange(0, 100), np.arange(100, 200)]
+    split = read_stats(trace, p, 8, 1, tiles)
+    assert split is not first and split.conversion_pj != first.conversion_pj
+    copy = LayerTrace(trace.codes.copy(), trace.planes.copy())              # other operands object: recomputed, equal
+    again = read_stats(copy, p, 8, 1)
+    assert again is not first and again == first
