@@ -15,9 +15,7 @@ block); ``model`` — every float weight (full fine-tuning; overfits small calib
 Rewritten blocks are those without the exact ``ai.vitc::Attention`` core.
 
 Loss, per float output (:mod:`vitc.runtime.output_kinds`): classifier logits — KL divergence to
-the original's softmax; embeddings — (1 − cosine) + MSE over the original's variance, plus
-(``--recover-relational``) the squared difference of the batch's pairwise cosine similarities
-to the original's, over their spread (what nearest-neighbour search and rankings consume); hidden
+the original's softmax; embeddings — (1 − cosine) + MSE over the original's variance; hidden
 states — the same per token, over the real tokens only when the model takes an attention mask.
 Text batches are cut to their longest real sequence (right padding) when the sequence axis is
 dynamic, and are drawn from length-sorted pools so that little padding is left to compute.
@@ -83,9 +81,6 @@ class RecoverOptions(PassOptions):
                                "(auto: mixup of float inputs, token substitution in token inputs)")
     temperature: float = option(1.0, "--recover-temperature", type=float, metavar="T", check=positive,
                                 help="recover: distillation temperature for logits (KL of softmax(z/T), scaled by T²)")
-    relational: float = option(0.0, "--recover-relational", type=float, metavar="W", check=at_least(0.0),
-                               help="recover: weight of the pairwise-similarity loss on embeddings (the batch's "
-                                    "cosine-similarity matrix against the original's; 0: off)")
     hints: float = option(1.0, "--recover-hints", type=float, metavar="W", check=at_least(0.0),
                           help="recover: weight of the per-block hidden-state loss (0: final outputs only)")
     time_budget: float | None = option(None, "--time-budget", type=float, metavar="SECONDS", check=at_least(1.0),
@@ -131,16 +126,13 @@ def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class _Objective:
     """Loss and held-out metrics over the model's float outputs (module doc)."""
 
-    def __init__(self, names: list[str], teacher: dict[str, np.ndarray], widths: set[int], temperature: float = 1.0,
-                 relational: float = 0.0):
-        self.temperature, self.relational = temperature, relational
+    def __init__(self, names: list[str], teacher: dict[str, np.ndarray], widths: set[int], temperature: float = 1.0):
+        self.temperature = temperature
         self.kinds = {n: output_kind(teacher[n], widths) for n in names}
         self.names = [n for n in names if self.kinds[n] != "other"]
         if not self.names:
             raise VitcInputError("recover: the model has no float output to distil against")
         self.var = {n: float(np.var(teacher[n])) or 1.0 for n in self.names}
-        # spread of the original's pairwise similarities: the relational loss is relative to it
-        self.sim_var = {n: _similarity_variance(teacher[n]) for n in self.names if self.kinds[n] == "embedding"}
 
     def loss(self, torch, out: dict, target: dict, mask):
         total = 0.0
@@ -157,8 +149,6 @@ class _Objective:
                 continue
             cos = torch.nn.functional.cosine_similarity(s.reshape(len(s), -1), t.reshape(len(t), -1), dim=1)
             total = total + (1 - cos).mean() + ((s - t) ** 2).mean() / self.var[n]
-            if kind == "embedding" and self.relational and len(s) >= 3:
-                total = total + self.relational * _relational_loss(torch, s, t) / self.sim_var[n]
         return total
 
     def metrics(self, out: dict[str, np.ndarray], target: dict[str, np.ndarray], mask) -> dict:
@@ -221,7 +211,7 @@ class RecoverPass:
         outputs = [x.name for x in light.graph.output]
         teacher = dict(zip(outputs, ctx.model_outputs(cm)))
         mask = mask_input(feeds)
-        objective = _Objective(outputs, teacher, hidden_widths(light), o.temperature, o.relational)
+        objective = _Objective(outputs, teacher, hidden_widths(light), o.temperature)
         dynamic = any(d.dim_param or not d.HasField("dim_value")
                       for i in light.graph.input if i.name == mask for d in i.type.tensor_type.shape.dim[1:2])
         n = len(next(iter(feeds.values())))
@@ -335,7 +325,7 @@ class RecoverPass:
             "parameters": int(sum(p.numel() for p in params)),
             "data": ctx.calibration_source, "samples": {"train": int(len(train)), "holdout": int(len(hold))},
             "losses": {k: objective.kinds[k] for k in objective.names}, "attention_mask": mask,
-            "temperature": o.temperature, "relational_weight": o.relational,
+            "temperature": o.temperature,
             "optimizer": {"name": "adam", "lr": o.lr, "batch": o.batch},
             "epochs_run": len(curve), "best_epoch": best[2], "stopped": stop,
             "holdout_before": {"loss": round(before_loss, 6), **before},
@@ -377,25 +367,6 @@ def block_outputs(light: onnx.ModelProto, original: onnx.ModelProto) -> list[str
             last[meta["vitc.block"]] = n.output[0]
     produced = {o for n in original.graph.node for o in n.output}
     return [last[b] for b in sorted(last, key=int) if last[b] in produced]
-
-
-def _similarity_variance(emb: np.ndarray, most: int = 512) -> float:
-    """Variance of the cosine similarities between distinct samples of [N, D] embeddings (the
-    first ``most`` samples)."""
-    e = emb.reshape(len(emb), -1)[:most].astype(np.float64)
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    sim = (e @ e.T)[np.triu_indices(len(e), 1)]
-    return float(np.var(sim)) if sim.size > 1 and np.var(sim) > 0 else 1.0
-
-
-def _relational_loss(torch, s, t):
-    """Mean squared difference between the student's and the teacher's cosine-similarity matrices
-    over the batch's distinct pairs (similarity-preserving distillation: what a user of an
-    embedding consumes is its similarities to others — nearest neighbours, rankings)."""
-    a = torch.nn.functional.normalize(s.reshape(len(s), -1), dim=1)
-    b = torch.nn.functional.normalize(t.reshape(len(t), -1), dim=1)
-    off = ~torch.eye(len(a), dtype=torch.bool)
-    return (((a @ a.T) - (b @ b.T))[off] ** 2).mean()
 
 
 def _hidden_loss(torch, s, t, mask):

@@ -205,23 +205,6 @@ def test_epoch_batches_cover_every_sample_once_in_length_sorted_batches():
 
 
 @needs_torch
-def test_relational_loss_is_zero_for_same_similarities_and_grows_with_distortion():
-    import torch
-    from vitc.passes.recover import _relational_loss, _similarity_variance
-    rng = np.random.RandomState(0)
-    t = torch.from_numpy(rng.randn(12, 8).astype(np.float32))
-    assert float(_relational_loss(torch, 3.0 * t, t)) < 1e-10          # scale does not change similarities
-    q, _ = torch.linalg.qr(torch.from_numpy(rng.randn(8, 8).astype(np.float32)))
-    assert float(_relational_loss(torch, t @ q, t)) < 1e-10           # nor does a rotation
-    small = float(_relational_loss(torch, t + 0.1 * torch.randn(12, 8), t))
-    large = float(_relational_loss(torch, t + 1.0 * torch.randn(12, 8), t))
-    assert 0 < small < large
-    assert _similarity_variance(t.numpy()) == pytest.approx(
-        np.var((lambda e: (e @ e.T)[np.triu_indices(12, 1)])(t.numpy() / np.linalg.norm(t.numpy(), axis=1)[:, None])),
-        rel=1e-6)
-
-
-@needs_torch
 def test_reuse_auto_judges_plans_after_a_short_recovery_when_recover_follows():
     opts = {"reuse_plan": "auto", "max_drop": 1.0, "hw": "rram-128", "reuse_verify": "all", "recover_estimate": 1,
             "epochs": 1, "patience": 1, "batch": 32}
