@@ -29,12 +29,14 @@ hundred calibration samples overfit within an epoch.
 
 Training: Adam with a cosine learning-rate decay over ``--recover-epochs``, seeded shuffles
 (same seed → same weights on CPU), a held-out part of the calibration samples
-(``--recover-holdout``) scored after every epoch; the best epoch's weights are kept. The
-weights before training are a candidate too: when no trained epoch beats them on the held-out
-samples, nothing is written back and the record says so (``weights: none``) — a short or
-over-eager training can otherwise leave a model worse than its closed-form fit. (The fits saw
-the held-out samples, so their held-out figures lean optimistic; a trained epoch must beat
-them all the same.) Training stops after ``--recover-patience`` epochs without improvement, at
+(``--recover-holdout``) scored after every epoch; the best trained epoch's weights are kept —
+unless its held-out loss is over :data:`WORSE_THAN_BEFORE` times that of the weights before
+training: then nothing is written back and the record says so (``weights: none``). The
+comparison is not a strict one because the closed-form fits before this pass saw the held-out
+samples, so the untrained figures are optimistic: on MiniLM reuse (256 sentences) the trained
+weights scored 1.2x the fitted ones' held-out loss and were better on unseen sentences (cosine
+0.943 vs 0.938); a one-epoch run at lr 5e-4 on the reference ViT scored 22x and took its test
+accuracy from 93 % to 54 %. Training stops after ``--recover-patience`` epochs without improvement, at
 ``--recover-epochs`` or at ``--time-budget`` seconds (checked before every batch, with the time
 the held-out scoring takes kept in hand: an epoch the budget cuts short is scored and ends the
 training). The record gives the curve, the held-out
@@ -59,6 +61,9 @@ from vitc.passes.options import PassOptions, at_least, in_range, option, positiv
 from vitc.runtime.output_kinds import KIND_RANK, embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
 
 SCOPES = ("block", "attention", "model")
+#: the weights before training are kept when the best trained epoch's held-out loss exceeds theirs by
+#: this factor (module doc; measured: 22x where training wrecked a model, 1.2x where it helped on test)
+WORSE_THAN_BEFORE = 2.0
 MLP_ROLES = {"mlp_fc1", "mlp_fc2", "mlp_fc1_bias", "mlp_fc2_bias", "norm2", "residual", "mlp_act"}
 
 
@@ -258,10 +263,9 @@ class RecoverPass:
         opt = torch.optim.Adam(params, lr=o.lr)
         steps = o.epochs * -(-len(train) // o.batch)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-        # epoch 0: the weights before training (module doc)
-        best = (before_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, 0)
+        initial = {k: p.detach().clone() for k, p in mirror.named_weights.items()}
+        best = (math.inf, initial, 0)
         curve, epoch_seconds, rng, stale, epoch = [], [], np.random.RandomState(ctx.seed), 0, 0
-        best_trained = math.inf
         bar = ctx.progress.bar(range(o.epochs), "recover: epochs")
         stop = "epochs"
         for epoch in bar:
@@ -297,10 +301,7 @@ class RecoverPass:
                           **({"share_of_epoch": round(seen / len(train), 3)} if seen < len(train) else {})})
             epoch_seconds.append(round(time.perf_counter() - t0, 1))
             if hold_loss < best[0] - 1e-6:
-                best = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1)
-            # patience counts against the best trained epoch: training often first loses ground
-            if hold_loss < best_trained - 1e-6:
-                best_trained, stale = hold_loss, 0
+                best, stale = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1), 0
             else:
                 stale += 1
             if stale >= o.patience:
@@ -309,9 +310,11 @@ class RecoverPass:
             if seen < len(train) or out_of_time():
                 stop = f"time budget {o.time_budget:g} s"
                 break
-        trained = best[2] > 0
+        trained = best[2] > 0 and best[0] <= WORSE_THAN_BEFORE * before_loss
         if not trained:
-            stop += "; no trained epoch beat the weights before training on the held-out samples: they are kept"
+            best = (before_loss, initial, 0)
+            stop += (f"; the best trained epoch's held-out loss is over {WORSE_THAN_BEFORE:g}x the weights' before "
+                     "training: they are kept" if curve else "; the weights before training are kept")
         with torch.no_grad():
             for k, p in mirror.named_weights.items():
                 p.copy_(best[1][k])
