@@ -28,8 +28,8 @@ any computing source i < j — for 12 blocks 2¹¹ sets and far more (set, sourc
    ``--max-drop`` (accuracy with labels, else top-1 agreement; default 1 pp when no budget is
    given), ``--cos-floor`` and ``--max-latency``. When trained recovery follows in the same
    compile (``--passes reuse,recover``), a plan that misses the budget with its fitted TBs is
-   trained for ``--reuse-recover-estimate`` epochs and judged on the result: closed-form fits
-   alone reject every plan on real models that recovery carries.
+   trained for ``--reuse-recover-estimate`` epochs and judged on the result: on real models
+   closed-form fits alone reject plans that recovery carries.
 
 The frontier goes into the report as a section (table and scatter; ``frontier_section``) and
 into the pass record as JSON.
@@ -392,7 +392,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
             row.update(end_to_end(model, data, ref))
             an1 = cost(model, cm.name)
             if recover_epochs and drop_of(row, metric) > (max_drop if max_drop is not None else math.inf) + 1e-9:
-                row.update(recovery_estimate(tr, ctx, recover_epochs, data, ref, metric, drop_of(row, metric)))
+                row.update(recovery_estimate(tr, ctx, recover_epochs, data, ref, drop_of(row, metric)))
             acc = account(an0, an1, plan, tokens, dim)
             w = acc["rewritten_with_buffer"]
             row.update(edap=w["edap_j_s_mm2"], latency_ns=w["latency_ns"], area_mm2=w["area_mm2"],
@@ -493,7 +493,7 @@ def auto_plan(cm, ctx, cfg: dict, baseline_model) -> tuple[dict[int, int], dict]
     return plan, record
 
 
-def recovery_estimate(trial, ctx, epochs: int, data, ref: list, metric: str, fitted_drop: float) -> dict:
+def recovery_estimate(trial, ctx, epochs: int, data, ref: list, fitted_drop: float) -> dict:
     """End-to-end figures of ``trial`` (a plan applied with fitted TBs) after ``epochs`` epochs of
     the trained recovery that follows in this compile (its options, fewer epochs): what the plan
     can reach once recovered — an estimate, as the final recovery trains longer. Judged, like the
@@ -564,8 +564,9 @@ def frontier_section(rec: dict) -> dict:
         row = [r["k"], r["plan"] + (" (chosen)" if r.get("chosen") else ""), r.get("damage"), r.get("surrogate_edap"),
                r.get("edap"), r.get("edap_reduction"), r.get("latency_ns"), r.get("tops_per_mm2_gain"),
                r.get("agreement")] + ([r.get("accuracy")] if has_acc else []) + \
-            ([r.get("fitted_drop", r.get("drop"))] if recovered else []) + [r.get("output_cosine"), r.get("drop"), "–" if not r.get("verified") else
-             ("yes" if r["meets_budget"] else "no")]
+            ([r.get("fitted_drop", r.get("drop"))] if recovered else []) + \
+            [r.get("output_cosine"), r.get("drop"),
+             "–" if not r.get("verified") else ("yes" if r["meets_budget"] else "no")]
         rows.append(row)
     note = (f"search: {rec['method']}, {rec['nodes']} nodes for {rec['reuse_sets']} reuse sets "
             f"({rec['plans_in_space']} plans with source choices); {rec['frontier_size']} frontier plans, "
