@@ -14,6 +14,7 @@ used (evenly spaced, deterministic).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from vitc.backends.adc_circuit import ReadPath
 from vitc.runtime.mvm_traces import input_bit_planes, quantise_weights, trace_layers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)       # identity: the read-statistics memo is keyed on the object
 class LayerTrace:
     """Quantised operands of one MVM: ``codes`` [K, N] unsigned weight codes (0..2^bits−1) and
     ``planes`` [reads, K] 0/1 input bit-planes (sampled vectors × input bits)."""
@@ -63,8 +64,7 @@ def cell_states(codes: np.ndarray, weight_bits: int, cell_bits: int) -> np.ndarr
     return np.stack(parts, axis=-1).reshape(codes.shape[0], -1)
 
 
-_STATS: dict[tuple, tuple[LayerTrace, ReadStats]] = {}
-_STATS_MAX = 8192
+_STATS: "weakref.WeakKeyDictionary[LayerTrace, dict[tuple, ReadStats]]" = weakref.WeakKeyDictionary()
 
 
 def read_stats(trace: LayerTrace, path: ReadPath, weight_bits: int, cell_bits: int,
@@ -75,16 +75,12 @@ def read_stats(trace: LayerTrace, path: ReadPath, weight_bits: int, cell_bits: i
     Memoised on the operands, the read path's circuit and the tiling: re-costing a model under other
     figures of the same circuit (the sensitivity table's ±50 % points, sweeps of buffer or
     interconnect constants) reuses them — they were 85 % of a MiniLM compile."""
-    key = (id(trace), _path_key(path), weight_bits, cell_bits,
+    key = (_path_key(path), weight_bits, cell_bits,
            None if row_tiles is None else tuple(np.concatenate(row_tiles).tolist() + [len(r) for r in row_tiles]))
-    hit = _STATS.get(key)
-    if hit is not None and hit[0] is trace:
-        return hit[1]
-    if len(_STATS) >= _STATS_MAX:
-        _STATS.clear()
-    stats = _read_stats(trace, path, weight_bits, cell_bits, row_tiles)
-    _STATS[key] = (trace, stats)      # the trace is kept: its id stays its own while cached
-    return stats
+    memo = _STATS.setdefault(trace, {})          # forgotten with the trace: no memory kept across models
+    if key not in memo:
+        memo[key] = _read_stats(trace, path, weight_bits, cell_bits, row_tiles)
+    return memo[key]
 
 
 def _path_key(path: ReadPath) -> tuple:
