@@ -460,7 +460,7 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     keep = ctx.token_mask(cm, y.shape[1]) if y.ndim == 3 else None
     head_cos, soft = None, []
     if head_cos_floor is not None:
-        if vals["mask"] is not None and np.ndim(vals["mask"]) == 4 and np.shape(vals["mask"])[1] not in (1,):
+        if vals["mask"] is not None and np.ndim(vals["mask"]) == 4 and np.shape(vals["mask"])[1] != 1:
             return BlockFit(block.index, float("nan"),
                             declined="a mask per head: hybrid heads need one key mask for all heads; kept as softmax")
         exact = softmax_heads_np(vals["q"], vals["k"], vals["v"], heads, scale, range(heads), vals["mask"])

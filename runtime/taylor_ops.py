@@ -46,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import FunctionProto, NodeProto, TensorProto, helper
 
+from vitc.runtime.attention_op import softmax_heads, softmax_steps
 from vitc.runtime.function_builder import FunctionBuilder, merge_heads, split_heads
 from vitc.runtime.op_registry import Step, WorkList, custom_op, head_views, register_node_overload, register_work
 
@@ -126,10 +127,8 @@ def _taylor_attention(variant: str, centering: str, simplified: bool, masked: bo
         return b.build()
     soft, lin = b.attr_ints("softmax_heads"), b.attr_ints("taylor_heads")
     pick = lambda x, idx: b.op("Gather", x, idx, axis=1)         # noqa: E731 - heads on axis 1
-    scores = b.op("Mul", b.op("MatMul", pick(qh, soft), pick(kt, soft)), scale)
-    if masked:
-        scores = b.op("Add", scores, "mask")                       # [B, 1, q, N]: the same for every head
-    exact = b.op("MatMul", b.op("Softmax", scores, axis=-1), pick(vh, soft))
+    # the mask is [B, 1, q, N]: the same for every head
+    exact = softmax_heads(b, pick(qh, soft), pick(kt, soft), pick(vh, soft), scale, "mask" if masked else None)
     linear = _taylor_heads(b, pick(qh, lin), pick(kt, lin), pick(vh, lin), w, scale, variant, centering, simplified)
     both = b.op("Concat", exact, linear, axis=1)
     b.output(merge_heads(b, b.op("Gather", both, b.attr_ints("head_order"), axis=1)), "y")
@@ -222,14 +221,10 @@ def taylor_work(attrs: dict, in_shapes: list, opset: int = 17) -> list[Step]:
         keep = w.op("Greater", m, w.const(), out=m.shape)
         wk = w.reduce("ReduceMin", keep, [2], out=m.shape[:2] + (1,) + m.shape[3:])
     soft = list(attrs.get("softmax_heads") or [])
-    if soft:                                   # exact heads: QKᵀ, scale, (mask), softmax, S·V on those only
+    if soft:                                   # exact heads: softmax attention on those only
         hs = len(soft)
-        scores = w.op("MatMul", w.view(qh, (b, hs, n, d)), w.view(kt, (b, hs, d, nk)), out=(b, hs, n, nk))
-        scores = w.op("Mul", scores, w.const(), out=scores.shape)
-        if len(in_shapes) > 3:
-            scores = w.op("Add", scores, w.inputs[3], out=scores.shape)
-        probs = w.op("Softmax", scores, out=scores.shape, axis=-1)
-        w.op("MatMul", probs, w.view(vh, (b, hs, nk, dv)), out=(b, hs, n, dv))
+        softmax_steps(w, w.view(qh, (b, hs, n, d)), w.view(kt, (b, hs, d, nk)), w.view(vh, (b, hs, nk, dv)),
+                      w.inputs[3] if len(in_shapes) > 3 else None)
         lin = heads - hs
         qh, kt, vh = w.view(qh, (b, lin, n, d)), w.view(kt, (b, lin, d, nk)), w.view(vh, (b, lin, nk, dv))
     _taylor_steps(w, qh, kt, vh, wk, variant, centering, simplified)
@@ -302,9 +297,8 @@ def key_weights_np(mask: np.ndarray | None, batch: int, tokens: int) -> np.ndarr
 
 def taylor_attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: int, scale: float,
                         variant: str = "paper", centering: str | None = None, mask: np.ndarray | None = None,
-                        simplified: bool = False, softmax_heads=()) -> np.ndarray:
-    """Taylor attention on [B, N, C] arrays (heads packed) → [B, N, C], float64, linear in N;
-    the heads ``softmax_heads`` exact (:func:`softmax_heads_np`, n×n for those heads only)."""
+                        simplified: bool = False) -> np.ndarray:
+    """Taylor attention on [B, N, C] arrays (heads packed) → [B, N, C], float64, linear in N."""
     centering = centering or DEFAULT_CENTERING[variant]
     bsz, n_tok, c = q.shape
     d = c // num_heads
@@ -332,12 +326,7 @@ def taylor_attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: 
         else:
             t_d = nw + scale * (qh @ np.swapaxes(kc.sum(axis=2, keepdims=True), 2, 3))
         z = (vsum + scale * (qh @ g)) / t_d
-    z = z.transpose(0, 2, 1, 3).reshape(bsz, n_tok, c)
-    if len(softmax_heads):
-        z = z.reshape(bsz, n_tok, num_heads, d)
-        z[:, :, list(softmax_heads)] = softmax_heads_np(q, k, v, num_heads, scale, softmax_heads, mask)
-        z = z.reshape(bsz, n_tok, c)
-    return z
+    return z.transpose(0, 2, 1, 3).reshape(bsz, n_tok, c)
 
 
 def softmax_heads_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: int, scale: float, heads,

@@ -83,6 +83,11 @@ class ValidationResult:
         return "\n".join(lines)
 
 
+def _row_dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Σ_j x_ij·y_ij per row, summed in float64 without float64 copies of the operands."""
+    return np.einsum("ij,ij->i", x, y, dtype=np.float64)
+
+
 def sample_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine between flattened samples (axis 0) of ``a`` and ``b``; 1 where both are zero; NaN
     where either sample holds a NaN or an infinity (a metric never reports non-finite data as fine)."""
@@ -90,9 +95,8 @@ def sample_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     finite = np.isfinite(a).all(1) & np.isfinite(b).all(1)
     if not finite.all():
         a, b = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
-    dot = lambda x, y: np.einsum("ij,ij->i", x, y, dtype=np.float64)   # noqa: E731 - float64 sums, no copies
-    num = dot(a, b)
-    den = np.sqrt(dot(a, a) * dot(b, b))
+    num = _row_dot(a, b)
+    den = np.sqrt(_row_dot(a, a) * _row_dot(b, b))
     cos = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
     return np.where(finite, cos, np.nan)
 
