@@ -255,7 +255,8 @@ def breakdown(an: Analysis) -> CostBreakdown:
             critical[it.block] = critical.get(it.block, 0) + (sl.end - sl.start)
     return CostBreakdown(dict(an.totals), ops, critical, float(an.leakage_uw), int(an.options.get("batch", 1)),
                          an.spec, an.target, list(an.warnings),
-                         an.xbar.crossbar_area_mm2() if an.xbar is not None else 0.0)
+                         an.xbar.crossbar_area_mm2() if an.xbar is not None else 0.0,
+                         an.xbar.crossbar_leakage_uw() if an.xbar is not None else 0.0)
 
 
 def cost_oracle(target: str, hw, options: dict | None = None):

@@ -460,14 +460,17 @@ class XbarModel:
                              + (n * s["interconnect.area_um2_per_crossbar"] + self.bus_um2) * um2),
         }
 
+    def crossbar_leakage_uw(self) -> float:
+        """Static power of one built crossbar with its ADCs, periphery and accumulation (µW)."""
+        s = self.spec
+        return (s["crossbar.leakage_uw"] + self.C / s["crossbar.cols_per_adc"] * s["adc.leakage_uw"]
+                + s["periphery.leakage_uw_per_crossbar"] + s["accumulation.leakage_uw_per_crossbar"])
+
     def leakage_uw(self) -> float:
         s = self.spec
-        n = self.physical_crossbars()
-        adcs = self.C / s["crossbar.cols_per_adc"]
         tiles = sum(mm.tiles for mm in self.maps)
-        per_xbar = (s["crossbar.leakage_uw"] + adcs * s["adc.leakage_uw"] + s["periphery.leakage_uw_per_crossbar"]
-                    + s["accumulation.leakage_uw_per_crossbar"])
-        return n * per_xbar + tiles * (s["buffer.leakage_uw_per_tile"] + s["interconnect.static_uw_per_tile"])
+        return (self.physical_crossbars() * self.crossbar_leakage_uw()
+                + tiles * (s["buffer.leakage_uw_per_tile"] + s["interconnect.static_uw_per_tile"]))
 
 
 

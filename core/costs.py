@@ -51,6 +51,7 @@ class CostBreakdown:
     target: str = "xbar"
     notes: list[str] = field(default_factory=list)
     crossbar_area_mm2: float = 0.0     # one built crossbar with its ADCs, periphery and interconnect share (0: none)
+    crossbar_leakage_uw: float = 0.0   # its static power (0: none)
 
 
 __all__ = ["OpCostRecord", "CostBreakdown"]

@@ -29,12 +29,6 @@ SRAM_UM2_PER_BIT_22NM = 0.2     # our assumption: 22 nm 6T bitcell ≈ 0.1 µm²
 DIGITAL_UNITS = ("mac", "sfu", "vector")
 
 
-def per_crossbar_leak_uw(spec) -> float:
-    adcs = spec["crossbar.cols"] / spec["crossbar.cols_per_adc"]
-    return (spec["crossbar.leakage_uw"] + adcs * spec["adc.leakage_uw"] + spec["periphery.leakage_uw_per_crossbar"]
-            + spec["accumulation.leakage_uw_per_crossbar"])
-
-
 def tile_area_mm2(spec) -> float:
     return spec["buffer.area_mm2_per_tile"] + spec["interconnect.area_mm2_per_tile"]
 
@@ -229,6 +223,7 @@ class PlanCostModel:
     dlat_cycles: dict[int, int] = field(default_factory=dict)
     leak_uw0: float = 0.0
     xbar_mm2: float = 0.0            # one crossbar's area, as the cost model charges it
+    xbar_leak_uw: float = 0.0        # and its static power
     tokens: int = 1
     embed_dim: int = 1
     batch: int = 1
@@ -243,7 +238,7 @@ class PlanCostModel:
         m = cls(spec, spec.freq_ghz, dict(an0.totals), tokens=tokens, embed_dim=embed_dim, batch=an0.batch)
         m.counts = {u: int(spec[f"units.{u}.count"]) for u in DIGITAL_UNITS}
         m.leak_uw0 = float(an0.leakage_uw)
-        m.xbar_mm2 = an0.crossbar_area_mm2
+        m.xbar_mm2, m.xbar_leak_uw = an0.crossbar_area_mm2, an0.crossbar_leakage_uw
         for r in r0:
             if r.resource in DIGITAL_UNITS:
                 m.busy0[r.resource] = m.busy0.get(r.resource, 0) + r.cycles
@@ -301,7 +296,7 @@ class PlanCostModel:
         interval_cycles = max(per_stage + [xmax]) if spec["pipeline.enabled"] else latency_cycles
         interval_ns = interval_cycles / self.freq_ghz
         window = interval_ns if spec["pipeline.leakage_window"] == "interval" else latency_ns * B
-        leak_uw = self.leak_uw0 + d_xbar * per_crossbar_leak_uw(spec) + d_tiles * spec["buffer.leakage_uw_per_tile"]
+        leak_uw = self.leak_uw0 + d_xbar * self.xbar_leak_uw + d_tiles * spec["buffer.leakage_uw_per_tile"]
         dyn = (b["dynamic_energy_pj"] + sum(self.tb[j]["energy_pj"] - self.removed[j]["energy_pj"] for j in blocks) / B)
         energy = dyn + (leak_uw * 1e-6 * window * 1e-9 * 1e12 * zeta + buf["energy_pj"]) / B
         ops = b["ops"] + 2 * sum(self.tb[j]["macs"] - self.removed[j]["macs"] for j in blocks) // B
