@@ -36,11 +36,10 @@ into the pass record as JSON.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -499,7 +498,7 @@ def recovery_estimate(trial, ctx, epochs: int, data, ref: list, fitted_drop: flo
     can reach once recovered — an estimate, as the final recovery trains longer. Judged, like the
     fitted plans, on all calibration samples; the held-out figures of the training go along.
     Edits ``trial``."""
-    opts = dataclasses.replace(ctx.opts("recover"), epochs=epochs, patience=epochs)
+    opts = replace(ctx.opts("recover"), epochs=epochs, patience=epochs)
     ctx.progress.note(f"reuse auto: {epochs}-epoch recovery to estimate what training reaches")
     t0 = time.perf_counter()
     rec = RecoverPass().run(trial, ctx, opts)
