@@ -35,6 +35,7 @@ class LayerShape:
     k_h: int
     k_w: int
     c_out: int
+    pool_after: bool = False     # followed by pooling (the network file's "max pool after" column)
 
     @property
     def kernel(self) -> int:
@@ -81,7 +82,7 @@ def _pow2_ceil(x: float) -> float:
     return 2.0 ** math.ceil(math.log2(x)) if x > 0 else 0.0
 
 
-def _pe_sites(pe_size: float, rows: int, cols: int) -> int:
+def pe_sites(pe_size: float, rows: int, cols: int) -> int:
     """Sub-array sites of one PE: its ⌈pe/rows⌉·⌈pe/cols⌉ sub-arrays on a square grid."""
     n = math.ceil(pe_size / rows) * math.ceil(pe_size / cols)
     return math.ceil(math.sqrt(n)) ** 2
@@ -214,8 +215,8 @@ def neurosim_floorplan(layers: list[LayerShape], sub_rows: int, sub_cols: int, r
         alloc = tiles * size * size * (pes_nm if n else 1)
         plans.append(LayerPlan(bool(n), int(tiles), int(pr * sr * extra * pc * sc), copies * cells(L) / alloc))
     return Floorplan(tuple(plans), int(pes_nm), int(pe_nm), int(tile_cm), int(pe_cm),
-                     int(pes_nm * _pe_sites(pe_nm, R, C)) if novel_mapping else 0,
-                     int(math.ceil(tile_cm / pe_cm) ** 2 * _pe_sites(pe_cm, R, C)))
+                     int(pes_nm * pe_sites(pe_nm, R, C)) if novel_mapping else 0,
+                     int(math.ceil(tile_cm / pe_cm) ** 2 * pe_sites(pe_cm, R, C)))
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_c
             pe = plan.pe_size_conventional
             n = math.ceil(plan.tile_size_conventional / pe)
             tree_wires, tile_rows = n * pe, plan.tile_size_conventional
-        k = math.sqrt(_pe_sites(pe, sub_rows, sub_cols))     # sites along a PE side
+        k = math.sqrt(pe_sites(pe, sub_rows, sub_cols))     # sites along a PE side
         area += tiles * _h_tree_um2(n, tree_wires, k * h, k * w, g)
         pitch = max(pitch, n * k)
         wires += tiles * tile_rows * (1 + 1 / cols_per_adc)
@@ -272,4 +273,4 @@ def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_c
     return area + wires * g.wire_um / g.global_bus_fold * pitch * (h * rows + w * cols)
 
 
-__all__ = ["LayerShape", "LayerPlan", "Floorplan", "BusGeometry", "neurosim_floorplan", "interconnect_area_um2"]
+__all__ = ["LayerShape", "LayerPlan", "Floorplan", "BusGeometry", "neurosim_floorplan", "interconnect_area_um2", "pe_sites"]

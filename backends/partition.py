@@ -65,6 +65,7 @@ class WorkItem:
     role: str | None = None
     block: int | None = None
     note: str = ""
+    pooled_after: bool = False   # an MVM whose output goes (through activations) into a pooling op
 
 
 def _prod(dims) -> int | None:
@@ -273,6 +274,33 @@ def _label(block, role, fallback: str) -> str:
     return f"block{block}.{role}" if block is not None else role
 
 
+_PASS_TO_POOL = ("Relu", "Add", "BatchNormalization", "Clip", "Identity")
+
+
+def _mark_pooling(pg: PreparedGraph, items: list[WorkItem]) -> None:
+    """Mark MVMs followed by a pooling op (through at most three single-consumer activations, bias
+    adds or normalisations): NeuroSim's network file flags such layers ("max pool after") and
+    moves a quarter of their outputs over the global bus."""
+    consumers: dict[str, list] = {}
+    for op in pg.ops:
+        for t in op.inputs:
+            consumers.setdefault(t, []).append(op)
+    for it in items:
+        if it.kind != MVM or not it.op.outputs:
+            continue
+        t = it.op.outputs[0]
+        for _ in range(4):
+            nxt = consumers.get(t, [])
+            if len(nxt) != 1:
+                break
+            if nxt[0].op_type in ("MaxPool", "AveragePool"):
+                it.pooled_after = True
+                break
+            if nxt[0].op_type not in _PASS_TO_POOL or not nxt[0].outputs:
+                break
+            t = nxt[0].outputs[0]
+
+
 def _fuse_bias(pg: PreparedGraph, items: list[WorkItem], by_index: dict[int, WorkItem]) -> None:
     """Fold ``Add(MVM output, constant bias)`` into the MVM's accumulation (as Gemm/Conv do).
 
@@ -352,6 +380,7 @@ def partition(pg: PreparedGraph) -> tuple[list[WorkItem], list[str]]:
     by_index = {it.op.index: it for it in items}
     _fuse_bias(pg, items, by_index)
     _fuse_gelu(pg, items, by_index)
+    _mark_pooling(pg, items)
     layer_of: dict[int, str] = {}
     layer_meta: dict[str, tuple] = {}
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from vitc.backends.adc_circuit import read_path
 from vitc.backends.neurosim_floorplan import BusGeometry, LayerShape, interconnect_area_um2, neurosim_floorplan
+from vitc.backends.neurosim_chip import SubArrayConfig, SyncTiming, chip_geometry, layer_cycles
 from vitc.backends.cost import OpCost, Target, post_layout, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
 from vitc.core.hardware import HardwareSpec
@@ -136,6 +137,8 @@ class XbarModel:
         self.maps: list[MatrixMap] = []
         self.cpw = spec.columns_per_weight
         self.plan = None          # NeuroSim's floorplan, when the preset asks for it
+        self.sync = SyncTiming.from_spec(spec)    # NeuroSim's synchronous timing, when the preset has it
+        self.clock_ns = None      # its chip clock (set with the floorplan)
         self.bus_um2 = 0.0        # its tile H-trees and global bus (set by floorplan())
 
     @property
@@ -385,6 +388,37 @@ class XbarModel:
             if c.kind == MVM:
                 vectors = max(m.vectors for m in c.extra["items"])
                 self._speed_up(c, min(c.extra["maps"][0].replication, vectors))
+        if self.sync is not None:
+            self._sync_timing([costs[k] for k in where], shapes)
+
+    def _sync_config(self) -> SubArrayConfig:
+        xb = self.spec.section("crossbar")
+        return SubArrayConfig(self.R, self.C, xb["cols_per_adc"], xb["rows_parallel"], 2 ** xb["adc_bits"],
+                              xb["input_bits"], xb["cell_bits"], self.cpw)
+
+    def _sync_timing(self, xcosts: list[OpCost], shapes: list[LayerShape]) -> None:
+        """Re-time the crossbar layers as a synchronous NeuroSim chip (:mod:`~vitc.backends.neurosim_chip`):
+        one clock, the slowest sense cycle; each layer's cycles of sub-array reads, accumulation,
+        buffers and buses on the floorplan. An op of several parts (``count`` > 1) takes its
+        slowest part; LSTMs keep the per-vector model (NeuroSim has no recurrent layer)."""
+        cfg = self._sync_config()
+        self.clock_ns = self.sync.clock_ns(self.path.column_time_s() * 1e9, self.R, self.C, cfg.cols_muxed, cfg.levels)
+        chip = chip_geometry(self.plan, shapes, cfg, self.sync, self.clock_ns, self._site_um2(),
+                             self.spec["interconnect.global_bus_max_wires"])
+        layer = 0
+        for c in xcosts:
+            parts = []
+            for m, mm in zip(c.extra["items"], c.extra["maps"]):
+                for _ in range(mm.count):
+                    parts.append(layer_cycles(mm.shape, self.plan.layers[layer], self.plan, m.vectors, cfg,
+                                              self.sync, chip))
+                    layer += 1
+            if c.kind != MVM:
+                continue
+            slowest = max(parts, key=lambda p: p.core + p.accumulation + p.buffer + p.interconnect)
+            c.latency = slowest.ns(self.clock_ns)
+            c.cycles = to_cycles(c.latency_ns, self.f)
+            c.extra["clock_cycles"] = slowest
 
     # ------------------------------------------------------------------ floorplan
     def floorplan(self) -> dict:
@@ -481,8 +515,8 @@ def _layer_shape(item: WorkItem, m: Matrix) -> LayerShape:
     op = item.op
     x, w = (op.in_shapes + [None, None])[:2]
     if op.op_type == "Conv" and m.count == 1 and x and w and len(x) == 4 and len(w) == 4 and None not in x + w:
-        return LayerShape(int(x[2]), int(x[3]), int(w[1]), int(w[2]), int(w[3]), int(w[0]))
-    return LayerShape(m.vectors, 1, m.K, 1, 1, m.N)
+        return LayerShape(int(x[2]), int(x[3]), int(w[1]), int(w[2]), int(w[3]), int(w[0]), item.pooled_after)
+    return LayerShape(m.vectors, 1, m.K, 1, 1, m.N, item.pooled_after)
 
 
 def _xbar_models(spec: HardwareSpec, options: dict):

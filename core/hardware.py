@@ -205,18 +205,38 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
         "latency_ref_cap_ff": (POS, _O, None),
         "latency_cap_slope_s": (POS, _O, None),
     },
+    # NeuroSim's synchronous chip timing (backends/neurosim_chip.py); all or nothing
+    "neurosim_chip": {
+        "model": (("enum", ("neurosim-sync", "none")), _O, None),   # "none": a derived preset opts out
+        "beta": (POS, _O, None),
+        "max_freq_ghz": (POS, _O, None),
+        "select_delay_ns": (("table", 4), _O, None),
+        "encoder_delay_ns": (("table", 2), _O, None),
+        "adder_2bit_delay_ns": (POS, _O, None),
+        "adder_delay_ns_per_bit": (POS, _O, None),
+        "bus_delay_ns_per_mm": (POS, _O, None),
+        "tile_buffer_core_bits": (INT(1, 1 << 30), _O, None),
+        "tile_buffer_core_cols": (INT(1, 1 << 20), _O, None),
+        "global_buffer_core_bits": (INT(1, 1 << 30), _O, None),
+        "global_buffer_core_cols": (INT(1, 1 << 20), _O, None),
+    },
 }
+
+
+def _all_or_nothing(out: dict, section: str, model: str, bad) -> None:
+    sec = out.get(section) or {}
+    if sec and sec.get("model") != "none":
+        if "model" not in sec:
+            bad(f"[{section}] needs model = \"{model}\" when any of its fields is given")
+        missing = [k for k in XBAR_SCHEMA[section] if k not in sec]
+        if missing:
+            bad(f"[{section}] with model = \"{sec['model']}\" needs every field; missing {', '.join(missing)}")
 
 
 def _xbar_checks(out: dict, bad) -> None:
     xb = out["crossbar"]
-    circ = out.get("adc_circuit") or {}
-    if circ and circ.get("model") != "none":
-        if "model" not in circ:
-            bad("[adc_circuit] needs model = \"neurosim-mlsa\" when any of its fields is given")
-        missing = [k for k in XBAR_SCHEMA["adc_circuit"] if k not in circ]
-        if missing:
-            bad(f"[adc_circuit] with model = \"{circ['model']}\" needs every field; missing {', '.join(missing)}")
+    _all_or_nothing(out, "adc_circuit", "neurosim-mlsa", bad)
+    _all_or_nothing(out, "neurosim_chip", "neurosim-sync", bad)
     if xb["cols_per_adc"] > xb["cols"]:
         bad(f"[crossbar].cols_per_adc must be <= [crossbar].cols (got {xb['cols_per_adc']})")
     if xb["cell_bits"] > xb["weight_bits"]:
@@ -294,6 +314,8 @@ def _kind_text(kind) -> str:
         return f"an integer in {kind[1]}..{kind[2]}"
     if isinstance(kind, tuple) and kind[0] == "numlist":
         return f"a list of {kind[1]} finite numbers"
+    if isinstance(kind, tuple) and kind[0] == "table":
+        return f"a non-empty list of rows of {kind[1]} non-negative finite numbers"
     if isinstance(kind, tuple) and kind[0] == "num":
         _, lo, hi, lo_open = kind
         if hi == math.inf:
@@ -314,6 +336,9 @@ def _check_value(kind, v) -> bool:
     if isinstance(kind, tuple) and kind[0] == "numlist":
         return (isinstance(v, list) and len(v) == kind[1]
                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+    if isinstance(kind, tuple) and kind[0] == "table":
+        return (isinstance(v, list) and len(v) > 0
+                and all(_check_value(("numlist", kind[1]), r) and min(r) >= 0 for r in v))
     if kind == "str":
         return isinstance(v, str)
     if kind == "bool":

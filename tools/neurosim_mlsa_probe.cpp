@@ -1,11 +1,16 @@
 // Evaluates DNN+NeuroSim V1.4's own sense-amp (multilevel current-mode ADC) circuit model at one
 // sub-array configuration and prints the primitives vitc's ADC model uses (gate/junction
 // capacitances, column capacitance, reference-column energy, dummy-column geometry, areas) and
-// NeuroSim's ADC energy for a few column resistances, so that backends/adc_model.py can be checked
-// against the simulator itself. Built by benchmarks/neurosim_adc_check.py against NeuroSim's objects
-// (it links them; nothing of NeuroSim is copied here).
+// NeuroSim's ADC energy for a few column resistances, so that backends/adc_circuit.py can be checked
+// against the simulator itself; and the gate and wire delays and energies of NeuroSim's synchronous
+// chip timing (sense cycle and its parts, ripple adder, repeated global-bus wire, register-file
+// buffer) that backends/neurosim_timing.py and the neurosim-v14 preset use. It links NeuroSim's
+// objects; nothing of NeuroSim is copied here. Build it next to a built NeuroSIM directory:
 //
-//   usage: probe ROWS LEVELS COLS_MUXED ROWS_PARALLEL R1 [R2 ...]
+//   g++ -O1 -fopenmp -I NeuroSIM tools/neurosim_mlsa_probe.cpp $(ls NeuroSIM/*.o | grep -v main.o) -o probe
+//
+//   usage: [PROBE_COLS=C] probe ROWS LEVELS COLS_MUXED ROWS_PARALLEL R1 [R2 ...]
+//   (columns default to ROWS; NeuroSim's command line sets the rows only)
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -16,10 +21,14 @@
 #include "SubArray.h"
 #include "ProcessingUnit.h"
 #include "Definition.h"
+#include "Adder.h"
+#include "XYBus.h"
+#include "Buffer.h"
 
 int main(int argc, char **argv) {
     if (argc < 6) { std::fprintf(stderr, "usage: %s ROWS LEVELS COLS_MUXED ROWS_PARALLEL R...\n", argv[0]); return 2; }
     param->numRowSubArray = param->numColSubArray = std::atoi(argv[1]);
+    if (std::getenv("PROBE_COLS")) param->numColSubArray = std::atoi(std::getenv("PROBE_COLS"));
     param->levelOutput = std::atoi(argv[2]);
     param->dumcolshared = param->levelOutput;
     param->numColMuxed = std::atoi(argv[3]);
@@ -61,6 +70,34 @@ int main(int argc, char **argv) {
         std::printf("%s[%s, %.9g, %.9g]", a > 5 ? ", " : "", argv[a], m.readDynamicEnergy / sa->numCol, sa->readDynamicEnergyArray);
     }
     sa->CalculateLatency(1e20, std::vector<double>(sa->numCol, 1e5), true);
-    std::printf("],\n \"mlsa_latency\": %.9g}\n", m.readLatency);
+    std::printf("],\n \"mlsa_latency\": %.9g,\n", m.readLatency);
+    // synchronous timing: the sense cycle (clock period candidate, beta included) and its parts
+    std::printf(" \"sense_cycle\": %.9g, \"row_delay\": %.9g, \"mux_delay\": %.9g, \"encoder_delay\": %.9g, \"beta\": %.9g,\n",
+                sa->readLatency, param->rowdelay, param->muxdelay, sa->multilevelSAEncoder.readLatency, param->beta);
+    param->synchronous = false;        // raw delays in seconds below, not clock cycles
+    {
+        Adder a2(inputParameter, tech, cell), a3(inputParameter, tech, cell);
+        a2.Initialize(2, 1, 1e9); a2.CalculateArea(0, 1e-3, NONE); a2.CalculateLatency(1e20, 0, 1);
+        a3.Initialize(3, 1, 1e9); a3.CalculateArea(0, 1e-3, NONE); a3.CalculateLatency(1e20, 0, 1);
+        std::printf(" \"adder_2bit_delay\": %.9g, \"adder_delay_per_bit\": %.9g,\n", a2.readLatency, a3.readLatency - a2.readLatency);
+        XYBus bus(inputParameter, tech, cell);
+        bus.Initialize(8, 8, param->globalBusDelayTolerance, 1024, 1e9);
+        bus.CalculateLatency(1, 7, 1e-3, 1e-3, 1, 0);          // 1 mm of X bus, no Y
+        double dx = bus.readLatency;
+        bus.CalculateLatency(0, 0, 1e-3, 1e-3, 0, 1);          // 7 mm of Y bus
+        double dy = bus.readLatency / 7;
+        bus.CalculatePower(1, 7, 1e-3, 1e-3, 1, 0);
+        double ex = bus.readDynamicEnergy;
+        bus.CalculatePower(0, 0, 1e-3, 1e-3, 0, 1);
+        double ey = bus.readDynamicEnergy / 7;
+        std::printf(" \"bus_delay_s_per_mm\": [%.9g, %.9g], \"bus_energy_j_per_bit_mm\": [%.9g, %.9g],\n", dx, dy, ex, ey);
+        Buffer buf(inputParameter, tech, cell);
+        buf.Initialize(param->tileBufferCoreSizeRow * param->tileBufferCoreSizeCol, param->tileBufferCoreSizeCol, 1,
+                       param->unitLengthWireResistance, 1e9, false);
+        buf.CalculateArea(1e-4, 0, NONE);
+        buf.CalculatePower(param->tileBufferCoreSizeCol, 1, param->tileBufferCoreSizeCol, 1);
+        std::printf(" \"regfile_read_j_per_bit\": %.9g, \"regfile_write_j_per_bit\": %.9g}\n",
+                    buf.readDynamicEnergy / param->tileBufferCoreSizeCol, buf.writeDynamicEnergy / param->tileBufferCoreSizeCol);
+    }
     return 0;
 }
