@@ -55,6 +55,8 @@ class LayerPlan:
     tiles: int
     speed_up: int
     utilisation: float
+    speed_up_rows: int = 1       # the copies along the weight rows (Chip.cpp speedUpEachLayer[0]) ...
+    speed_up_cols: int = 1       # ... and along its columns ([1]); speed_up is their product
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,8 @@ def neurosim_floorplan(layers: list[LayerShape], sub_rows: int, sub_cols: int, r
         tiles = tr * extra * tc
         copies = max(s, dup) if pipeline else dup
         alloc = tiles * size * size * (pes_nm if n else 1)
-        plans.append(LayerPlan(bool(n), int(tiles), int(pr * sr * extra * pc * sc), copies * cells(L) / alloc))
+        plans.append(LayerPlan(bool(n), int(tiles), int(pr * sr * extra * pc * sc), copies * cells(L) / alloc,
+                               int(pr * sr * extra), int(pc * sc)))
     return Floorplan(tuple(plans), int(pes_nm), int(pe_nm), int(tile_cm), int(pe_cm),
                      int(pes_nm * pe_sites(pe_nm, R, C)) if novel_mapping else 0,
                      int(math.ceil(tile_cm / pe_cm) ** 2 * pe_sites(pe_cm, R, C)))
@@ -238,6 +241,39 @@ def _h_tree_um2(n: int, wires: float, pe_h: float, pe_w: float, g: BusGeometry) 
     return wires * g.wire_um / g.tile_tree_fold * (levels + n / 2 * pe_w)
 
 
+def _site_hw(site_um2: float, sub_rows: int, sub_cols: int) -> tuple[float, float]:
+    """(height, width) µm of a sub-array site of ``site_um2`` shaped like its array."""
+    return math.sqrt(site_um2 * sub_rows / sub_cols), math.sqrt(site_um2 * sub_cols / sub_rows)
+
+
+def _tile_parts(plan: Floorplan, novel: bool, sub_rows: int, sub_cols: int) -> tuple[int, int, float, int]:
+    """(PEs along a tile side, PE size in cells, sub-array sites along a PE side, H-tree wires) of
+    the novel- or conventional-mapped tile."""
+    if novel:
+        n, pe = math.ceil(math.sqrt(plan.pes_per_novel_tile)), plan.pe_size_novel
+        wires = plan.pes_per_novel_tile * pe
+    else:
+        pe = plan.pe_size_conventional
+        n = math.ceil(plan.tile_size_conventional / pe)
+        wires = n * pe
+    return n, pe, math.sqrt(pe_sites(pe, sub_rows, sub_cols)), wires
+
+
+def tile_tree_um2(plan: Floorplan, novel: bool, site_um2: float, sub_rows: int, sub_cols: int, g: BusGeometry) -> float:
+    """Area of one tile's H-tree (µm²)."""
+    n, _, k, wires = _tile_parts(plan, novel, sub_rows, sub_cols)
+    h, w = _site_hw(site_um2, sub_rows, sub_cols)
+    return _h_tree_um2(n, wires, k * h, k * w, g)
+
+
+def tile_side_um(plan: Floorplan, novel: bool, site_um2: float, sub_rows: int, sub_cols: int, g: BusGeometry) -> float:
+    """Side of a (square) tile: its PEs' sites and its H-tree (Tile.cpp TileCalculateArea: height =
+    √area), µm."""
+    n, _, k, _ = _tile_parts(plan, novel, sub_rows, sub_cols)
+    sites = (plan.pes_per_novel_tile if novel else n * n) * k * k
+    return math.sqrt(sites * site_um2 + tile_tree_um2(plan, novel, site_um2, sub_rows, sub_cols, g))
+
+
 def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_cols: int, cols_per_adc: int,
                           g: BusGeometry) -> float:
     """Area of the tiles' H-trees and the global X–Y bus of ``plan`` (µm²), with sub-array sites of
@@ -248,22 +284,15 @@ def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_c
     its input rows plus its ADC outputs (halved down to the widest bus allowed) across the tile
     grid at the pitch of the largest tile.
     """
-    h = math.sqrt(site_um2 * sub_rows / sub_cols)            # one site, µm
-    w = math.sqrt(site_um2 * sub_cols / sub_rows)
+    h, w = _site_hw(site_um2, sub_rows, sub_cols)
     area, pitch, wires = 0.0, 0.0, 0.0
     for novel in (True, False):
         tiles = sum(L.tiles for L in plan.layers if L.novel == novel)
         if not tiles:
             continue
-        if novel:
-            n, pe = math.ceil(math.sqrt(plan.pes_per_novel_tile)), plan.pe_size_novel
-            tree_wires, tile_rows = plan.pes_per_novel_tile * pe, n * pe
-        else:
-            pe = plan.pe_size_conventional
-            n = math.ceil(plan.tile_size_conventional / pe)
-            tree_wires, tile_rows = n * pe, plan.tile_size_conventional
-        k = math.sqrt(pe_sites(pe, sub_rows, sub_cols))     # sites along a PE side
-        area += tiles * _h_tree_um2(n, tree_wires, k * h, k * w, g)
+        n, pe, k, _ = _tile_parts(plan, novel, sub_rows, sub_cols)
+        tile_rows = n * pe if novel else plan.tile_size_conventional
+        area += tiles * tile_tree_um2(plan, novel, site_um2, sub_rows, sub_cols, g)
         pitch = max(pitch, n * k)
         wires += tiles * tile_rows * (1 + 1 / cols_per_adc)
     while wires > g.global_bus_max_wires:
@@ -273,4 +302,5 @@ def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_c
     return area + wires * g.wire_um / g.global_bus_fold * pitch * (h * rows + w * cols)
 
 
-__all__ = ["LayerShape", "LayerPlan", "Floorplan", "BusGeometry", "neurosim_floorplan", "interconnect_area_um2", "pe_sites"]
+__all__ = ["LayerShape", "LayerPlan", "Floorplan", "BusGeometry", "neurosim_floorplan", "interconnect_area_um2", "pe_sites",
+           "tile_side_um", "tile_tree_um2"]

@@ -45,7 +45,7 @@ import numpy as np
 
 from vitc.backends.adc_circuit import read_path
 from vitc.backends.neurosim_floorplan import BusGeometry, LayerShape, interconnect_area_um2, neurosim_floorplan
-from vitc.backends.neurosim_chip import SubArrayConfig, SyncTiming, chip_geometry, layer_cycles
+from vitc.backends.neurosim_chip import LayerOnChip, NeuroSimChip, SubArrayConfig, chip_geometry
 from vitc.backends.cost import OpCost, Target, post_layout, to_cycles
 from vitc.backends.digital import DigitalModel, elem_energy_pj
 from vitc.core.hardware import HardwareSpec
@@ -137,7 +137,9 @@ class XbarModel:
         self.maps: list[MatrixMap] = []
         self.cpw = spec.columns_per_weight
         self.plan = None          # NeuroSim's floorplan, when the preset asks for it
-        self.sync = SyncTiming.from_spec(spec)    # NeuroSim's synchronous timing, when the preset has it
+        chip = NeuroSimChip.from_spec(spec)       # NeuroSim's synchronous chip, when the preset has it:
+        self.read_energy = chip.read_energy_pj(self.R, self.C, xb["cols_per_adc"], 2 ** xb["adc_bits"]) if chip else None
+        self.sync = chip if chip and spec["mapping.floorplan"] == "neurosim" else None   # its timing and data movement
         self.clock_ns = None      # its chip clock (set with the floorplan)
         self.bus_um2 = 0.0        # its tile H-trees and global bus (set by floorplan())
 
@@ -177,13 +179,20 @@ class XbarModel:
         else:
             e_array = V * planes * K * P * xb["read_energy_pj_per_cell"] * act
             e_adc = conv * adc["energy_pj"]
+        if self.read_energy:   # NeuroSim's own sub-array peripheries and shift-adders, per read of an input bit
+            other, per_row, shift_add = self.read_energy
+            reads = V * planes * rt * ct
+            e_other = reads * other + V * planes * K * ct * act * per_row
+            e_shift = reads * shift_add
+        else:
+            e_other = (V * planes * K * ct * per["dac_energy_pj_per_row"] * act
+                       + conv * per["mux_energy_pj_per_conversion"] + xbar_reads * per["decoder_energy_pj_per_read"])
+            e_shift = conv * acc["shift_add_energy_pj"]
         e = {
             "array": e_array,
             "adc": e_adc,
-            "other_periph": (V * planes * K * ct * per["dac_energy_pj_per_row"] * act
-                             + conv * per["mux_energy_pj_per_conversion"]
-                             + xbar_reads * per["decoder_energy_pj_per_read"]),
-            "accumulation": conv * acc["shift_add_energy_pj"] + adds * acc["add_energy_pj"],
+            "other_periph": e_other,
+            "accumulation": e_shift + adds * acc["add_energy_pj"],
             "buffer": buf_bits * s["buffer.energy_pj_per_bit"],
             "interconnect": ic_bits * s["interconnect.energy_pj_per_bit"],
         }
@@ -397,28 +406,29 @@ class XbarModel:
                               xb["input_bits"], xb["cell_bits"], self.cpw)
 
     def _sync_timing(self, xcosts: list[OpCost], shapes: list[LayerShape]) -> None:
-        """Re-time the crossbar layers as a synchronous NeuroSim chip (:mod:`~vitc.backends.neurosim_chip`):
-        one clock, the slowest sense cycle; each layer's cycles of sub-array reads, accumulation,
-        buffers and buses on the floorplan. An op of several parts (``count`` > 1) takes its
-        slowest part; LSTMs keep the per-vector model (NeuroSim has no recurrent layer)."""
+        """Re-time the crossbar layers as a synchronous NeuroSim chip, and price their buffers and
+        interconnect as its data movement (:mod:`~vitc.backends.neurosim_chip`): one clock, the
+        slowest sense cycle; each layer's cycles of sub-array reads, accumulation, buffers and
+        buses on the floorplan. An op of several parts (``count`` > 1) takes its slowest part's
+        time and all parts' energy; LSTMs keep the per-vector model (NeuroSim has no recurrent layer)."""
         cfg = self._sync_config()
         self.clock_ns = self.sync.clock_ns(self.path.column_time_s() * 1e9, self.R, self.C, cfg.cols_muxed, cfg.levels)
-        chip = chip_geometry(self.plan, shapes, cfg, self.sync, self.clock_ns, self._site_um2(),
-                             self.spec["interconnect.global_bus_max_wires"])
+        chip = chip_geometry(self.plan, shapes, cfg, self.sync, self.clock_ns, self._site_um2(), self._bus_geometry())
         layer = 0
         for c in xcosts:
             parts = []
             for m, mm in zip(c.extra["items"], c.extra["maps"]):
                 for _ in range(mm.count):
-                    parts.append(layer_cycles(mm.shape, self.plan.layers[layer], self.plan, m.vectors, cfg,
-                                              self.sync, chip))
+                    parts.append(LayerOnChip(mm.shape, self.plan.layers[layer], self.plan, m.vectors, cfg, self.sync, chip))
                     layer += 1
             if c.kind != MVM:
                 continue
-            slowest = max(parts, key=lambda p: p.core + p.accumulation + p.buffer + p.interconnect)
+            slowest = max((p.cycles() for p in parts), key=lambda cyc: cyc.total)
             c.latency = slowest.ns(self.clock_ns)
             c.cycles = to_cycles(c.latency_ns, self.f)
             c.extra["clock_cycles"] = slowest
+            for k in ("buffer", "interconnect"):
+                c.energy[k] = sum(p.energy_pj()[k] for p in parts)
 
     # ------------------------------------------------------------------ floorplan
     def floorplan(self) -> dict:
@@ -450,13 +460,16 @@ class XbarModel:
         return (s["crossbar.area_um2"] + self.C / s["crossbar.cols_per_adc"] * self.adc_area_um2
                 + s["accumulation.area_um2_per_crossbar"] + s["periphery.area_um2_per_crossbar"])
 
+    def _bus_geometry(self) -> BusGeometry:
+        ic = self.spec.section("interconnect")
+        return BusGeometry(ic["bus_wire_um"], ic["tile_tree_fold"], ic["global_bus_fold"], ic["global_bus_max_wires"])
+
     def _bus_um2(self) -> float:
         """NeuroSim's tile H-trees and global bus over its floorplan (0 without both)."""
-        ic = self.spec.section("interconnect")
-        if self.plan is None or not ic["bus_wire_um"]:
+        if self.plan is None or not self.spec["interconnect.bus_wire_um"]:
             return 0.0
-        g = BusGeometry(ic["bus_wire_um"], ic["tile_tree_fold"], ic["global_bus_fold"], ic["global_bus_max_wires"])
-        return interconnect_area_um2(self.plan, self._site_um2(), self.R, self.C, self.spec["crossbar.cols_per_adc"], g)
+        return interconnect_area_um2(self.plan, self._site_um2(), self.R, self.C, self.spec["crossbar.cols_per_adc"],
+                                     self._bus_geometry())
 
     def crossbar_area_mm2(self) -> float:
         """One built crossbar with its ADCs, accumulation, periphery and share of the interconnect."""

@@ -219,6 +219,16 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
         "tile_buffer_core_cols": (INT(1, 1 << 20), _O, None),
         "global_buffer_core_bits": (INT(1, 1 << 30), _O, None),
         "global_buffer_core_cols": (INT(1, 1 << 20), _O, None),
+        "bus_energy_pj_per_bit_mm": (POS, _O, None),
+        "input_toggle": (FRAC, _O, None),
+        "output_toggle": (FRAC, _O, None),
+        "dff_energy_pj_per_bit": (POS, _O, None),
+        "tile_buffer_read_pj_per_bit": (POS, _O, None),
+        "tile_buffer_write_pj_per_bit": (POS, _O, None),
+        "global_buffer_read_pj_per_bit": (POS, _O, None),
+        "global_buffer_write_pj_per_bit": (POS, _O, None),
+        "subarray": (("table", 9), _O, None),
+        "pe_bus_energy_pj_per_bit_mm": (POS, _O, None),
     },
 }
 

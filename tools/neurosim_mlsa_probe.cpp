@@ -23,7 +23,10 @@
 #include "Definition.h"
 #include "Adder.h"
 #include "XYBus.h"
+#include "Bus.h"
+#include "HTree.h"
 #include "Buffer.h"
+#include "DFF.h"
 
 int main(int argc, char **argv) {
     if (argc < 6) { std::fprintf(stderr, "usage: %s ROWS LEVELS COLS_MUXED ROWS_PARALLEL R...\n", argv[0]); return 2; }
@@ -69,6 +72,15 @@ int main(int argc, char **argv) {
         sa->CalculatePower(res);
         std::printf("%s[%s, %.9g, %.9g]", a > 5 ? ", " : "", argv[a], m.readDynamicEnergy / sa->numCol, sa->readDynamicEnergyArray);
     }
+    // one read of the sub-array (an input bit plane, every column converted) at row activity 0 and 1:
+    // its "other peripheries" (word-line switch matrix, column mux and its decoder) and accumulation
+    std::printf("],\n \"subarray_hw\": [%.9g, %.9g],\n \"read_other_accum\": [", sa->height, sa->width);
+    for (int a = 0; a < 2; ++a) {
+        std::vector<double> res(sa->numCol, 1e5);
+        sa->activityRowRead = a;
+        sa->CalculatePower(res);
+        std::printf("%s[%d, %.9g, %.9g]", a ? ", " : "", a, sa->readDynamicEnergyOther, sa->readDynamicEnergyAccum);
+    }
     sa->CalculateLatency(1e20, std::vector<double>(sa->numCol, 1e5), true);
     std::printf("],\n \"mlsa_latency\": %.9g,\n", m.readLatency);
     // synchronous timing: the sense cycle (clock period candidate, beta included) and its parts
@@ -80,24 +92,46 @@ int main(int argc, char **argv) {
         a2.Initialize(2, 1, 1e9); a2.CalculateArea(0, 1e-3, NONE); a2.CalculateLatency(1e20, 0, 1);
         a3.Initialize(3, 1, 1e9); a3.CalculateArea(0, 1e-3, NONE); a3.CalculateLatency(1e20, 0, 1);
         std::printf(" \"adder_2bit_delay\": %.9g, \"adder_delay_per_bit\": %.9g,\n", a2.readLatency, a3.readLatency - a2.readLatency);
+        // wires as NeuroSim prices them: after CalculateArea (which sizes their repeaters)
         XYBus bus(inputParameter, tech, cell);
         bus.Initialize(8, 8, param->globalBusDelayTolerance, 1024, 1e9);
+        bus.CalculateArea(1e-3, 1e-3, param->treeFoldedRatio);
         bus.CalculateLatency(1, 7, 1e-3, 1e-3, 1, 0);          // 1 mm of X bus, no Y
         double dx = bus.readLatency;
-        bus.CalculateLatency(0, 0, 1e-3, 1e-3, 0, 1);          // 7 mm of Y bus
-        double dy = bus.readLatency / 7;
         bus.CalculatePower(1, 7, 1e-3, 1e-3, 1, 0);
         double ex = bus.readDynamicEnergy;
-        bus.CalculatePower(0, 0, 1e-3, 1e-3, 0, 1);
-        double ey = bus.readDynamicEnergy / 7;
-        std::printf(" \"bus_delay_s_per_mm\": [%.9g, %.9g], \"bus_energy_j_per_bit_mm\": [%.9g, %.9g],\n", dx, dy, ex, ey);
-        Buffer buf(inputParameter, tech, cell);
-        buf.Initialize(param->tileBufferCoreSizeRow * param->tileBufferCoreSizeCol, param->tileBufferCoreSizeCol, 1,
-                       param->unitLengthWireResistance, 1e9, false);
-        buf.CalculateArea(1e-4, 0, NONE);
-        buf.CalculatePower(param->tileBufferCoreSizeCol, 1, param->tileBufferCoreSizeCol, 1);
-        std::printf(" \"regfile_read_j_per_bit\": %.9g, \"regfile_write_j_per_bit\": %.9g}\n",
-                    buf.readDynamicEnergy / param->tileBufferCoreSizeCol, buf.writeDynamicEnergy / param->tileBufferCoreSizeCol);
+        std::printf(" \"bus_delay_s_per_mm\": %.9g, \"bus_energy_j_per_bit_mm\": %.9g,\n", dx, ex);
+        // a PE's bus over 5 sub-arrays of 1 mm (4 mm of wire), one output bit (toggle outputtoggle)
+        Bus pe(inputParameter, tech, cell);
+        pe.Initialize(HORIZONTAL, 5, 5, 0, 128, 1e-3, 1e-3, 1e9);
+        pe.CalculateArea(1, true);
+        pe.CalculatePower(1, 1, false);
+        // a tile's H-tree over 2x2 PEs of 1 mm: root to a PE is 0.5 + 0.5 + 1 mm of wire
+        HTree tree(inputParameter, tech, cell);
+        tree.Initialize(2, 2, param->localBusDelayTolerance, 1024, 1e9);
+        tree.CalculateArea(1e-3, 1e-3, 16);
+        tree.CalculatePower(0, 0, 0, 0, 1e-3, 1e-3, 1, 1);
+        std::printf(" \"pe_bus_energy_j_per_bit_mm\": %.9g, \"tile_tree_energy_j_per_bit_mm\": %.9g,\n",
+                    pe.readDynamicEnergy / param->outputtoggle / 4, tree.readDynamicEnergy / 2);
+        // register-file buffers (Buffer.cpp, DFF based): energy per bit read / written, for a buffer of
+        // numBit bits in lines of width bits (args: tile core, global core, a small tile buffer)
+        const int shapes[3][2] = {{param->tileBufferCoreSizeRow * param->tileBufferCoreSizeCol, param->tileBufferCoreSizeCol},
+                                  {param->globalBufferCoreSizeRow * param->globalBufferCoreSizeCol, param->globalBufferCoreSizeCol},
+                                  {800, 50}};
+        std::printf(" \"regfile_j_per_bit\": [");
+        for (int k = 0; k < 3; ++k) {
+            Buffer buf(inputParameter, tech, cell);
+            buf.Initialize(shapes[k][0], shapes[k][1], 1, param->unitLengthWireResistance, 1e9, false);
+            buf.CalculateArea(1e-4, 0, NONE);
+            buf.CalculatePower(shapes[k][1], 1, shapes[k][1], 1);
+            std::printf("%s[%d, %d, %.9g, %.9g]", k ? ", " : "", shapes[k][0], shapes[k][1],
+                        buf.readDynamicEnergy / shapes[k][1], buf.writeDynamicEnergy / shapes[k][1]);
+        }
+        DFF dff(inputParameter, tech, cell);
+        dff.Initialize(1024, 1e9);
+        dff.CalculateArea(1e-4, 0, NONE);
+        dff.CalculatePower(1, 1024, false);
+        std::printf("], \"dff_j_per_bit\": %.9g}\n", dff.readDynamicEnergy / 1024);
     }
     return 0;
 }
