@@ -47,6 +47,11 @@ class Dataset:
     def size(self) -> int:
         return len(next(iter(self.feeds.values())))
 
+    def rows(self, idx: np.ndarray) -> "Dataset":
+        """The samples at indices ``idx`` (in that order)."""
+        return Dataset({k: v[idx] for k, v in self.feeds.items()},
+                       None if self.labels is None else self.labels[idx], self.source)
+
     def take(self, n: int | None) -> "Dataset":
         if n is not None and n < 1:
             raise VitcInputError(f"sample count must be at least 1 (got {n})")

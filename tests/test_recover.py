@@ -230,14 +230,18 @@ def test_reuse_auto_judges_plans_after_a_short_recovery_when_recover_follows():
 def test_recover_keeps_the_weights_before_training_when_no_epoch_beats_them():
     """A learning rate that wrecks the model in its one epoch (held-out loss many times the fitted
     model's): nothing is written back."""
+    from vitc.passes.context import holdout_split
+    from vitc.runtime.data import Dataset
     opts = {"epochs": 1, "patience": 1, "batch": 32, "lr": 0.5}
     res = compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=64, target="none", options=opts)
-    fitted = compile_model(P4, passes="taylor", calib=CALIB, calib_samples=64, target="none")
+    # the Taylor fit of that compile saw only the samples recover trains on: the same fit on them alone
+    kept, _ = holdout_split(64, 0.2, 0)
+    fit_rows = Dataset({"input": np.load(CALIB)["input"][:64][kept]}, None, str(CALIB))
+    fitted = compile_model(P4, passes="taylor", calib=fit_rows, target="none")
     rec = res.compiled.records[-1]
     assert rec.weights == "none" and rec.details["best_epoch"] == 0
     assert "they are kept" in rec.details["stopped"]
-    from vitc.passes.recover import WORSE_THAN_BEFORE
-    assert rec.details["curve"][0]["holdout_loss"] > WORSE_THAN_BEFORE * rec.details["holdout_before"]["loss"]
+    assert rec.details["curve"][0]["holdout_loss"] > rec.details["holdout_before"]["loss"]
     assert rec.details["holdout_after"]["loss"] == pytest.approx(rec.details["holdout_before"]["loss"], rel=1e-6)
     x = np.load(CALIB)["input"][:16]
     a = open_session(res.light, held=res.held).run(None, {"input": x})[0]
@@ -253,3 +257,22 @@ def test_time_budget_ends_training_within_an_epoch():
     d = rec.details
     assert d["stopped"].startswith("time budget 1 s") and d["epochs_run"] == len(d["curve"]) <= 1
     assert all(c.get("share_of_epoch", 1.0) <= 1.0 for c in d["curve"])
+
+
+def test_held_out_samples_are_kept_from_every_pass_of_a_training_compile():
+    """With recover in the compile, fits and measures see only the samples it trains on; recover
+    alone sees all, and holds out exactly the rest — so its "before" figures are of unseen samples."""
+    from vitc.passes.context import PassContext
+    from vitc.passes.recover import RecoverOptions
+    from vitc.pipeline import front_end, plan_compile
+    cm = front_end(plan_compile(P4, passes="none", target="none"))
+    plain = PassContext({}, calib=CALIB, calib_samples=40)
+    ctx = PassContext({"recover": RecoverOptions(holdout=0.25)}, calib=CALIB, calib_samples=40)
+    assert plain.held_out(40) is None and plain.calibration(cm).size == 40
+    kept, held = ctx.held_out(40)
+    assert len(held) == 10 and not set(kept) & set(held) and sorted([*kept, *held]) == list(range(40))
+    x_all = ctx.calibration(cm, "all").feeds["input"]
+    np.testing.assert_array_equal(ctx.calibration(cm).feeds["input"], x_all[kept])
+    out = cm.original.graph.output[0].name
+    np.testing.assert_array_equal(ctx.activations(cm, [out])[out], ctx.activations(cm, [out], "all")[out][kept])
+    assert len(ctx.model_outputs(cm)[0]) == 30 and len(ctx.model_outputs(cm, "all")[0]) == 40
