@@ -7,8 +7,10 @@ cycles and multiplies by one chip clock, the slowest sense cycle of its sub-arra
     f = min(max_freq, 1 / clock).
 
 Column sensing is vitc's own port (:meth:`~vitc.backends.adc_circuit.ReadPath.column_time_s`); the
-gate delays around it are NeuroSim's, tabulated by ``tools/neurosim_sense_delays.py`` (the
-preset's ``[neurosim_chip]`` tables, interpolated in log2 of the array size and in the levels).
+gate delays around it are NeuroSim's, tabulated by ``tools/neurosim_tables.py`` (the preset's
+``[neurosim_chip]`` tables: multilinear in log2 of the array size and muxing, linear in the levels
+for the encoder). The same tool tabulates a sub-array's "other peripheries" (switch matrices, mux
+and its decoder) and shift-add energy per read of an input bit, and its height and width.
 
 A layer's cycles (``sync_data_transfer = 0``, activation on chip, X–Y global bus, register-file
 buffers — the V1.4 defaults), with V input vectors of B bits, s the layer's weight copies:
@@ -39,7 +41,8 @@ Energy of the same data movement (pJ), over the layer's tiles (weight copies mov
 Equations follow ``main.cpp`` (clock), ``Chip.cpp`` ChipCalculatePerformance, ``Tile.cpp``
 TileCalculatePerformance, ``ProcessingUnit.cpp``, ``Buffer.cpp``, ``HTree.cpp``, ``XYBus.cpp``
 and ``AdderTree.cpp`` of github.com/neurosim/NeuroSim, branch 2DInferenceV1.4;
-``benchmarks/neurosim_crosscheck.py`` compares them layer by layer with real NeuroSim runs.
+``tests/test_neurosim_chip.py`` checks them layer by layer against NeuroSim's printout and
+``benchmarks/neurosim_crosscheck.py`` chip by chip against real NeuroSim runs.
 """
 from __future__ import annotations
 
