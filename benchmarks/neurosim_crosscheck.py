@@ -20,7 +20,7 @@
 One VGG-8 run takes about 4–5 minutes here; not part of CI. Results go in docs/hardware.md.
 
     python benchmarks/neurosim_crosscheck.py --source PATH [--nets vgg8,deit-tiny] [--adc 4,6]
-        [--rows 128,256] [--work DIR] [--json out.json]
+        [--rows 128,256] [--work DIR] [--json out.json] [--layers]
 """
 from __future__ import annotations
 
@@ -141,8 +141,10 @@ def run_neurosim(binary: Path, traces: Path, rows: int, log: Path) -> dict:
         if m:
             out[key] = float(m[-1])
     out["layer_pj"] = [float(x) for x in re.findall(r"layer\d+'s readDynamicEnergy is: ([\d.e+-]+)pJ", text)]
+    blocks = text.split("Estimation of Layer")[1:]
     out["layer_adc_pj"] = [float(re.search(r"ADC \(or S/As.*?readDynamicEnergy is : ([\d.e+-]+)pJ", b).group(1))
-                           for b in text.split("Estimation of Layer")[1:]]
+                           for b in blocks]
+    out["layer_ns"] = [float(re.search(r"readLatency is: ([\d.e+-]+)ns", b).group(1)) for b in blocks]
     if "area_um2" not in out:
         sys.exit(f"NeuroSim did not finish ({log}): {text[-500:]}")
     return out
@@ -199,6 +201,18 @@ def neurosim_vectors(row: list[int]) -> int:
     return int((h - kh + 1) / s * (w - kw + 1) / s)
 
 
+def print_layers(ns: dict, vc: dict, traces: Path) -> None:
+    """Per layer, vitc / NeuroSim on NeuroSim's vector count: dynamic energy, ADC energy, latency."""
+    layers = json.loads((traces / "layers.json").read_text())["layers"]
+    print(f"  {'layer':40s} {'dynamic':>8s} {'ADC':>6s} {'latency':>8s}   (vitc / NeuroSim, same work)")
+    for i, L in enumerate(layers):
+        f = neurosim_vectors(L["row"]) / L["vectors"]
+        v = vc["layers"][i]
+        e = v["dynamic_pj"] * f / ns["layer_pj"][i] if ns["layer_pj"][i] < INVALID_PJ else float("nan")
+        a = v["adc_pj"] * f / ns["layer_adc_pj"][i] if ns["layer_adc_pj"][i] < INVALID_PJ else float("nan")
+        print(f"  {i + 1:3d} {L['node'][:36]:36s} {e:8.2f} {a:6.2f} {v['latency_ns'] * f / ns['layer_ns'][i]:8.2f}")
+
+
 def same_work(vc: dict, traces: Path, keep: list[int] | None = None) -> dict:
     """vitc's crossbar layers (``keep``: only these) scaled to NeuroSim's vector count (their
     energies and latencies are linear in the vectors)."""
@@ -219,6 +233,7 @@ def main() -> None:
     ap.add_argument("--rows", default="128,256")
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "vitc-neurosim"))
     ap.add_argument("--json")
+    ap.add_argument("--layers", action="store_true", help="also print every layer's ratios")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -251,6 +266,8 @@ def main() -> None:
                     for k in ("tops_per_w", "accum_pj", "buffer_pj", "ic_pj"):
                         ns.pop(k, None)
                     sw = row["vitc_same_work"] = same_work(vc, traces, keep)
+                if args.layers:
+                    print_layers(ns, vc, traces)
                 for k in keys:
                     if k in ns and ns[k]:
                         extra = f"   on NeuroSim's vectors {sw[k] / ns[k]:6.2f}" if k in sw else ""
