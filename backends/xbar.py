@@ -427,8 +427,8 @@ class XbarModel:
             c.latency = slowest.ns(self.clock_ns)
             c.cycles = to_cycles(c.latency_ns, self.f)
             c.extra["clock_cycles"] = slowest
-            for k in ("buffer", "interconnect"):
-                c.energy[k] = sum(p.energy_pj()[k] for p in parts)
+            moved = {k: sum(p.energy_pj()[k] for p in parts) for k in ("buffer", "interconnect")}
+            c.energy.update(post_layout(self.spec, moved))
 
     # ------------------------------------------------------------------ floorplan
     def floorplan(self) -> dict:
