@@ -774,6 +774,8 @@ def _fmt(v) -> str:
         return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, list) and len(v) > 8 and all(isinstance(r, list) for r in v):
+        return f"table of {len(v)} rows of {len(v[0])}: {_fmt(v[0])} ... {_fmt(v[-1])}"
     if isinstance(v, list):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return str(v)
