@@ -35,6 +35,12 @@ Latency of a vector: planes·phases·(t_read + cols_per_adc·t_adc) (or the max 
 when read and conversion are pipelined) + (planes·phases shift-adds + ⌈log2(row tiles ·
 columns per weight)⌉ adder stages)·t_add; a layer takes ⌈V/replication⌉ vectors in sequence, plus buffer and interconnect
 transfer time (bits / bandwidth), overlapped with compute or not (preset option).
+
+With ``[neurosim_chip]`` (:mod:`~vitc.backends.neurosim_chip`): "other peripheries" and the
+sub-array shift-add energy are NeuroSim's per read of an input bit; and on NeuroSim's floorplan
+the crossbar ops are re-timed as a synchronous, pipelined NeuroSim chip (one clock; each layer's
+cycles of sub-array reads, adder trees, buffers and buses) with buffer and interconnect energy of
+that data movement.
 """
 from __future__ import annotations
 
@@ -427,8 +433,8 @@ class XbarModel:
             c.latency = slowest.ns(self.clock_ns)
             c.cycles = to_cycles(c.latency_ns, self.f)
             c.extra["clock_cycles"] = slowest
-            moved = {k: sum(p.energy_pj()[k] for p in parts) for k in ("buffer", "interconnect")}
-            c.energy.update(post_layout(self.spec, moved))
+            moved = [p.energy_pj() for p in parts]
+            c.energy.update(post_layout(self.spec, {k: sum(e[k] for e in moved) for k in ("buffer", "interconnect")}))
 
     # ------------------------------------------------------------------ floorplan
     def floorplan(self) -> dict:
