@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitc.backends.neurosim_floorplan import BusGeometry, Floorplan, LayerPlan, LayerShape, pe_sites, tile_side_um
+from vitc.backends.neurosim_floorplan import BusGeometry, Floorplan, LayerPlan, LayerShape, pe_sites, tile_tree_um2
 
 
 def _log2c(x: float) -> int:
@@ -106,6 +106,8 @@ class NeuroSimChip:
     subarray: tuple                   # rows of (rows, cols, cols_muxed, levels, other pJ, other pJ per active row,
                                       #          accumulation pJ, height µm, width µm)
     pe_bus_pj_per_bit_mm: float
+    full_adder_um2: float
+    dff_um2: float
 
     @classmethod
     def from_spec(cls, spec) -> "NeuroSimChip | None":
@@ -123,7 +125,8 @@ class NeuroSimChip:
                    t["input_toggle"], t["output_toggle"], t["dff_energy_pj_per_bit"],
                    (t["tile_buffer_read_pj_per_bit"], t["tile_buffer_write_pj_per_bit"]),
                    (t["global_buffer_read_pj_per_bit"], t["global_buffer_write_pj_per_bit"]),
-                   tuple(map(tuple, t["subarray"])), t["pe_bus_energy_pj_per_bit_mm"])
+                   tuple(map(tuple, t["subarray"])), t["pe_bus_energy_pj_per_bit_mm"], t["full_adder_area_um2"],
+                   t["dff_area_um2"])
 
     # ------------------------------------------------------------------ clock
     def select_ns(self, rows: int, cols: int, cols_muxed: int) -> float:
@@ -197,11 +200,52 @@ class ChipGeometry:
     global_buffer_cores: int
 
 
+def _tree_adder_bits(inputs: int, bits: int) -> int:
+    """Full-adder bits of one adder tree over ``inputs`` operands of ``bits`` bits (AdderTree.cpp)."""
+    total, j = 0, inputs
+    for _ in range(_log2c(inputs)):
+        total += bits * math.ceil(j / 2)
+        bits += 1
+        j = math.ceil(j / 2)
+    return total
+
+
+def _pe_um2(pe: int, cfg: SubArrayConfig, t: NeuroSimChip) -> float:
+    """A PE of ``pe``×``pe`` cells (ProcessingUnitCalculateArea): its sub-arrays on a ⌈√n⌉² grid,
+    the adder trees over its sub-array rows (one per ``cols_muxed`` columns) and its input and
+    output register files."""
+    R, C, mux = cfg.rows, cfg.cols, cfg.cols_muxed
+    rows, cols = math.ceil(pe / R), math.ceil(pe / C)
+    h, w = t.subarray_mm(R, C, mux, cfg.levels)
+    trees = math.ceil(cols * C / mux)
+    regs = cfg.input_bits * R + C / mux * (cfg.subarray_out_bits + _log2c(rows))
+    return (pe_sites(pe, R, C) * h * w * 1e6 + trees * _tree_adder_bits(rows, cfg.subarray_out_bits) * t.full_adder_um2
+            + regs * t.dff_um2)
+
+
+def _tile_um2(plan: Floorplan, novel: bool, cfg: SubArrayConfig, t: NeuroSimChip, tree_um2: float) -> float:
+    """A tile (TileCalculateArea): its PEs, the accumulation over them, its buffers and H-tree."""
+    R, C, mux, B = cfg.rows, cfg.cols, cfg.cols_muxed, cfg.input_bits
+    if novel:
+        pe, n_pe = plan.pe_size_novel, plan.pes_per_novel_tile
+        side, trees = n_pe, math.ceil(pe / mux)
+    else:
+        pe = plan.pe_size_conventional
+        side = math.ceil(plan.tile_size_conventional / pe)
+        n_pe, trees = side * side, math.ceil(side * pe / mux)
+    pe_out = cfg.subarray_out_bits + math.ceil(math.sqrt(math.ceil(pe / R) * math.ceil(pe / C)))
+    buffers = max(side * B * R, t.tile_core_bits) + max((pe_out + _log2c(side)) * side * C / mux, t.tile_core_bits)
+    return (n_pe * _pe_um2(pe, cfg, t) + trees * _tree_adder_bits(side, pe_out) * t.full_adder_um2
+            + buffers * t.dff_um2 + tree_um2)
+
+
 def chip_geometry(plan: Floorplan, shapes: list[LayerShape], cfg: SubArrayConfig, t: NeuroSimChip, clock_ns: float,
                   site_um2: float, g: BusGeometry) -> ChipGeometry:
-    """Tile sides, tile grid, global bus width and global-buffer cores of ``plan`` (Chip.cpp
-    ChipInitialize with ``pipeline``: the bus carries every tile's rows plus its ADC outputs,
-    halved down to the widest bus; the buffer holds half of every layer's input feature map)."""
+    """Tile and PE sides (square, √ of NeuroSim's area sums), tile grid, global bus width and
+    global-buffer cores of ``plan`` (Chip.cpp ChipInitialize with ``pipeline``: the bus carries
+    every tile's rows plus its ADC outputs, halved down to the widest bus; the buffer holds half of
+    every layer's input feature map). ``site_um2`` and ``g`` size the H-trees
+    (:func:`~vitc.backends.neurosim_floorplan.tile_tree_um2`)."""
     R, C = cfg.rows, cfg.cols
     wires, tile_mm, pe_mm = 0.0, {}, {}
     for L in plan.layers:
@@ -210,8 +254,9 @@ def chip_geometry(plan: Floorplan, shapes: list[LayerShape], cfg: SubArrayConfig
         else:
             per_tile, pe = plan.tile_size_conventional, plan.pe_size_conventional
         wires += per_tile * (1 + 1 / cfg.cols_muxed) * L.tiles
-        tile_mm[L.novel] = tile_side_um(plan, L.novel, site_um2, R, C, g) * 1e-3
-        pe_mm[L.novel] = math.sqrt(pe_sites(pe, R, C) * site_um2) * 1e-3
+        tree = tile_tree_um2(plan, L.novel, site_um2, R, C, g)
+        tile_mm[L.novel] = math.sqrt(_tile_um2(plan, L.novel, cfg, t, tree)) * 1e-3
+        pe_mm[L.novel] = math.sqrt(_pe_um2(pe, cfg, t)) * 1e-3
     while wires > g.global_bus_max_wires:
         wires /= 2
     rows = math.ceil(math.sqrt(plan.tiles))

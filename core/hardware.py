@@ -229,6 +229,8 @@ XBAR_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
         "global_buffer_write_pj_per_bit": (POS, _O, None),
         "subarray": (("table", 9), _O, None),
         "pe_bus_energy_pj_per_bit_mm": (POS, _O, None),
+        "full_adder_area_um2": (POS, _O, None),
+        "dff_area_um2": (POS, _O, None),
     },
 }
 

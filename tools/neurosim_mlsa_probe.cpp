@@ -131,7 +131,16 @@ int main(int argc, char **argv) {
         dff.Initialize(1024, 1e9);
         dff.CalculateArea(1e-4, 0, NONE);
         dff.CalculatePower(1, 1024, false);
-        std::printf("], \"dff_j_per_bit\": %.9g}\n", dff.readDynamicEnergy / 1024);
+        // areas per bit of a PE's adder trees (full adders) and register files (DFFs), laid out in a
+        // 100 um wide strip as NeuroSim lays them under a sub-array
+        Adder fa(inputParameter, tech, cell);
+        fa.Initialize(64, 64, 1e9);
+        fa.CalculateArea(0, 1e-4, NONE);
+        DFF d2(inputParameter, tech, cell);
+        d2.Initialize(4096, 1e9);
+        d2.CalculateArea(0, 1e-4, NONE);
+        std::printf("], \"dff_j_per_bit\": %.9g, \"full_adder_area_m2_per_bit\": %.9g, \"dff_area_m2_per_bit\": %.9g}\n",
+                    dff.readDynamicEnergy / 1024, fa.area / (64 * 64), d2.area / 4096);
     }
     return 0;
 }
