@@ -121,6 +121,7 @@ def minilm(args, work: Path) -> None:
         ("taylor, all blocks, trained", "taylor,recover", epochs),
         ("reuse plan 1 (every other block), fitted TB", "reuse", {"reuse_plan": "1"}),
         ("taylor, heads under cos 0.8 kept softmax, trained", "taylor,recover", {"head_cos_floor": 0.8, **epochs}),
+        ("taylor, heads under cos 0.95 kept softmax, trained", "taylor,recover", {"head_cos_floor": 0.95, **epochs}),
         ("reuse plan 1, trained", "reuse,recover", {"reuse_plan": "1", **epochs}),
         ("reuse auto, 5 pp budget, recovery-aware, trained", "reuse,recover",
          {"reuse_plan": "auto", "max_drop": 5.0, "hw": "rram-128", **epochs}),
