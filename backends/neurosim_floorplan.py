@@ -266,14 +266,6 @@ def tile_tree_um2(plan: Floorplan, novel: bool, site_um2: float, sub_rows: int, 
     return _h_tree_um2(n, wires, k * h, k * w, g)
 
 
-def tile_side_um(plan: Floorplan, novel: bool, site_um2: float, sub_rows: int, sub_cols: int, g: BusGeometry) -> float:
-    """Side of a (square) tile: its PEs' sites and its H-tree (Tile.cpp TileCalculateArea: height =
-    √area), µm."""
-    n, _, k, _ = _tile_parts(plan, novel, sub_rows, sub_cols)
-    sites = (plan.pes_per_novel_tile if novel else n * n) * k * k
-    return math.sqrt(sites * site_um2 + tile_tree_um2(plan, novel, site_um2, sub_rows, sub_cols, g))
-
-
 def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_cols: int, cols_per_adc: int,
                           g: BusGeometry) -> float:
     """Area of the tiles' H-trees and the global X–Y bus of ``plan`` (µm²), with sub-array sites of
@@ -303,4 +295,4 @@ def interconnect_area_um2(plan: Floorplan, site_um2: float, sub_rows: int, sub_c
 
 
 __all__ = ["LayerShape", "LayerPlan", "Floorplan", "BusGeometry", "neurosim_floorplan", "interconnect_area_um2", "pe_sites",
-           "tile_side_um", "tile_tree_um2"]
+           "tile_tree_um2"]
