@@ -167,8 +167,8 @@ def analyse(model: onnx.ModelProto, target: str = "xbar", hw="rram-128", *, mode
     for m in models:
         warnings.extend(getattr(m, "warnings", []))
         sec = getattr(m, "report_section", None)
-        if sec is not None:
-            data = sec()
+        data = sec() if sec is not None else None
+        if data:
             sections[data.get("key", type(m).__name__)] = data
     return Analysis(model_name, target, spec, pg, items, costs, sched, floor, xbar, digital, area, leak, totals,
                     warnings, options, counts, lanes, sections)

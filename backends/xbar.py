@@ -147,6 +147,7 @@ class XbarModel:
         self.read_energy = chip.read_energy_pj(self.R, self.C, xb["cols_per_adc"], 2 ** xb["adc_bits"]) if chip else None
         self.sync = chip if chip and spec["mapping.floorplan"] == "neurosim" else None   # its timing and data movement
         self.clock_ns = None      # its chip clock (set with the floorplan)
+        self.chip, self.chip_layers = None, []    # its geometry and the ops it timed
         self.bus_um2 = 0.0        # its tile H-trees and global bus (set by floorplan())
 
     @property
@@ -435,6 +436,40 @@ class XbarModel:
             c.extra["clock_cycles"] = slowest
             moved = [p.energy_pj() for p in parts]
             c.energy.update(post_layout(self.spec, {k: sum(e[k] for e in moved) for k in ("buffer", "interconnect")}))
+        self.chip = chip
+        self.chip_layers = [c for c in xcosts if c.kind == MVM]
+
+    # ------------------------------------------------------------------ report
+    def report_section(self) -> dict | None:
+        """The ``neurosim_chip`` section of report.json (NeuroSim's synchronous chip: its clock,
+        geometry and every crossbar layer's cycles), or None when the chip model did not run."""
+        if self.clock_ns is None:
+            return None
+        ch, clk = self.chip, self.clock_ns
+        layers = [{"op": c.name, "layer": c.layer, **{k: round(float(v), 3) for k, v in vars(c.extra["clock_cycles"]).items()},
+                   "latency_ns": c.latency_ns, "buffer_pj": c.energy.get("buffer", 0.0),
+                   "interconnect_pj": c.energy.get("interconnect", 0.0)} for c in self.chip_layers]
+        settings = [["clock period (ns)", round(clk, 5)], ["tiles", self.plan.tiles],
+                    ["tile grid", f"{ch.grid_rows} x {ch.grid_cols}"],
+                    ["tile side, conventional / novel (mm)",
+                     " / ".join(f"{ch.tile_mm[k]:.4g}" if k in ch.tile_mm else "-" for k in (False, True))],
+                    ["global bus (wires)", round(ch.global_bus_wires, 1)], ["global buffer cores", ch.global_buffer_cores]]
+        rows = [[L["op"], L["core"], L["accumulation"], L["buffer"], L["interconnect"], L["latency_ns"] / 1e3,
+                 L["buffer_pj"] / 1e6, L["interconnect_pj"] / 1e6] for L in layers]
+        tables = [
+            {"title": "NeuroSim chip: clock and geometry", "header": ["setting", "value"], "rows": settings,
+             "note": "Synchronous NeuroSim V1.4 chip (backends/neurosim_chip.py): one clock, beta x the slowest "
+                     "sense cycle; tiles, buffers and buses of its floorplan."},
+            {"title": "NeuroSim chip: cycles per crossbar layer", "rows": rows,
+             "header": ["op", "sub-array reads", "accumulation", "buffer", "interconnect", "latency (µs)",
+                        "buffer (µJ)", "interconnect (µJ)"],
+             "note": "Cycles of one image's vectors (weight copies divide the reads and PE buffers); energies "
+                     "include the post-layout factor."}]
+        return {"key": "neurosim_chip", "title": "NeuroSim chip", "clock_ns": clk, "tiles": self.plan.tiles,
+                "grid": [ch.grid_rows, ch.grid_cols], "global_bus_wires": ch.global_bus_wires, "layers": layers,
+                "tables": tables,
+                "summary": f"neurosim chip clock {clk:.4g} ns, {self.plan.tiles} tiles on a {ch.grid_rows}x"
+                           f"{ch.grid_cols} grid, global bus {ch.global_bus_wires:.0f} wires"}
 
     # ------------------------------------------------------------------ floorplan
     def floorplan(self) -> dict:

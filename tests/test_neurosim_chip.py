@@ -119,6 +119,7 @@ def test_dense_floorplan_keeps_per_vector_timing_but_neurosim_read_energies():
     spec = load_hw("rram-128")
     xm = XbarModel(spec, DigitalModel(spec))
     assert xm.sync is None and xm.read_energy == pytest.approx((1.6974, 0.045022, 1.8636), rel=1e-4)
+    assert xm.report_section() is None
 
 
 def test_vgg8_end_to_end_on_the_synchronous_chip():
@@ -140,6 +141,9 @@ def test_vgg8_end_to_end_on_the_synchronous_chip():
     for c in xops:
         assert set(c.latency) == {"adc", "accumulation", "buffer", "interconnect"}
         assert c.extra["clock_cycles"].total * an.xbar.clock_ns == pytest.approx(c.latency_ns)
+    sec = an.sections["neurosim_chip"]        # the report's section: clock, geometry, cycles per layer
+    assert sec["clock_ns"] == an.xbar.clock_ns and [L["op"] for L in sec["layers"]] == [c.name for c in xops]
+    assert len(sec["tables"][1]["rows"]) == 8
     slowest = max(xops, key=lambda c: c.latency_ns)
     assert slowest.name == "/conv1/Conv"
     assert slowest.latency_ns * 900 / 1024 == pytest.approx(119023.0, rel=0.01)
