@@ -247,16 +247,17 @@ def chip_geometry(plan: Floorplan, shapes: list[LayerShape], cfg: SubArrayConfig
     every layer's input feature map). ``site_um2`` and ``g`` size the H-trees
     (:func:`~vitc.backends.neurosim_floorplan.tile_tree_um2`)."""
     R, C = cfg.rows, cfg.cols
-    wires, tile_mm, pe_mm = 0.0, {}, {}
-    for L in plan.layers:
-        if L.novel:
-            per_tile, pe = plan.pe_size_novel * math.ceil(math.sqrt(plan.pes_per_novel_tile)), plan.pe_size_novel
+    tile_mm, pe_mm, rows_per_tile = {}, {}, {}
+    for novel in sorted({L.novel for L in plan.layers}):
+        if novel:
+            pe = plan.pe_size_novel
+            rows_per_tile[novel] = pe * math.ceil(math.sqrt(plan.pes_per_novel_tile))
         else:
-            per_tile, pe = plan.tile_size_conventional, plan.pe_size_conventional
-        wires += per_tile * (1 + 1 / cfg.cols_muxed) * L.tiles
-        tree = tile_tree_um2(plan, L.novel, site_um2, R, C, g)
-        tile_mm[L.novel] = math.sqrt(_tile_um2(plan, L.novel, cfg, t, tree)) * 1e-3
-        pe_mm[L.novel] = math.sqrt(_pe_um2(pe, cfg, t)) * 1e-3
+            pe, rows_per_tile[novel] = plan.pe_size_conventional, plan.tile_size_conventional
+        tree = tile_tree_um2(plan, novel, site_um2, R, C, g)
+        tile_mm[novel] = math.sqrt(_tile_um2(plan, novel, cfg, t, tree)) * 1e-3
+        pe_mm[novel] = math.sqrt(_pe_um2(pe, cfg, t)) * 1e-3
+    wires = sum(rows_per_tile[L.novel] * (1 + 1 / cfg.cols_muxed) * L.tiles for L in plan.layers)
     while wires > g.global_bus_max_wires:
         wires /= 2
     rows = math.ceil(math.sqrt(plan.tiles))

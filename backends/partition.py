@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from vitc.backends.graph import FREE_OPS, OpNode, PreparedGraph
 from vitc.runtime.function_builder import DOMAIN
+from vitc.runtime.mvm_traces import reaches_pooling
 
 MVM, LSTM, ACT, SFU, VEC, FREE = "mvm", "lstm", "act_product", "sfu", "vector", "free"
 CORE = "attention_core"
@@ -274,31 +275,17 @@ def _label(block, role, fallback: str) -> str:
     return f"block{block}.{role}" if block is not None else role
 
 
-_PASS_TO_POOL = ("Relu", "Add", "BatchNormalization", "Clip", "Identity")
-
-
 def _mark_pooling(pg: PreparedGraph, items: list[WorkItem]) -> None:
-    """Mark MVMs followed by a pooling op (through at most three single-consumer activations, bias
-    adds or normalisations): NeuroSim's network file flags such layers ("max pool after") and
-    moves a quarter of their outputs over the global bus."""
+    """Mark MVMs followed by a pooling op (:func:`~vitc.runtime.mvm_traces.reaches_pooling`):
+    NeuroSim's network file flags such layers and moves a quarter of their outputs over the
+    global bus."""
     consumers: dict[str, list] = {}
     for op in pg.ops:
         for t in op.inputs:
-            consumers.setdefault(t, []).append(op)
+            consumers.setdefault(t, []).append((op.op_type, op.outputs[0] if op.outputs else None))
     for it in items:
-        if it.kind != MVM or not it.op.outputs:
-            continue
-        t = it.op.outputs[0]
-        for _ in range(4):
-            nxt = consumers.get(t, [])
-            if len(nxt) != 1:
-                break
-            if nxt[0].op_type in ("MaxPool", "AveragePool"):
-                it.pooled_after = True
-                break
-            if nxt[0].op_type not in _PASS_TO_POOL or not nxt[0].outputs:
-                break
-            t = nxt[0].outputs[0]
+        if it.kind == MVM and it.op.outputs:
+            it.pooled_after = reaches_pooling(it.op.outputs[0], consumers)
 
 
 def _fuse_bias(pg: PreparedGraph, items: list[WorkItem], by_index: dict[int, WorkItem]) -> None:

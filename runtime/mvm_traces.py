@@ -98,22 +98,34 @@ def _im2col(x: np.ndarray, kh: int, kw: int, pads, strides, dil) -> np.ndarray:
     return cols.reshape(oh * ow, -1)
 
 
-def _followed_by_pool(model: onnx.ModelProto, out: str) -> int:
-    consumers = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+POOLING_OPS = ("MaxPool", "AveragePool")
+TO_POOLING_OPS = ("Relu", "Add", "BatchNormalization", "Clip", "Identity")
+
+
+def reaches_pooling(out: str, consumers: dict[str, list[tuple[str, str | None]]]) -> bool:
+    """Whether tensor ``out`` flows into a pooling op through at most three single-consumer
+    activations, bias adds or normalisations (NeuroSim's network-file column "max pool after").
+    ``consumers``: tensor → (op type, first output) of every op that reads it."""
     t = out
     for _ in range(4):
         nxt = consumers.get(t, [])
         if len(nxt) != 1:
-            return 0
-        if nxt[0].op_type in ("MaxPool", "AveragePool"):
-            return 1
-        if nxt[0].op_type not in ("Relu", "Add", "BatchNormalization", "Clip", "Identity"):
-            return 0
-        t = nxt[0].output[0]
-    return 0
+            return False
+        op_type, first = nxt[0]
+        if op_type in POOLING_OPS:
+            return True
+        if op_type not in TO_POOLING_OPS or first is None:
+            return False
+        t = first
+    return False
+
+
+def _node_consumers(model: onnx.ModelProto) -> dict[str, list[tuple[str, str | None]]]:
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append((n.op_type, n.output[0] if n.output else None))
+    return consumers
 
 
 def trace_layers(model: onnx.ModelProto, data: Dataset | None = None, seed: int = 0,
@@ -129,6 +141,7 @@ def trace_layers(model: onnx.ModelProto, data: Dataset | None = None, seed: int 
     wanted = sorted({n.input[0] for n in nodes} | {n.input[1] for n in nodes if n.input[1] not in consts})
     values = run_with_intermediates(model, wanted, feeds, held)
     layers = []
+    consumers = _node_consumers(model)
     for n in nodes:
         w = consts.get(n.input[1])
         w = np.asarray(values[n.input[1]] if w is None else w, np.float64)
@@ -142,7 +155,7 @@ def trace_layers(model: onnx.ModelProto, data: Dataset | None = None, seed: int 
                 skipped.append({"node": n.name, "op": "Conv", "reason": "auto_pad convolution not exported"})
                 continue
             inputs = _im2col(x[0], kh, kw, pads, strides, dil)
-            row = (x.shape[2], x.shape[3], cin, kh, kw, cout, _followed_by_pool(model, n.output[0]), strides[0])
+            row = (x.shape[2], x.shape[3], cin, kh, kw, cout, int(reaches_pooling(n.output[0], consumers)), strides[0])
             wm = w.reshape(cout, -1).T
         else:
             if n.op_type == "Gemm" and _attr(n, "transB", 0):
