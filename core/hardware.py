@@ -245,10 +245,30 @@ def _all_or_nothing(out: dict, section: str, model: str, bad) -> None:
             bad(f"[{section}] with model = \"{sec['model']}\" needs every field; missing {', '.join(missing)}")
 
 
+def _grid_problem(table: list, dims: int) -> str | None:
+    """Why a table of rows ``(*coordinates, *values)`` is not a full grid of positive coordinates
+    (what multilinear lookup needs), or None."""
+    coords = [tuple(r[:dims]) for r in table]
+    if any(c <= 0 for r in coords for c in r):
+        return f"needs positive values in its first {dims} column(s)"
+    if len(set(coords)) != len(coords):
+        return "lists a grid point twice"
+    full = math.prod(len({r[i] for r in coords}) for i in range(dims))
+    if full != len(coords):
+        return f"is not a full grid: {len(coords)} rows for {full} points of its coordinates"
+    return None
+
+
 def _xbar_checks(out: dict, bad) -> None:
     xb = out["crossbar"]
     _all_or_nothing(out, "adc_circuit", "neurosim-mlsa", bad)
     _all_or_nothing(out, "neurosim_chip", "neurosim-sync", bad)
+    for key, dims in (("select_delay_ns", 3), ("encoder_delay_ns", 1), ("subarray", 4)):
+        table = (out.get("neurosim_chip") or {}).get(key)
+        if table:
+            problem = _grid_problem(table, dims)
+            if problem:
+                bad(f"[neurosim_chip].{key} {problem}")
     if xb["cols_per_adc"] > xb["cols"]:
         bad(f"[crossbar].cols_per_adc must be <= [crossbar].cols (got {xb['cols_per_adc']})")
     if xb["cell_bits"] > xb["weight_bits"]:

@@ -147,3 +147,11 @@ def test_vgg8_end_to_end_on_the_synchronous_chip():
     slowest = max(xops, key=lambda c: c.latency_ns)
     assert slowest.name == "/conv1/Conv"
     assert slowest.latency_ns * 900 / 1024 == pytest.approx(119023.0, rel=0.01)
+
+
+def test_tables_must_be_full_grids():
+    """A table with a hole or a non-positive coordinate is one clear error, not a lookup failure later."""
+    with pytest.raises(VitcInputError, match="not a full grid"):
+        override(load_hw("neurosim-v14"), {"neurosim_chip.select_delay_ns": [[128, 128, 8, 0.09], [256, 128, 16, 0.1]]})
+    with pytest.raises(VitcInputError, match="positive"):
+        override(load_hw("neurosim-v14"), {"neurosim_chip.encoder_delay_ns": [[0, 0.05], [16, 0.1]]})

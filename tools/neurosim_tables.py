@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 
 SIZES = (32, 64, 128, 256, 512, 1024)
 MUXES = (1, 2, 4, 8, 16, 32)
@@ -53,6 +54,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--probe", required=True, help="the built tools/neurosim_mlsa_probe.cpp")
     args = ap.parse_args()
+    if not os.access(args.probe, os.X_OK):
+        print(f"neurosim_tables: {args.probe} is not an executable probe (build it: tools/README.md)", file=sys.stderr)
+        sys.exit(2)
     sel = []
     for r in SIZES:
         for c in SIZES:
