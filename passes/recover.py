@@ -27,14 +27,6 @@ replaced by tokens of other samples in the batch — with targets from a torch m
 *original* model, exact for inputs the calibration set does not contain. Without it a few
 hundred calibration samples overfit within an epoch.
 
-Annealing (``--recover-anneal E``, Taylor cores only): training runs a copy of the graph in
-which every ``ai.vitc::TaylorAttention`` output is blended with the exact softmax core on the
-same q, k, v — y_T + α·(softmax − y_T) — with α falling linearly from 1 to 0 over the first E
-epochs, so training starts from the original function and reaches the model that is emitted
-(α = 0) gradually; the held-out samples are always scored at α = 0. A deterministic form of
-ViTALiTy's training-only strong-attention component, which it adds during fine-tuning and drops
-at inference.
-
 Training: Adam with a cosine learning-rate decay over ``--recover-epochs``, seeded shuffles
 (same seed → same weights on CPU), a held-out part of the calibration samples
 (``--recover-holdout``) scored after every epoch; the best trained epoch's weights are kept —
@@ -58,7 +50,6 @@ import time
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
-from onnx import helper
 
 from vitc.compiler.emit import emit_light
 from vitc.core.errors import VitcInputError
@@ -66,11 +57,9 @@ from vitc.core.ir import CompiledModel, PassRecord
 from vitc.passes.context import holdout_split
 from vitc.passes.fidelity import emit_copy, end_to_end
 from vitc.passes.options import PassOptions, at_least, in_range, option, positive
-from vitc.runtime.op_registry import functions_for, overload_for
 from vitc.runtime.output_kinds import KIND_RANK, embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
 
 SCOPES = ("block", "attention", "model")
-EXACT_SHARE = "vitc_recover_exact_share"    # α of blend_exact_attention: a training-only graph input
 MLP_ROLES = {"mlp_fc1", "mlp_fc2", "mlp_fc1_bias", "mlp_fc2_bias", "norm2", "residual", "mlp_act"}
 
 
@@ -93,9 +82,6 @@ class RecoverOptions(PassOptions):
                                "(auto: mixup of float inputs, token substitution in token inputs)")
     temperature: float = option(1.0, "--recover-temperature", type=float, metavar="T", check=positive,
                                 help="recover: distillation temperature for logits (KL of softmax(z/T), scaled by T²)")
-    anneal: int = option(0, "--recover-anneal", type=int, metavar="EPOCHS", check=at_least(0),
-                         help="recover: blend the exact softmax attention into every Taylor core and fade it out "
-                              "linearly over the first EPOCHS epochs (0: off; held-out scoring always without it)")
     hints: float = option(1.0, "--recover-hints", type=float, metavar="W", check=at_least(0.0),
                           help="recover: weight of the per-block hidden-state loss (0: final outputs only)")
     time_budget: float | None = option(None, "--time-budget", type=float, metavar="SECONDS", check=at_least(1.0),
@@ -212,10 +198,7 @@ class RecoverPass:
             raise VitcInputError("recover: no rewritten block to train (run it after taylor, reuse or bilstm)")
         names = trainable_names(light, blocks, o.scope)
         torch.manual_seed(ctx.seed)
-        train_model, blended = blend_exact_attention(light) if o.anneal else (light, 0)
-        mirror = TorchMirror(train_model, held, names)
-        exact_share = (lambda share: {EXACT_SHARE: torch.tensor(share, dtype=torch.float32)}) if blended \
-            else (lambda share: {})
+        mirror = TorchMirror(light, held, names)
         teacher_mirror = TorchMirror(cm.original, cm.original_held)
         hints = block_outputs(light, cm.original) if o.hints else []
         data = ctx.calibration(cm, "all")
@@ -242,7 +225,7 @@ class RecoverPass:
         def predict(f):
             tf = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in f.items()}
             with torch.no_grad():
-                return mirror({**tf, **exact_share(0.0)}, objective.names), (tf[mask] if mask else None)
+                return mirror(tf, objective.names), (tf[mask] if mask else None)
 
         def evaluate() -> tuple[float, dict]:
             losses, outs, tgts, masks = [], {k: [] for k in objective.names}, {k: [] for k in objective.names}, []
@@ -270,7 +253,6 @@ class RecoverPass:
         params = list(mirror.named_weights.values())
         opt = torch.optim.Adam(params, lr=o.lr)
         steps = o.epochs * -(-len(train) // o.batch)
-        anneal_steps, step = o.anneal * -(-len(train) // o.batch), 0
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
         initial = {k: p.detach().clone() for k, p in mirror.named_weights.items()}
         best = (math.inf, initial, 0)
@@ -289,10 +271,8 @@ class RecoverPass:
                 tf = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in f.items()}
                 with torch.no_grad():
                     t = teacher_mirror(tf, objective.names + hints)
-                share = max(0.0, 1.0 - step / anneal_steps) if anneal_steps else 0.0
-                step += 1
                 with torch.enable_grad():
-                    out = mirror({**tf, **exact_share(share)}, objective.names + hints)
+                    out = mirror(tf, objective.names + hints)
                 m = tf[mask] if mask else None
                 loss = objective.loss(torch, out, t, m)
                 if hints:
@@ -340,7 +320,6 @@ class RecoverPass:
             "data": ctx.calibration_source, "samples": {"train": int(len(train)), "holdout": int(len(hold))},
             "losses": {k: objective.kinds[k] for k in objective.names}, "attention_mask": mask,
             "temperature": o.temperature,
-            **({"anneal": {"epochs": o.anneal, "taylor_cores_blended": blended}} if o.anneal else {}),
             "optimizer": {"name": "adam", "lr": o.lr, "batch": o.batch},
             "epochs_run": len(curve), "best_epoch": best[2], "stopped": stop,
             "holdout_before": {"loss": round(before_loss, 6), **before},
@@ -382,40 +361,6 @@ def block_outputs(light: onnx.ModelProto, original: onnx.ModelProto) -> list[str
             last[meta["vitc.block"]] = n.output[0]
     produced = {o for n in original.graph.node for o in n.output}
     return [last[b] for b in sorted(last, key=int) if last[b] in produced]
-
-
-def blend_exact_attention(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """A training copy of ``model`` in which every ``ai.vitc::TaylorAttention`` output y_T becomes
-    y_T + α·(Attention(q, k, v[, mask]) − y_T), α the scalar graph input :data:`EXACT_SHARE`:
-    α = 1 is the exact softmax core, α = 0 the model itself (``--recover-anneal``, module doc).
-    Returns the copy and the number of cores blended (0: the copy is ``model`` unchanged)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    nodes, count = [], 0
-    for original in model.graph.node:
-        n = onnx.NodeProto()
-        n.CopyFrom(original)
-        nodes.append(n)
-        if not (n.domain == "ai.vitc" and n.op_type == "TaylorAttention"):
-            continue
-        count += 1
-        y, y_t = n.output[0], f"{n.output[0]}/taylor"
-        n.output[0] = y_t
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute if a.name in ("num_heads", "scale")}
-        exact = helper.make_node("Attention", list(n.input), [f"{y}/exact"], domain="ai.vitc", **attrs)
-        exact.overload = overload_for("Attention", len(n.input))
-        diff = helper.make_node("Sub", [exact.output[0], y_t], [f"{y}/exact_minus_taylor"])
-        part = helper.make_node("Mul", [diff.output[0], EXACT_SHARE], [f"{y}/exact_part"])
-        nodes += [exact, diff, part, helper.make_node("Add", [y_t, part.output[0]], [y])]
-    if count:
-        del out.graph.node[:]
-        out.graph.node.extend(nodes)
-        out.graph.input.append(helper.make_tensor_value_info(EXACT_SHARE, onnx.TensorProto.FLOAT, []))
-        have = {(f.name, f.overload) for f in out.functions if f.domain == "ai.vitc"}
-        opset = next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx"))
-        need = {("Attention", n.overload) for n in nodes if n.domain == "ai.vitc" and n.op_type == "Attention"}
-        out.functions.extend(functions_for(need - have, opset))
-    return out, count
 
 
 def _hidden_loss(torch, s, t, mask):

@@ -138,26 +138,6 @@ def test_torch_mirror_runs_bilstm_blocks_on_padded_text():
         np.testing.assert_allclose(g.numpy(), r, rtol=1e-4, atol=2e-5)
 
 
-@pytest.mark.parametrize("path", [P4, BERT], ids=["p4", "bert-masked"])
-def test_blended_training_graph_is_the_model_at_zero_and_exact_attention_at_one(path):
-    from vitc.passes.recover import EXACT_SHARE, blend_exact_attention
-    taylor = compile_model(path, passes="taylor", target="none", options={"refit": "no"})
-    exact = compile_model(path, passes="none", target="none")
-    blended, cores = blend_exact_attention(taylor.light)
-    assert cores == sum(n.op_type == "TaylorAttention" for n in taylor.light.graph.node) > 0
-    feeds = synthetic_inputs(taylor.light, batch=2, seq_len=7, seed=3)
-    sess = open_session(blended, held=taylor.held)
-    at = {a: sess.run(None, {**feeds, EXACT_SHARE: np.array(a, np.float32)}) for a in (0.0, 0.5, 1.0)}
-    want_t = open_session(taylor.light, held=taylor.held).run(None, feeds)
-    want_x = open_session(exact.light, held=exact.held).run(None, feeds)
-    for got0, got1, t, x in zip(at[0.0], at[1.0], want_t, want_x):
-        np.testing.assert_allclose(got0, t, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(got1, x, rtol=1e-4, atol=1e-5)
-        assert not np.allclose(t, x, atol=1e-3)           # the two ends differ: the blend is visible
-    assert not np.allclose(at[0.5][0], at[0.0][0], atol=1e-4)
-    assert blend_exact_attention(exact.light)[1] == 0
-
-
 @needs_torch
 def test_recover_trains_writes_back_and_is_deterministic(tmp_path):
     opts = {"epochs": 3, "patience": 3, "batch": 32, "refit": "no"}    # untrained Taylor: a fair "before"
