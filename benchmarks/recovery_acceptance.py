@@ -16,7 +16,7 @@ B. The reference ViT (models/reference, p4, 6 blocks; calibration: the whole tra
    of taylor on all blocks and reuse 1,3,5, fitted and trained.
 
     python benchmarks/recovery_acceptance.py --tokenizer vocab.txt [--model minilm.onnx]
-        [--epochs 8] [--budget 540] [--only minilm|p4] [--calib-size N] [--p4-calib train|calib] [--p4-epochs 40] [--p4-lr 5e-4]
+        [--epochs 8] [--budget 540] [--only minilm|p4] [--calib-size N | --corpus DIR] [--p4-calib train|calib] [--p4-epochs 40] [--p4-lr 5e-4]
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def corpus(work: Path, calib_size: int) -> tuple[Path, Path]:
 def minilm(args, work: Path) -> None:
     """Part A (module doc)."""
     model = model_path(args.model)
-    calib, test = corpus(work, args.calib_size)
+    calib, test = (args.corpus / "calib.txt", args.corpus / "test.txt") if args.corpus else corpus(work, args.calib_size)
     original = load_model(model).model
     data = load_dataset(test, original, tokenizer=args.tokenizer)
     ref_sess = open_session(original)
@@ -114,7 +114,9 @@ def minilm(args, work: Path) -> None:
     ref = dict(zip(names, ref_sess.run(None, feeds)))
     widths = hidden_widths(original)
     emb = next(n for n in names if output_kind(ref[n], widths) == "embedding")
-    epochs = {"epochs": args.epochs, "patience": args.epochs, "lr": 5e-4, "time_budget": args.budget}
+    # recover_* keys: the bilstm pass has epochs/lr/time-budget options of its own (its distillation)
+    epochs = {"recover_epochs": args.epochs, "recover_patience": args.epochs, "recover_lr": 5e-4,
+              "recover_time_budget": args.budget}
     variants = [
         ("none", "none", {}),
         ("taylor, all blocks, closed-form refit", "taylor", {}),
@@ -123,10 +125,14 @@ def minilm(args, work: Path) -> None:
         ("taylor, heads under cos 0.8 kept softmax, trained", "taylor,recover", {"head_cos_floor": 0.8, **epochs}),
         ("taylor, heads under cos 0.95 kept softmax, trained", "taylor,recover", {"head_cos_floor": 0.95, **epochs}),
         ("reuse plan 1, trained", "reuse,recover", {"reuse_plan": "1", **epochs}),
+        ("reuse plan 1, every weight trained, 24 epochs", "reuse,recover",
+         {"reuse_plan": "1", **epochs, "recover_scope": "model", "recover_epochs": 24, "recover_patience": 24,
+          "recover_lr": 1e-3, "recover_time_budget": None}),
         ("reuse auto, 5 pp budget, recovery-aware, trained", "reuse,recover",
          {"reuse_plan": "auto", "max_drop": 5.0, "hw": "rram-128", **epochs}),
         ("bilstm, all blocks, packed LSTMs (6 min budget)", "bilstm", {"time_budget": 360}),
-        ("bilstm, all blocks, then trained end to end", "bilstm,recover", {**epochs, "time_budget": args.budget / 2}),
+        ("bilstm, all blocks, then trained end to end", "bilstm,recover",
+         {**epochs, "bilstm_time_budget": args.budget, "recover_time_budget": args.budget}),
     ]
     n_calib = len(calib.read_text().splitlines())
     print(f"A. {model.name}: {len(ref[emb])} test sentences, output '{emb}' (embedding), {n_calib} calibration sentences")
@@ -193,6 +199,9 @@ def main() -> None:
     ap.add_argument("--only", choices=["minilm", "p4"])
     ap.add_argument("--calib-size", type=int, default=2048,
                     help="MiniLM calibration sentences (256 from pydoc topics, the rest from stdlib docstrings)")
+    ap.add_argument("--corpus", type=Path,
+                    help="a folder with calib.txt and test.txt to use instead of building the corpus (figures from "
+                         "another corpus differ by a few thousandths)")
     ap.add_argument("--p4-epochs", type=int, default=40)
     ap.add_argument("--p4-lr", type=float, default=5e-4)
     ap.add_argument("--p4-calib", choices=["train", "calib"], default="train",
