@@ -210,6 +210,9 @@ def main() -> None:
     ap.add_argument("--p4-calib", choices=["train", "calib"], default="train",
                     help="p4 calibration: the whole training split (1257 digits) or its 256-image subset")
     args = ap.parse_args()
+    missing = [f for f in ("calib.txt", "test.txt") if args.corpus and not (args.corpus / f).is_file()]
+    if missing:
+        ap.error(f"--corpus {args.corpus}: no {' or '.join(missing)} there")
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "p4":
             if not args.tokenizer:
