@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from vitc.backends.graph import FREE_OPS, OpNode, PreparedGraph
 from vitc.runtime.function_builder import DOMAIN
-from vitc.runtime.mvm_traces import reaches_pooling
+from vitc.runtime.mvm_traces import consumer_map, reaches_pooling
 
 MVM, LSTM, ACT, SFU, VEC, FREE = "mvm", "lstm", "act_product", "sfu", "vector", "free"
 CORE = "attention_core"
@@ -279,10 +279,7 @@ def _mark_pooling(pg: PreparedGraph, items: list[WorkItem]) -> None:
     """Mark MVMs followed by a pooling op (:func:`~vitc.runtime.mvm_traces.reaches_pooling`):
     NeuroSim's network file flags such layers and moves a quarter of their outputs over the
     global bus."""
-    consumers: dict[str, list] = {}
-    for op in pg.ops:
-        for t in op.inputs:
-            consumers.setdefault(t, []).append((op.op_type, op.outputs[0] if op.outputs else None))
+    consumers = consumer_map((op.op_type, op.inputs, op.outputs) for op in pg.ops)
     for it in items:
         if it.kind == MVM and it.op.outputs:
             it.pooled_after = reaches_pooling(it.op.outputs[0], consumers)

@@ -120,11 +120,13 @@ def reaches_pooling(out: str, consumers: dict[str, list[tuple[str, str | None]]]
     return False
 
 
-def _node_consumers(model: onnx.ModelProto) -> dict[str, list[tuple[str, str | None]]]:
+def consumer_map(ops) -> dict[str, list[tuple[str, str | None]]]:
+    """The ``consumers`` argument of :func:`reaches_pooling` from ``(op type, inputs, outputs)``
+    of every op (ONNX nodes or the backend's prepared ops)."""
     consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append((n.op_type, n.output[0] if n.output else None))
+    for op_type, inputs, outputs in ops:
+        for i in inputs:
+            consumers.setdefault(i, []).append((op_type, outputs[0] if outputs else None))
     return consumers
 
 
@@ -141,7 +143,7 @@ def trace_layers(model: onnx.ModelProto, data: Dataset | None = None, seed: int 
     wanted = sorted({n.input[0] for n in nodes} | {n.input[1] for n in nodes if n.input[1] not in consts})
     values = run_with_intermediates(model, wanted, feeds, held)
     layers = []
-    consumers = _node_consumers(model)
+    consumers = consumer_map((n.op_type, n.input, n.output) for n in model.graph.node)
     for n in nodes:
         w = consts.get(n.input[1])
         w = np.asarray(values[n.input[1]] if w is None else w, np.float64)
