@@ -37,7 +37,10 @@ and searches before this pass never saw them, so "before" and "after" are scored
 unseen samples and the comparison is a strict one. Training stops after ``--recover-patience`` epochs without improvement, at
 ``--recover-epochs`` or at ``--time-budget`` seconds (checked before every batch, with the time
 the held-out scoring takes kept in hand: an epoch the budget cuts short is scored and ends the
-training). The record gives the curve, the held-out
+training). With a budget, the decay is planned over the epochs that fit in it, counted from
+the first epoch's time (``epochs_planned`` in the record; without that, a budget that ends
+training early leaves the rate high and the last epochs no better than the first — measured on
+MiniLM with BiLSTM blocks: 7 of 30 epochs, no epoch beat the starting weights). The record gives the curve, the held-out
 metrics before and after, and what was trained on what data for how long (wall times in the
 timings only: OUTDIR files stay byte-identical for the same inputs and seed).
 """
@@ -252,12 +255,15 @@ class RecoverPass:
             return o.time_budget is not None and time.perf_counter() - t0 + t_eval > o.time_budget
         params = list(mirror.named_weights.values())
         opt = torch.optim.Adam(params, lr=o.lr)
-        steps = o.epochs * -(-len(train) // o.batch)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+        per_epoch = -(-len(train) // o.batch)
+        plan = {"epochs": o.epochs}      # the cosine decay's length; a time budget may shorten it
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i / (plan["epochs"] * per_epoch), 1.0))))
         initial = {k: p.detach().clone() for k, p in mirror.named_weights.items()}
         best = (math.inf, initial, 0)
         curve, epoch_seconds, rng, stale, epoch = [], [], np.random.RandomState(ctx.seed), 0, 0
         bar = ctx.progress.bar(range(o.epochs), "recover: epochs")
+        t_first = time.perf_counter() - t0      # spent before the first epoch (set-up, first scoring)
         stop = "epochs"
         for epoch in bar:
             total, seen = 0.0, 0
@@ -291,10 +297,15 @@ class RecoverPass:
                           "holdout_loss": round(hold_loss, 6), "holdout": metrics,
                           **({"share_of_epoch": round(seen / len(train), 3)} if seen < len(train) else {})})
             epoch_seconds.append(round(time.perf_counter() - t0, 1))
+            if epoch == 0 and o.time_budget is not None:
+                plan["epochs"] = budgeted_epochs(o.epochs, o.time_budget, epoch_seconds[0], t_first)
             if hold_loss < best[0] - 1e-6:
                 best, stale = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1), 0
             else:
                 stale += 1
+            if epoch + 1 >= plan["epochs"] < o.epochs:
+                stop = f"end of the {plan['epochs']} epochs the time budget allows"
+                break
             if stale >= o.patience:
                 stop = f"no held-out improvement for {o.patience} epochs"
                 break
@@ -321,7 +332,7 @@ class RecoverPass:
             "losses": {k: objective.kinds[k] for k in objective.names}, "attention_mask": mask,
             "temperature": o.temperature,
             "optimizer": {"name": "adam", "lr": o.lr, "batch": o.batch},
-            "epochs_run": len(curve), "best_epoch": best[2], "stopped": stop,
+            "epochs_run": len(curve), "epochs_planned": plan["epochs"], "best_epoch": best[2], "stopped": stop,
             "holdout_before": {"loss": round(before_loss, 6), **before},
             "holdout_after": {"loss": round(after_loss, 6), **after}, "curve": curve,
         }
@@ -332,6 +343,14 @@ class RecoverPass:
         timings = {"seconds": seconds, **{f"epoch{i + 1}_seconds": v for i, v in enumerate(epoch_seconds)}}
         return PassRecord(self.name, blocks, "trained" if trained else "none", fidelity, details,
                           timings=timings)
+
+
+def budgeted_epochs(epochs: int, budget: float, first_done: float, setup: float) -> int:
+    """How many of ``epochs`` fit in ``budget`` seconds when the first epoch ended ``first_done``
+    seconds after the start and ``setup`` of those came before it: the learning-rate decay is
+    planned over that many, so that a budget does not cut training off at a high rate."""
+    per_epoch = max(first_done - setup, 1e-9)
+    return max(1, min(epochs, 1 + int((budget - first_done) // per_epoch)))
 
 
 def epoch_batches(train: np.ndarray, lengths: np.ndarray | None, batch: int,

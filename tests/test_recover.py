@@ -259,6 +259,27 @@ def test_time_budget_ends_training_within_an_epoch():
     assert all(c.get("share_of_epoch", 1.0) <= 1.0 for c in d["curve"])
 
 
+def test_a_time_budget_plans_the_learning_rate_decay_over_the_epochs_that_fit():
+    from vitc.passes.recover import budgeted_epochs
+    # set-up 20 s, first epoch done at 120 s (100 s each): 1 + 880 // 100 = 9 epochs in 1000 s
+    assert budgeted_epochs(30, 1000.0, 120.0, 20.0) == 9
+    assert budgeted_epochs(5, 1000.0, 120.0, 20.0) == 5          # never more than asked for
+    assert budgeted_epochs(30, 100.0, 120.0, 20.0) == 1          # the first epoch already spent it
+
+
+@needs_torch
+def test_time_budget_shortens_the_decay_and_stops_at_its_end():
+    opts = {"epochs": 500, "patience": 500, "batch": 32, "time_budget": 20.0}
+    rec = compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=64, target="none",
+                        options=opts).compiled.records[-1]
+    d = rec.details
+    assert 1 <= d["epochs_planned"] < 500 and d["epochs_run"] <= d["epochs_planned"]
+    # normally the planned end; a slower later epoch may still meet the budget first
+    assert (d["epochs_run"] == d["epochs_planned"]
+            and d["stopped"].startswith(f"end of the {d['epochs_planned']} epochs the time budget allows")) \
+        or d["stopped"].startswith("time budget 20 s")
+
+
 def test_held_out_samples_are_kept_from_every_pass_of_a_training_compile():
     """With recover in the compile, fits and measures see only the samples it trains on; recover
     alone sees all, and holds out exactly the rest — so its "before" figures are of unseen samples."""
