@@ -39,6 +39,7 @@ import numpy as np
 
 from vitc.core.errors import VitcInputError
 from vitc.passes.bilstm_weights import BlockLstm, choose_units, from_far_packed, keep_units
+from vitc.passes.schedule import budgeted_epochs, cosine_factor
 
 
 def require_torch():
@@ -334,25 +335,26 @@ def _evaluate(torch, module, X, T, batch: int = 256, L=None) -> dict:
 
 def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoyer: float, gen, deadline,
            desc: str, teacher=None, L=None) -> dict:
-    """AdamW with cosine schedule; returns {"epochs_run", "loss"}."""
+    """AdamW with warm-up and cosine decay, planned within ``deadline`` (:mod:`vitc.passes.schedule`);
+    returns {"epochs_run", "epochs_planned", "final_loss"}."""
     from tqdm.auto import tqdm
 
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     S = len(X)
     steps_per_epoch = max(1, math.ceil(S / cfg.batch))
-    total = max(1, epochs * steps_per_epoch)
-    warm = max(1, int(cfg.warmup_fraction * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    plan = {"epochs": epochs}          # the cosine decay's length; a deadline may shorten it
+    warm = max(1, int(cfg.warmup_fraction * epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_factor(s, plan["epochs"] * steps_per_epoch, warm))
     loss_fn = _loss_fn(torch, cfg.loss, float(T.double().var()) or 1.0)
     mix = teacher is not None and cfg.augment == "mixup"
     beta = torch.distributions.Beta(cfg.mix_alpha, cfg.mix_alpha) if mix else None
     run, last = 0, float("nan")
     bar = tqdm(range(epochs), desc=desc, leave=False, file=sys.stderr, disable=None if cfg.progress is None else not cfg.progress, dynamic_ncols=True)
     module.train()
+    start = time.time()
     for _ in bar:
-        if deadline is not None and time.time() > deadline:
+        if run >= plan["epochs"] or (deadline is not None and time.time() > deadline):
             break
         perm = torch.randperm(S, generator=gen).to(X.device)
         tot, cs = 0.0, 0.0
@@ -383,9 +385,11 @@ def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoye
             cs += float(cos.detach()) * len(idx)
         run += 1
         last = tot / S
+        if run == 1 and deadline is not None:
+            plan["epochs"] = budgeted_epochs(epochs, deadline - start, time.time() - start)
         bar.set_postfix(loss=f"{last:.4f}", cos=f"{cs / S:.4f}")
     bar.close()
-    return {"epochs_run": run, "final_loss": last}
+    return {"epochs_run": run, "epochs_planned": plan["epochs"], "final_loss": last}
 
 
 def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = None) -> BlockResult:
@@ -418,7 +422,8 @@ def distill_block(task: BlockTask, cfg: DistillConfig, deadline: float | None = 
         info["packed"] = "LSTMs over the real tokens only (attention mask → sequence lengths)"
     r = _train(torch, module, X, T, cfg, epochs, cfg.lr, hoyer, gen, deadline, f"bilstm block {task.index}",
                teacher, L)
-    info.update(epochs=epochs, epochs_run=r["epochs_run"], final_loss=r["final_loss"])
+    info.update(epochs=epochs, epochs_planned=r["epochs_planned"], epochs_run=r["epochs_run"],
+                final_loss=r["final_loss"])
     ev = _evaluate(torch, module, X, T, L=L)
     if cfg.prune:
         info["before_pruning"] = ev

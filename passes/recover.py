@@ -58,6 +58,7 @@ from vitc.compiler.emit import emit_light
 from vitc.core.errors import VitcInputError
 from vitc.core.ir import CompiledModel, PassRecord
 from vitc.passes.context import holdout_split
+from vitc.passes.schedule import budgeted_epochs, cosine_factor
 from vitc.passes.fidelity import emit_copy, end_to_end
 from vitc.passes.options import PassOptions, at_least, in_range, option, positive
 from vitc.runtime.output_kinds import KIND_RANK, embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
@@ -257,8 +258,7 @@ class RecoverPass:
         opt = torch.optim.Adam(params, lr=o.lr)
         per_epoch = -(-len(train) // o.batch)
         plan = {"epochs": o.epochs}      # the cosine decay's length; a time budget may shorten it
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i / (plan["epochs"] * per_epoch), 1.0))))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cosine_factor(i, plan["epochs"] * per_epoch))
         initial = {k: p.detach().clone() for k, p in mirror.named_weights.items()}
         best = (math.inf, initial, 0)
         curve, epoch_seconds, rng, stale, epoch = [], [], np.random.RandomState(ctx.seed), 0, 0
@@ -343,14 +343,6 @@ class RecoverPass:
         timings = {"seconds": seconds, **{f"epoch{i + 1}_seconds": v for i, v in enumerate(epoch_seconds)}}
         return PassRecord(self.name, blocks, "trained" if trained else "none", fidelity, details,
                           timings=timings)
-
-
-def budgeted_epochs(epochs: int, budget: float, first_done: float, setup: float) -> int:
-    """How many of ``epochs`` fit in ``budget`` seconds when the first epoch ended ``first_done``
-    seconds after the start and ``setup`` of those came before it: the learning-rate decay is
-    planned over that many, so that a budget does not cut training off at a high rate."""
-    per_epoch = max(first_done - setup, 1e-9)
-    return max(1, min(epochs, 1 + int((budget - first_done) // per_epoch)))
 
 
 def epoch_batches(train: np.ndarray, lengths: np.ndarray | None, batch: int,

@@ -94,6 +94,18 @@ def test_distillation_is_reproducible_and_prunes():
     assert ops.count("Attention") == 1 and ops.count("LSTM") >= 3     # block 0 kept its attention
 
 
+def test_a_time_budget_shortens_each_blocks_decay_to_the_epochs_that_fit():
+    from vitc.pipeline import compile_model
+    from conftest import EXPORTERS
+    small = EXPORTERS / "timm_legacy_sdpa_op17.onnx"
+    if not small.is_file():
+        pytest.skip("exporter fixture missing")
+    opts = {"epochs": 10000, "bilstm_batch": 16, "bilstm_blocks": "1", "time_budget": 6.0}
+    info = compile_model(small, passes="bilstm", target="none", options=opts).compiled.records[0].details["blocks"]["1"]
+    assert info["epochs"] == 10000 and 1 <= info["epochs_planned"] < 10000
+    assert info["epochs_run"] <= info["epochs_planned"]
+
+
 def test_masked_text_model_gets_packed_lstms_that_ignore_padding(tmp_path):
     """BiLSTM on a padded text model: LSTMs run over each sentence's real tokens (ONNX
     sequence_lens from the key-padding mask), so a sentence's logits do not depend on how much

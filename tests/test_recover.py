@@ -260,7 +260,7 @@ def test_time_budget_ends_training_within_an_epoch():
 
 
 def test_a_time_budget_plans_the_learning_rate_decay_over_the_epochs_that_fit():
-    from vitc.passes.recover import budgeted_epochs
+    from vitc.passes.schedule import budgeted_epochs
     # set-up 20 s, first epoch done at 120 s (100 s each): 1 + 880 // 100 = 9 epochs in 1000 s
     assert budgeted_epochs(30, 1000.0, 120.0, 20.0) == 9
     assert budgeted_epochs(5, 1000.0, 120.0, 20.0) == 5          # never more than asked for
