@@ -304,7 +304,7 @@ class RecoverPass:
             else:
                 stale += 1
             if epoch + 1 >= plan["epochs"] < o.epochs:
-                stop = f"end of the {plan['epochs']} epochs the time budget allows"
+                stop = f"end of the {plan['epochs']} epoch(s) the time budget allows"
                 break
             if stale >= o.patience:
                 stop = f"no held-out improvement for {o.patience} epochs"

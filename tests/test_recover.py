@@ -255,7 +255,9 @@ def test_time_budget_ends_training_within_an_epoch():
     rec = compile_model(P4, passes="taylor,recover", calib=CALIB, calib_samples=256, target="none",
                         options=opts).compiled.records[-1]
     d = rec.details
-    assert d["stopped"].startswith("time budget 1 s") and d["epochs_run"] == len(d["curve"]) <= 1
+    # cut inside the first epoch, or (a fast first epoch) at the end of the one epoch the plan allows
+    assert d["stopped"].startswith(("time budget 1 s", "end of the 1 epoch(s) the time budget allows"))
+    assert d["epochs_run"] == len(d["curve"]) <= 1
     assert all(c.get("share_of_epoch", 1.0) <= 1.0 for c in d["curve"])
 
 
@@ -276,7 +278,7 @@ def test_time_budget_shortens_the_decay_and_stops_at_its_end():
     assert 1 <= d["epochs_planned"] < 500 and d["epochs_run"] <= d["epochs_planned"]
     # normally the planned end; a slower later epoch may still meet the budget first
     assert (d["epochs_run"] == d["epochs_planned"]
-            and d["stopped"].startswith(f"end of the {d['epochs_planned']} epochs the time budget allows")) \
+            and d["stopped"].startswith(f"end of the {d['epochs_planned']} epoch(s) the time budget allows")) \
         or d["stopped"].startswith("time budget 20 s")
 
 
