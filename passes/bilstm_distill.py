@@ -386,7 +386,7 @@ def _train(torch, module, X, T, cfg: DistillConfig, epochs: int, lr: float, hoye
         run += 1
         last = tot / S
         if run == 1 and deadline is not None:
-            plan["epochs"] = budgeted_epochs(epochs, deadline - start, time.time() - start)
+            plan["epochs"] = bar.total = budgeted_epochs(epochs, deadline - start, time.time() - start)
         bar.set_postfix(loss=f"{last:.4f}", cos=f"{cs / S:.4f}")
     bar.close()
     return {"epochs_run": run, "epochs_planned": plan["epochs"], "final_loss": last}

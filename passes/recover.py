@@ -58,9 +58,9 @@ from vitc.compiler.emit import emit_light
 from vitc.core.errors import VitcInputError
 from vitc.core.ir import CompiledModel, PassRecord
 from vitc.passes.context import holdout_split
-from vitc.passes.schedule import budgeted_epochs, cosine_factor
 from vitc.passes.fidelity import emit_copy, end_to_end
 from vitc.passes.options import PassOptions, at_least, in_range, option, positive
+from vitc.passes.schedule import budgeted_epochs, cosine_factor
 from vitc.runtime.output_kinds import KIND_RANK, embedding_metrics, hidden_widths, mask_input, output_kind, token_cosines
 
 SCOPES = ("block", "attention", "model")
@@ -303,14 +303,14 @@ class RecoverPass:
                 best, stale = (hold_loss, {k: p.detach().clone() for k, p in mirror.named_weights.items()}, epoch + 1), 0
             else:
                 stale += 1
-            if epoch + 1 >= plan["epochs"] < o.epochs:
-                stop = f"end of the {plan['epochs']} epoch(s) the time budget allows"
-                break
             if stale >= o.patience:
                 stop = f"no held-out improvement for {o.patience} epochs"
                 break
             if seen < len(train) or out_of_time():
                 stop = f"time budget {o.time_budget:g} s"
+                break
+            if epoch + 1 >= plan["epochs"] < o.epochs:
+                stop = f"end of the {plan['epochs']} epoch(s) the time budget allows"
                 break
         trained = best[2] > 0 and best[0] < before_loss
         if not trained:
