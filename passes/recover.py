@@ -215,7 +215,10 @@ class RecoverPass:
                       for i in light.graph.input if i.name == mask for d in i.type.tensor_type.shape.dim[1:2])
         n = len(next(iter(feeds.values())))
         if n < 4:
-            raise VitcInputError(f"recover: {n} calibration samples are too few to train and hold some out")
+            hint = " (no --calib given: synthetic inputs of the model's fixed batch size)" \
+                if ctx.calibration_source == "synthetic" else ""
+            raise VitcInputError(f"recover: {n} calibration sample(s){hint} are too few to train and hold some out; "
+                                 "give --calib with at least 4 samples")
         # the rows every earlier pass was kept from (or, run on its own, recover's own split)
         train, hold = ctx.held_out(n) or holdout_split(n, o.holdout, ctx.seed)
         # real lengths (right-padded text with a dynamic axis): batches of similar length are cut shorter

@@ -4,8 +4,9 @@
 its initializers; the ones named ``trainable`` are ``nn.Parameter`` s, every other constant a
 fixed tensor. vitc owns the op set it needs — the standard ONNX operators its inputs and
 rewrites use (ViT/BERT exports after normalisation, the ``ai.vitc`` function bodies once
-inlined) — rather than converting through a generic tool; an operator outside that set is a
-clear error naming it.
+inlined), and those of :mod:`vitc.passes.torch_mirror_ops` (resampling, convolutional stems,
+ONNX ``Attention``, onnxruntime's ``com.microsoft`` fused ops) — rather than converting through
+a generic tool; an operator outside that set is a clear error naming it.
 
 Shapes are whatever the run-time tensors have (``Shape`` returns an int64 tensor, ``Reshape``
 reads it), so one mirror serves any batch and sequence length. Import this module only where
@@ -21,6 +22,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from vitc.core.errors import VitcInputError
+from vitc.passes.torch_mirror_ops import EXTRA_OPS, MICROSOFT_OPS
 
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
@@ -238,7 +240,14 @@ OPS = {
     "Trilu": lambda a, x, k=None: (torch.triu if a.get("upper", 1) else torch.tril)(x, int(k.item()) if k is not None else 0),
     "CumSum": lambda a, x, ax: torch.cumsum(x, dim=int(ax.item())),
     "LSTM": _lstm,
+    **EXTRA_OPS,
 }
+DOMAINS = {"": OPS, "ai.onnx": OPS, "com.microsoft": MICROSOFT_OPS}
+
+
+def operator(node: onnx.NodeProto):
+    """The torch function of ``node`` (its domain's table), or None."""
+    return DOMAINS.get(node.domain, {}).get(node.op_type)
 
 
 class TorchMirror(torch.nn.Module):
@@ -265,14 +274,33 @@ class TorchMirror(torch.nn.Module):
                 self.named_weights[t.name] = p
             else:
                 self.consts[t.name] = value
-        missing = sorted({n.op_type for n in model.graph.node if n.op_type not in OPS or n.domain not in ("", "ai.onnx")})
+        missing = sorted({f"{n.domain + '::' if n.domain not in ('', 'ai.onnx') else ''}{n.op_type}"
+                          for n in model.graph.node if operator(n) is None})
         if missing:
             raise VitcInputError(f"the torch mirror has no operator {', '.join(missing)} (needed for trained recovery)")
-        self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n)) for n in model.graph.node]
+        self.nodes = [(operator(n), list(n.input), list(n.output), _attrs(n)) for n in model.graph.node]
         self.inputs = [i.name for i in model.graph.input if i.name not in self.consts and i.name not in self.named_weights]
         self.outputs = [o.name for o in model.graph.output]
+        first = next((i for i in model.graph.input if i.name in self.inputs), None)
+        dim = first.type.tensor_type.shape.dim[0] if first is not None and first.type.tensor_type.shape.dim else None
+        # an export with a fixed batch size bakes it into its shape constants: run it in slices of that size
+        self.static_batch = dim.dim_value if dim is not None and dim.HasField("dim_value") and dim.dim_value > 0 else None
 
     def forward(self, feeds: dict[str, torch.Tensor], outputs: list[str] | None = None) -> dict[str, torch.Tensor]:
+        b = self.static_batch
+        n = len(next(iter(feeds.values()))) if feeds else 0
+        if b is None or n == b:
+            return self._run(feeds, outputs)
+        # slices of the fixed batch size; the last one filled up with its own last sample, then cut
+        parts = []
+        for start in range(0, n, b):
+            idx = torch.arange(start, start + b).clamp_max(n - 1)
+            parts.append(self._run({k: v[idx] for k, v in feeds.items()}, outputs))
+        keep = n - b * (len(parts) - 1)
+        return {k: torch.cat([p[k] for p in parts[:-1]] + [parts[-1][k][:keep]])
+                if parts[0][k].dim() and parts[0][k].shape[0] == b else parts[0][k] for k in parts[0]}
+
+    def _run(self, feeds: dict[str, torch.Tensor], outputs: list[str] | None) -> dict[str, torch.Tensor]:
         env = dict(self.consts)
         env.update(self.named_weights)
         env.update(feeds)
@@ -280,7 +308,7 @@ class TorchMirror(torch.nn.Module):
             args = [env[i] if i else None for i in ins]
             while args and args[-1] is None:
                 args.pop()
-            result = OPS[op](attrs, *args)
+            result = op(attrs, *args)
             if isinstance(result, tuple):
                 for name, value in zip(outs, result):
                     env[name] = value

@@ -92,6 +92,120 @@ def test_torch_mirror_equals_onnxruntime(path, passes):
         np.testing.assert_allclose(g.numpy(), r, rtol=1e-4, atol=2e-5)
 
 
+MIRRORED = sorted(EXPORTERS.glob("*.onnx")) + sorted((EXPORTERS.parent / "families").glob("*.onnx"))
+
+
+@needs_torch
+@pytest.mark.parametrize("path", MIRRORED, ids=[p.stem for p in MIRRORED])
+def test_torch_mirror_runs_every_exported_family_like_onnxruntime(path):
+    """The teacher (the original export) and the canonical graph, mirrored: timm/transformers
+    exports of every exporter and opset (ONNX Attention, IsNaN guards, antialiased bicubic Resize of
+    dynamic-size exports, onnxruntime's com.microsoft fused ops) and the architecture families
+    (Pad, BatchNormalization, InstanceNormalization, HardSwish, Sin/Cos, ...)."""
+    import torch
+    from vitc.passes.torch_mirror import TorchMirror
+    res = compile_model(path, passes="none", target="none")
+    for model, held in ((res.compiled.original, res.compiled.original_held), (res.light, res.held)):
+        feeds = synthetic_inputs(model, seed=1)
+        ref = open_session(model, held=held).run(None, feeds)
+        with torch.no_grad():
+            got = TorchMirror(model, held)({k: torch.from_numpy(v) for k, v in feeds.items()})
+        assert list(got) == [o.name for o in model.graph.output]
+        for r, g in zip(ref, got.values()):
+            np.testing.assert_allclose(g.numpy(), r, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(r).max())))
+
+
+@needs_torch
+@pytest.mark.parametrize("attrs,sizes", [
+    ({"mode": "cubic", "antialias": 1, "cubic_coeff_a": -0.5, "exclude_outside": 1}, [2, 3, 4, 5]),   # torch's aa bicubic
+    ({"mode": "cubic", "antialias": 1, "cubic_coeff_a": -0.5, "exclude_outside": 1}, [2, 3, 14, 11]),
+    ({"mode": "cubic"}, [2, 3, 5, 13]),
+    ({"mode": "linear", "antialias": 1, "exclude_outside": 1}, [2, 3, 4, 5]),
+    ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, [2, 3, 12, 4]),
+    ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, [2, 3, 14, 18]),
+], ids=["cubic-aa-shrink", "cubic-aa-grow", "cubic", "linear-aa-shrink", "linear-corners", "nearest"])
+def test_torch_mirror_resize_samples_like_onnxruntime(attrs, sizes):
+    import torch
+    from onnx import TensorProto, helper
+    from vitc.passes.torch_mirror import TorchMirror
+    x = np.random.RandomState(0).randn(2, 3, 7, 9).astype(np.float32)
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], **attrs)
+    graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [helper.make_tensor("sizes", TensorProto.INT64, [4], sizes)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    ref = open_session(model).run(None, {"x": x})[0]
+    got = TorchMirror(model)({"x": torch.from_numpy(x)})["y"].numpy()
+    assert got.shape == tuple(sizes)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def _one_node_model(node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray], opset: int):
+    from onnx import helper, numpy_helper
+    graph = helper.make_graph(
+        [node], "one", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                        for k, v in inputs.items()],
+        [helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(np.dtype(np.float32)), None) for o in node.output],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@needs_torch
+@pytest.mark.parametrize("mode,pads,axes", [("constant", [1, 0, 2, -1], [2, 3]), ("reflect", [0, 0, 2, 1, 0, 0, 1, 2], None),
+                                             ("edge", [0, 0, 1, 3, 0, 0, 2, 0], None), ("wrap", [2, 1], [-1])])
+def test_torch_mirror_pad_like_onnxruntime(mode, pads, axes):
+    import torch
+    from onnx import helper
+    from vitc.passes.torch_mirror import TorchMirror
+    x = np.random.RandomState(0).randn(2, 3, 5, 6).astype(np.float32)
+    consts = {"pads": np.array(pads, np.int64), "value": np.array(0.5, np.float32)}
+    names = ["x", "pads", "value"] + (["axes"] if axes else [])
+    if axes:
+        consts["axes"] = np.array(axes, np.int64)
+    if mode != "constant":
+        names[2] = ""
+    model = _one_node_model(helper.make_node("Pad", names, ["y"], mode=mode), {"x": x}, consts, 19)
+    ref = open_session(model).run(None, {"x": x})[0]
+    np.testing.assert_allclose(TorchMirror(model)({"x": torch.from_numpy(x)})["y"].numpy(), ref, atol=1e-6)
+
+
+@needs_torch
+@pytest.mark.parametrize("three_d,causal,mask", [(True, 1, None), (False, 0, "bool"), (False, 0, "float"), (True, 0, "bool")])
+def test_torch_mirror_onnx_attention_like_onnxruntime(three_d, causal, mask):
+    """Opset 23 Attention: grouped key/value heads (4 query, 2 key/value), causal flag, masks."""
+    import torch
+    from onnx import helper
+    from vitc.passes.torch_mirror import TorchMirror
+    rng = np.random.RandomState(0)
+    b, s, d = 2, 5, 8
+    if three_d:
+        feeds = {"q": rng.randn(b, s, 4 * d), "k": rng.randn(b, s, 2 * d), "v": rng.randn(b, s, 2 * d)}
+    else:
+        feeds = {"q": rng.randn(b, 4, s, d), "k": rng.randn(b, 2, s, d), "v": rng.randn(b, 2, s, d)}
+    feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
+    names = ["q", "k", "v"]
+    if mask == "bool":
+        feeds["m"] = rng.rand(s, s) > 0.3
+        feeds["m"][:, 0] = True
+    elif mask == "float":
+        feeds["m"] = np.where(rng.rand(b, 1, s, s) > 0.3, 0.0, -1e4).astype(np.float32)
+    if mask:
+        names.append("m")
+    heads = {"q_num_heads": 4, "kv_num_heads": 2} if three_d else {}
+    model = _one_node_model(helper.make_node("Attention", names, ["y"], is_causal=causal, **heads), feeds, {}, 23)
+    ref = open_session(model).run(None, feeds)[0]
+    got = TorchMirror(model)({k: torch.from_numpy(v) for k, v in feeds.items()})["y"].numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_mirror_names_a_resize_it_cannot_reproduce():
+    pytest.importorskip("torch")
+    import torch
+    from vitc.passes.torch_mirror_ops import _resize
+    with pytest.raises(VitcInputError, match="cubic_coeff_a -0.75, exclude_outside 0, antialias 1"):
+        _resize({"mode": b"cubic", "antialias": 1}, torch.zeros(1, 1, 4, 4), None, None, torch.tensor([1, 1, 2, 2]))
+
+
 @needs_torch
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
 def test_torch_mirror_lstm_equals_onnxruntime(direction):
@@ -136,6 +250,32 @@ def test_torch_mirror_runs_bilstm_blocks_on_padded_text():
         got = TorchMirror(res.light, res.held)({k: torch.from_numpy(v) for k, v in feeds.items()})
     for r, g in zip(ref, got.values()):
         np.testing.assert_allclose(g.numpy(), r, rtol=1e-4, atol=2e-5)
+
+
+@needs_torch
+def test_recover_trains_a_fixed_batch_export_in_slices_of_its_batch(tmp_path):
+    """A timm export with batch size 1 baked into its shape constants: the mirror runs any number
+    of samples in slices of one (outputs = onnxruntime's, sample by sample) and recovery trains."""
+    import torch
+    from vitc.passes.torch_mirror import TorchMirror
+    path = EXPORTERS / "timm_legacy_eager_op14.onnx"
+    res = compile_model(path, passes="none", target="none")
+    x = np.random.RandomState(0).randn(5, 3, 32, 32).astype(np.float32)
+    sess = open_session(res.light, held=res.held)
+    name = sess.get_inputs()[0].name
+    ref = np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(5)])
+    mirror = TorchMirror(res.light, res.held)
+    assert mirror.static_batch == 1
+    with torch.no_grad():
+        got = next(iter(mirror({name: torch.from_numpy(x)}).values())).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    np.savez(tmp_path / "calib.npz", **{name: np.random.RandomState(1).randn(24, 3, 32, 32).astype(np.float32)})
+    out = compile_model(path, passes="taylor,recover", calib=tmp_path / "calib.npz", target="none",
+                        options={"recover_epochs": 1})
+    rec = next(r for r in out.compiled.records if r.name == "recover")
+    assert rec.details["epochs_run"] == 1 and rec.details["samples"]["train"] + rec.details["samples"]["holdout"] == 24
+    with pytest.raises(VitcInputError, match="no --calib given.*at least 4 samples"):
+        compile_model(path, passes="taylor,recover", target="none", options={"recover_epochs": 1})
 
 
 @needs_torch
