@@ -263,6 +263,9 @@ class BiLstmPass:
         w_start = time.time()
         o: BiLstmOptions = ctx.opts(self.name)
         blocks = parse_block_list(o.blocks, len(cm.blocks), "--bilstm-blocks")
+        if not cm.blocks:
+            raise VitcInputError("bilstm: the model has no canonical encoder blocks (the BiLSTM replaces a block's "
+                                 "attention with its projections; see vitc inspect)")
         masked = [i for i in blocks if has_live_mask(cm, i)]
         lengths = {} if o.ignore_mask else key_padding_lengths(cm, ctx, masked)
         threshold, ratio = o.prune_threshold, o.prune_ratio

@@ -250,3 +250,12 @@ def test_masked_attention_is_packed_or_refused_with_the_reason(tmp_path):
                         options={"bilstm_weights": "untrained", "bilstm_ignore_mask": True})
     lstms = [n for n in res.model.graph.node if n.op_type == "LSTM"]
     assert lstms and all(len(n.input) == 4 for n in lstms)
+
+
+def test_bilstm_on_a_model_without_canonical_blocks_is_one_clear_error():
+    """CaiT's talking heads are attention cores without a canonical encoder block: nothing for the
+    BiLSTM to replace — a clear input error, not a failure inside the distillation."""
+    from conftest import FIXTURES
+    from vitc.pipeline import compile_model
+    with pytest.raises(VitcInputError, match="no canonical encoder blocks"):
+        compile_model(FIXTURES / "families" / "cait_talking_heads.onnx", passes="bilstm", target="none")
