@@ -22,7 +22,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from vitc.core.errors import VitcInputError
-from vitc.passes.torch_mirror_ops import EXTRA_OPS, MICROSOFT_OPS
+from vitc.passes.torch_mirror_ops import EXTRA_OPS, MICROSOFT_OPS, ints as _ints
 
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
            9: torch.bool, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
@@ -30,10 +30,6 @@ _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: t
 
 def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _ints(t) -> list[int]:
-    return [int(v) for v in (t.tolist() if isinstance(t, torch.Tensor) else t)]
 
 
 def _axis(axis: int, rank: int) -> int:

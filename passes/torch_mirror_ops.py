@@ -33,15 +33,16 @@ def _text(v, default: str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _ints(t) -> list[int]:
+def ints(t) -> list[int]:
+    """A shape/axes tensor or list as Python ints."""
     return [int(v) for v in (t.tolist() if isinstance(t, torch.Tensor) else t)]
 
 
 def _pad(a, x, pads=None, value=None, axes=None):
     """ONNX ``Pad`` (opset ≥ 11): pads [begins…, ends…] over ``axes`` (all by default); negative
     pads crop; modes constant, reflect, edge, wrap (the last three as an index gather per axis)."""
-    pads = _ints(pads) if pads is not None else list(a.get("pads", []))
-    axes = [v % x.dim() for v in _ints(axes)] if axes is not None else list(range(x.dim()))
+    pads = ints(pads) if pads is not None else list(a.get("pads", []))
+    axes = [v % x.dim() for v in ints(axes)] if axes is not None else list(range(x.dim()))
     k = len(axes)
     mode = _text(a.get("mode"), "constant")
     if mode == "constant":
@@ -80,7 +81,7 @@ def _resize(a, x, roi=None, scales=None, sizes=None):
     coord = _text(a.get("coordinate_transformation_mode"), "half_pixel")
     spatial = x.dim() - 2
     if sizes is not None and sizes.numel():
-        out = _ints(sizes)
+        out = ints(sizes)
         if out[:2] != list(x.shape[:2]):
             raise VitcInputError("torch mirror: Resize of the batch or channel axis is not supported")
         kw = {"size": out[2:]}
