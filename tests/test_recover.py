@@ -141,11 +141,12 @@ def test_torch_mirror_resize_samples_like_onnxruntime(attrs, sizes):
 
 
 def _one_node_model(node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray], opset: int):
-    from onnx import helper, numpy_helper
+    """A model of one ``node``: ``inputs`` as graph inputs, ``consts`` as initializers, float outputs."""
+    from onnx import TensorProto, helper, numpy_helper
     graph = helper.make_graph(
         [node], "one", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
                         for k, v in inputs.items()],
-        [helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(np.dtype(np.float32)), None) for o in node.output],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in node.output],
         [numpy_helper.from_array(v, k) for k, v in consts.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
