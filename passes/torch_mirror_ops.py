@@ -95,15 +95,14 @@ def _resize(a, x, roi=None, scales=None, sizes=None):
     if not 1 <= spatial <= 3:
         raise VitcInputError(f"torch mirror: Resize of a rank-{x.dim()} tensor is not supported")
     antialias = bool(a.get("antialias", 0))
-    if antialias and mode == "nearest":
-        raise VitcInputError("torch mirror: Resize nearest with antialias is not supported")
     if mode == "nearest":
         nearest = _text(a.get("nearest_mode"), "round_prefer_floor")
-        if coord == "asymmetric" and nearest == "floor":
+        if not antialias and coord == "asymmetric" and nearest == "floor":
             return F.interpolate(x, mode="nearest", **kw)
-        if coord in ("half_pixel", "pytorch_half_pixel") and nearest in ("round_prefer_floor", "floor"):
+        if not antialias and coord in ("half_pixel", "pytorch_half_pixel") and nearest in ("round_prefer_floor", "floor"):
             return F.interpolate(x, mode="nearest-exact", **kw)
-        raise VitcInputError(f"torch mirror: Resize nearest with {coord}/{nearest} is not supported")
+        raise VitcInputError(f"torch mirror: Resize nearest with {coord}/{nearest}"
+                             f"{' and antialias' if antialias else ''} is not supported")
     if mode in ("linear", "cubic"):
         # torch's sampling: cubic coefficient −0.75, or −0.5 with edge weights renormalised when antialiased
         coeff, exclude = float(a.get("cubic_coeff_a", -0.75)), int(a.get("exclude_outside", 0))
@@ -166,6 +165,8 @@ def _sdpa(q, k, v, mask, scale: float, causal: bool, softcap: float = 0.0, filte
 
 def _attention(a, q, k, v, mask=None, past_k=None, past_v=None):
     """ONNX ``Attention`` (opset 23): outputs Y, present_key, present_value, qk_matmul_output."""
+    if a.get("qk_matmul_output_mode", 0):
+        raise VitcInputError("torch mirror: Attention qk_matmul_output_mode is not supported")
     three = q.dim() == 3
     if three:
         hq, hkv = int(a.get("q_num_heads", 0)), int(a.get("kv_num_heads", 0))
@@ -182,8 +183,6 @@ def _attention(a, q, k, v, mask=None, past_k=None, past_v=None):
         k = k.repeat_interleave(q.shape[1] // k.shape[1], 1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], 1)
     scale = a.get("scale") or 1.0 / math.sqrt(q.shape[-1])
-    if a.get("qk_matmul_output_mode", 0):
-        raise VitcInputError("torch mirror: Attention qk_matmul_output_mode is not supported")
     y, scores = _sdpa(q, k, v, mask, scale, bool(a.get("is_causal", 0)), float(a.get("softcap", 0.0)))
     if three:
         y = y.transpose(1, 2).reshape(y.shape[0], y.shape[2], -1)
@@ -222,8 +221,8 @@ def _embed_layernorm(a, ids, segment_ids, word, position, segment, gamma, beta, 
 def _ms_attention(a, x, weights, bias=None, mask_index=None, past=None, attention_bias=None):
     """com.microsoft ``Attention`` (packed Q/K/V projection): a 2-D 0/1 key mask [B, L] or a
     1-D index of real lengths [B] (right padding); masked keys get ``mask_filter_value``."""
-    if past is not None or a.get("unidirectional", 0) or a.get("qkv_hidden_sizes"):
-        raise VitcInputError("torch mirror: com.microsoft Attention with past, unidirectional or "
+    if past is not None or attention_bias is not None or a.get("unidirectional", 0) or a.get("qkv_hidden_sizes"):
+        raise VitcInputError("torch mirror: com.microsoft Attention with past, attention_bias, unidirectional or "
                              "qkv_hidden_sizes is not supported")
     h = int(a["num_heads"])
     qkv = x @ weights + (bias if bias is not None else 0)
@@ -239,8 +238,6 @@ def _ms_attention(a, x, weights, bias=None, mask_index=None, past=None, attentio
             raise VitcInputError("torch mirror: com.microsoft Attention mask_index of this shape is not supported")
     filt = float(a.get("mask_filter_value", -10000.0))
     y, _ = _sdpa(q, k, v, mask, a.get("scale") or 1.0 / math.sqrt(q.shape[-1]), False, filter_value=filt)
-    if attention_bias is not None:
-        raise VitcInputError("torch mirror: com.microsoft Attention with attention_bias is not supported")
     return y.transpose(1, 2).reshape(b, s, -1)
 
 

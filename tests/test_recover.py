@@ -115,6 +115,17 @@ def test_torch_mirror_runs_every_exported_family_like_onnxruntime(path):
             np.testing.assert_allclose(g.numpy(), r, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(r).max())))
 
 
+def _one_node_model(node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray], opset: int):
+    """A model of one ``node``: ``inputs`` as graph inputs, ``consts`` as initializers, float outputs."""
+    from onnx import TensorProto, helper, numpy_helper
+    graph = helper.make_graph(
+        [node], "one", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                        for k, v in inputs.items()],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in node.output],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
 @needs_torch
 @pytest.mark.parametrize("attrs,sizes", [
     ({"mode": "cubic", "antialias": 1, "cubic_coeff_a": -0.5, "exclude_outside": 1}, [2, 3, 4, 5]),   # torch's aa bicubic
@@ -126,29 +137,15 @@ def test_torch_mirror_runs_every_exported_family_like_onnxruntime(path):
 ], ids=["cubic-aa-shrink", "cubic-aa-grow", "cubic", "linear-aa-shrink", "linear-corners", "nearest"])
 def test_torch_mirror_resize_samples_like_onnxruntime(attrs, sizes):
     import torch
-    from onnx import TensorProto, helper
+    from onnx import helper
     from vitc.passes.torch_mirror import TorchMirror
     x = np.random.RandomState(0).randn(2, 3, 7, 9).astype(np.float32)
     node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], **attrs)
-    graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [helper.make_tensor("sizes", TensorProto.INT64, [4], sizes)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model = _one_node_model(node, {"x": x}, {"sizes": np.array(sizes, np.int64)}, 19)
     ref = open_session(model).run(None, {"x": x})[0]
     got = TorchMirror(model)({"x": torch.from_numpy(x)})["y"].numpy()
     assert got.shape == tuple(sizes)
     np.testing.assert_allclose(got, ref, atol=1e-5)
-
-
-def _one_node_model(node, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray], opset: int):
-    """A model of one ``node``: ``inputs`` as graph inputs, ``consts`` as initializers, float outputs."""
-    from onnx import TensorProto, helper, numpy_helper
-    graph = helper.make_graph(
-        [node], "one", [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                        for k, v in inputs.items()],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in node.output],
-        [numpy_helper.from_array(v, k) for k, v in consts.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 @needs_torch
