@@ -212,7 +212,7 @@ def core_info(op) -> CoreInfo | str:
         info.variant = str(op.attrs.get("variant", "paper"))
         info.centering = str(op.attrs.get("centering", "tokens" if info.variant == "paper" else "features"))
         if info.variant not in TAYLOR_VARIANTS or info.centering not in CENTERINGS:
-            return f"unknown TaylorAttention form {info.variant}/{info.centering}"
+            return f"no ViTALiTy cycle model for the TaylorAttention form {info.variant}/{info.centering}"
         info.simplified = bool(op.attrs.get("simplified", 0))
     return info
 

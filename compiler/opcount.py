@@ -9,6 +9,8 @@ Two accountings, both reported by the passes that rewrite attention:
   sums) and n² divisions. With these rules the softmax baseline is exactly the paper's
   2n²d mul / 2n²d + n² add / n² exp / n² div per head, and Taylor attention is 2nd² + nd mul
   and nd + d div per head (paper: the same), additions 2nd² + 6nd + n (paper states 2nd² + 7nd).
+  The ``order2`` form (no paper) adds its quadratic term counted by the same rules:
+  2nd³ + 3nd² mul, 2nd³ + 2nd² + nd + n add per head.
 * **graph** — counted node by node from the function body that the compiled model actually
   runs, as its op declares it (:func:`vitc.runtime.ops.work`): MatMul [M,K]·[K,N] is M·N·K mul and M·N·(K−1) add;
   elementwise Add/Sub/Mul/Div count one op per output element (scalar scale multiplies
@@ -105,6 +107,11 @@ def taylor_attention_counts(n: int, d: int, heads: int = 1, variant: str = "pape
     # step 5: T_N = v_sum + s·Q·G
     c.mul += n * d * d
     c.add += n * d * d + n * d
+    if variant == "order2":
+        # Q⊗Q, K̂⊗K̂ (d² features per token); G₂ = (K̂⊗K̂)ᵀV, k̂₂_sum; (Q⊗Q)·k̂₂_sumᵀ, (Q⊗Q)·G₂ — s²/2 folded
+        d2 = d * d
+        c.mul += 2 * n * d2 + n * d2 * d + n * d2 + n * d2 * d
+        c.add += n * d2 * d + n * d2 + n * d2 + n * d2 * d + n + n * d
     # step 6: Z = diag(t_D)⁻¹ T_N
     c.div += n * d
     return c.scaled(heads)

@@ -23,6 +23,18 @@ key weights w_j ∈ {0, 1} (1 unless the key is masked out):
   term): Z = s·Q·(K̂ᵀV), no v_sum term and no denominator; keys centred per key over
   features by default.
 
+* ``order2`` variant (beyond the paper: the second-order expansion exp(x) ≈ 1 + x + x²/2, as in
+  the feature map of Based, Arora et al. 2024): the ``paper`` form plus the quadratic term, with
+  (q·k̂)² = (q⊗q)·(k̂⊗k̂) over d² outer-product features per token::
+
+      G₂    = Σ_j (k̂_j⊗k̂_j) v_jᵀ,   k̂₂_sum = Σ_j k̂_j⊗k̂_j            [d², d], [d²]
+      t_D   = n_w + s·Q k̂_sumᵀ + s²/2·(Q⊗Q) k̂₂_sumᵀ
+      T_N   = 1 v_sum + s·Q G + s²/2·(Q⊗Q) G₂
+
+  The weights 1 + x + x²/2 are never negative (an even-order truncation of exp), so the
+  denominator stays positive. Still linear in n, but O(n·d³) per head: at the token counts of
+  today's ViTs and sentence encoders it costs more than softmax (the taylor pass reports it).
+
 Products are always ordered Q·(K̂ᵀV): no intermediate has two token axes.
 
 Masks: the canonical additive mask (broadcastable to [B, H, N, N]) is read as a key-padding
@@ -51,9 +63,9 @@ from vitc.runtime.function_builder import FunctionBuilder, merge_heads, split_he
 from vitc.runtime.op_registry import Step, WorkList, custom_op, head_views, register_node_overload, register_work
 
 OP_TYPE = "TaylorAttention"
-VARIANTS = ("paper", "code")
+VARIANTS = ("paper", "code", "order2")
 CENTERINGS = ("tokens", "features", "none")
-DEFAULT_CENTERING = {"paper": "tokens", "code": "features"}
+DEFAULT_CENTERING = {"paper": "tokens", "code": "features", "order2": "tokens"}
 ATTRIBUTES = ["num_heads", "scale", "variant", "centering", "simplified"]
 HYBRID_ATTRIBUTES = ["softmax_heads", "taylor_heads", "head_order"]
 MASK_THRESHOLD = -1.0e3   # additive mask values at or below this exclude the key
@@ -181,8 +193,30 @@ def _taylor_heads(b: FunctionBuilder, qh: str, kt: str, vh: str, w: str | None, 
     t_d = b.op("Add", b.op("MatMul", qh, b.op("Mul", ksum, scale)), n)
     # --- step 5: T_N = v_sum + s·Q·G  [B, H, N, d]
     t_n = b.op("Add", b.op("MatMul", qh, b.op("Mul", g, scale)), vsum)
+    if variant == "order2":
+        t_d, t_n = _quadratic_terms(b, qh, kc, vh, scale, t_d, t_n)
     # --- step 6: Z = diag(t_D)⁻¹ T_N
     return b.op("Div", t_n, t_d)
+
+
+def _outer_features(b: FunctionBuilder, x: str) -> str:
+    """[B, h, N, d] → x⊗x per token, flattened [B, h, N, d²]."""
+    outer = b.op("Mul", b.op("Unsqueeze", x, b.const(np.array([-1], np.int64))),
+                 b.op("Unsqueeze", x, b.const(np.array([-2], np.int64))))
+    return b.op("Reshape", outer, b.const(np.array([0, 0, 0, -1], np.int64)))
+
+
+def _quadratic_terms(b: FunctionBuilder, qh: str, kc: str, vh: str, scale: str, t_d: str, t_n: str) -> tuple[str, str]:
+    """``order2``: t_D + s²/2·(Q⊗Q)·k̂₂_sumᵀ and T_N + s²/2·(Q⊗Q)·G₂ from centred, masked K̂ᵀ
+    [B, h, d, N]; s²/2 is folded into the d²-sized tensors."""
+    k2 = _outer_features(b, b.op("Transpose", kc, perm=[0, 1, 3, 2]))      # [B, h, N, d²]
+    q2 = _outer_features(b, qh)                                            # [B, h, N, d²]
+    half_s2 = b.op("Mul", b.op("Mul", scale, scale), b.const(np.float32(0.5), "half"))
+    g2 = b.op("MatMul", b.op("Transpose", k2, perm=[0, 1, 3, 2]), vh)      # G₂ [B, h, d², dv]
+    k2sum = b.reduce("ReduceSum", k2, [2])                                 # [B, h, 1, d²]
+    t_d = b.op("Add", t_d, b.op("MatMul", q2, b.op("Transpose", b.op("Mul", k2sum, half_s2), perm=[0, 1, 3, 2])))
+    t_n = b.op("Add", t_n, b.op("MatMul", q2, b.op("Mul", g2, half_s2)))
+    return t_d, t_n
 
 
 def _register_all() -> None:
@@ -275,6 +309,19 @@ def _taylor_steps(w: WorkList, qh, kt, vh, wk, variant: str, centering: str, sim
                out=(b, h, n, 1))
     t_n = w.op("Add", w.op("MatMul", qh, w.op("Mul", g, scale, out=g.shape), out=(b, h, n, dv)), vsum,
                out=(b, h, n, dv))
+    if variant == "order2":
+        d2 = d * d
+        k2 = w.op("Mul", w.view(kc, (b, h, kt.shape[3], d, 1)), w.view(kc, (b, h, kt.shape[3], 1, d)),
+                  out=(b, h, kt.shape[3], d, d))
+        q2 = w.op("Mul", w.view(qh, (b, h, n, d, 1)), w.view(qh, (b, h, n, 1, d)), out=(b, h, n, d, d))
+        k2, q2 = w.view(k2, (b, h, kt.shape[3], d2)), w.view(q2, (b, h, n, d2))
+        half_s2 = w.op("Mul", w.op("Mul", scale, scale, out=()), w.const(), out=())
+        g2 = w.op("MatMul", w.view(k2, (b, h, d2, kt.shape[3])), vh, out=(b, h, d2, dv))
+        k2sum = w.reduce("ReduceSum", k2, [2], out=(b, h, 1, d2))
+        t_d = w.op("Add", t_d, w.op("MatMul", q2, w.view(w.op("Mul", k2sum, half_s2, out=k2sum.shape), (b, h, d2, 1)),
+                                    out=(b, h, n, 1)), out=(b, h, n, 1))
+        t_n = w.op("Add", t_n, w.op("MatMul", q2, w.op("Mul", g2, half_s2, out=g2.shape), out=(b, h, n, dv)),
+                   out=(b, h, n, dv))
     w.op("Div", t_n, t_d, out=(b, h, n, dv))
 
 
@@ -325,8 +372,28 @@ def taylor_attention_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: 
             t_d = nw
         else:
             t_d = nw + scale * (qh @ np.swapaxes(kc.sum(axis=2, keepdims=True), 2, 3))
-        z = (vsum + scale * (qh @ g)) / t_d
+        t_n = vsum + scale * (qh @ g)
+        if variant == "order2":
+            quad_d, quad_n = _quadratic_terms_np(qh, kc, vh, scale)
+            t_d, t_n = t_d + quad_d, t_n + quad_n
+        z = t_n / t_d
     return z.transpose(0, 2, 1, 3).reshape(bsz, n_tok, c)
+
+
+def _quadratic_terms_np(qh: np.ndarray, kc: np.ndarray, vh: np.ndarray, scale: float,
+                        chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``order2``'s s²/2·(Q⊗Q)·k̂₂_sumᵀ [B, h, N, 1] and s²/2·(Q⊗Q)·G₂ [B, h, N, dv] from
+    [B, h, N, d] Q and centred, masked K̂, ``chunk`` samples at a time (the d² features of a
+    chunk only)."""
+    bsz, h, n, d = qh.shape
+    t_d, t_n = np.empty((bsz, h, n, 1)), np.empty(qh.shape[:3] + (vh.shape[3],))
+    for lo in range(0, bsz, chunk):
+        sl = slice(lo, lo + chunk)
+        k2 = (kc[sl, ..., :, None] * kc[sl, ..., None, :]).reshape(kc[sl].shape[:3] + (d * d,))
+        q2 = (qh[sl, ..., :, None] * qh[sl, ..., None, :]).reshape(qh[sl].shape[:3] + (d * d,))
+        t_d[sl] = 0.5 * scale * scale * (q2 @ np.swapaxes(k2.sum(axis=2, keepdims=True), 2, 3))
+        t_n[sl] = 0.5 * scale * scale * (q2 @ (np.swapaxes(k2, 2, 3) @ vh[sl]))
+    return t_d, t_n
 
 
 def softmax_heads_np(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: int, scale: float, heads,

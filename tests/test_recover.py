@@ -78,11 +78,12 @@ needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reas
 
 
 @needs_torch
-@pytest.mark.parametrize("path,passes", [(P4, "taylor"), (BERT, "none")], ids=["p4-taylor", "bert"])
-def test_torch_mirror_equals_onnxruntime(path, passes):
+@pytest.mark.parametrize("path,passes,options", [(P4, "taylor", {}), (P4, "taylor", {"variant": "order2"}),
+                                                  (BERT, "none", {})], ids=["p4-taylor", "p4-taylor-order2", "bert"])
+def test_torch_mirror_equals_onnxruntime(path, passes, options):
     import torch
     from vitc.passes.torch_mirror import TorchMirror
-    res = compile_model(path, passes=passes, target="none")
+    res = compile_model(path, passes=passes, target="none", options=options)
     mirror = TorchMirror(res.light, res.held)
     feeds = synthetic_inputs(res.light, batch=3, seq_len=9, seed=1)
     ref = open_session(res.light, held=res.held).run(None, feeds)

@@ -21,11 +21,13 @@ from vitc.runtime.taylor_ops import taylor_attention_np
 from conftest import EXPORTERS, REFERENCE
 
 CONFIGS = [("paper", "tokens", False), ("paper", "tokens", True), ("paper", "features", False),
-           ("paper", "none", False), ("code", "features", False), ("code", "tokens", False)]
+           ("paper", "none", False), ("code", "features", False), ("code", "tokens", False),
+           ("order2", "tokens", False), ("order2", "none", False)]
 
 
 def nxn_reference(q, k, v, heads, scale, variant, centering, mask=None):
-    """Taylor attention computed the slow way, forming the n×n matrix 1 + s·q·k̂ᵀ (test only)."""
+    """Taylor attention computed the slow way, forming the n×n matrix 1 + s·q·k̂ᵀ (order2: + (s·q·k̂ᵀ)²/2)
+    (test only)."""
     b, n, c = q.shape
     d = c // heads
     qh, kh, vh = (np.asarray(x, np.float64).reshape(b, n, heads, d).transpose(0, 2, 1, 3) for x in (q, k, v))
@@ -35,8 +37,8 @@ def nxn_reference(q, k, v, heads, scale, variant, centering, mask=None):
     elif centering == "features":
         kh = kh - kh.mean(3, keepdims=True)
     s = scale * qh @ np.swapaxes(kh, 2, 3)                        # [B, H, n, n]
-    if variant == "paper":
-        p = (1.0 + s) * w
+    if variant in ("paper", "order2"):
+        p = (1.0 + s + (s * s / 2 if variant == "order2" else 0.0)) * w
         z = (p @ vh) / p.sum(-1, keepdims=True)
     else:
         z = (s * w) @ vh
@@ -252,6 +254,23 @@ def test_cli_compile_taylor(tiny_zoo, tmp_path):
     assert row["taylor"]["mul"] == 3 * 2 * 17 * 64 * 64          # code variant: 2nd² per head
     assert main(["compile", str(tiny_zoo), "--passes", "taylor", "--target", "none", "--layers", "9",
                  "-o", str(tmp_path / "bad")]) == 2
+
+
+def test_cli_compile_taylor_second_order_counts_its_cost(tiny_zoo, tmp_path):
+    """order2: the quadratic term's 2nd³ + 3nd² multiplications per head are in the record, which says
+    that at 17 tokens (break-even beyond d² = 4096) linearisation does not pay."""
+    from vitc.cli import main
+    out = tmp_path / "out"
+    assert main(["compile", str(tiny_zoo), "--passes", "taylor", "--target", "none", "--layers", "0",
+                 "--taylor-variant", "order2", "-o", str(out)]) == 0
+    rec = json.loads((out / "blocks.json").read_text())["passes"][0]
+    assert rec["details"]["variant"] == "order2" and rec["details"]["centering"] == "tokens"
+    row = rec["details"]["opcount"]["per_block"][0]
+    n, d = 17, 64
+    first = taylor_attention_counts(n, d, 3, "paper", "tokens")
+    assert row["taylor"]["mul"] == first.mul + 3 * (2 * n * d ** 3 + 3 * n * d * d)
+    assert row["break_even_tokens"] > d * d
+    assert "does not pay" in rec["details"]["opcount"]["note"]
 
 
 REF_P4 = REFERENCE / "vit_digits_p4.onnx"
