@@ -82,6 +82,7 @@ from vitc.backends.vitality_model import (
     softmax_attention_cost, taylor_attention_cost, vitality_hw,
 )
 from vitc.core.errors import VitcInputError
+from vitc.runtime.taylor_ops import DEFAULT_CENTERING
 
 #: ai.vitc ops costed as one attention core → kind of core
 CORE_OPS = {"ai.vitc::TaylorAttention": "taylor", "ai.vitc::Attention": "softmax"}
@@ -210,7 +211,7 @@ def core_info(op) -> CoreInfo | str:
                     masked=len(op.inputs) > 3 and bool(op.inputs[3]))
     if kind == "taylor":
         info.variant = str(op.attrs.get("variant", "paper"))
-        info.centering = str(op.attrs.get("centering", "tokens" if info.variant == "paper" else "features"))
+        info.centering = str(op.attrs.get("centering", DEFAULT_CENTERING.get(info.variant, "tokens")))
         if info.variant not in TAYLOR_VARIANTS or info.centering not in CENTERINGS:
             return f"no ViTALiTy cycle model for the TaylorAttention form {info.variant}/{info.centering}"
         info.simplified = bool(op.attrs.get("simplified", 0))

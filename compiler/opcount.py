@@ -109,9 +109,8 @@ def taylor_attention_counts(n: int, d: int, heads: int = 1, variant: str = "pape
     c.add += n * d * d + n * d
     if variant == "order2":
         # Q⊗Q, K̂⊗K̂ (d² features per token); G₂ = (K̂⊗K̂)ᵀV, k̂₂_sum; (Q⊗Q)·k̂₂_sumᵀ, (Q⊗Q)·G₂ — s²/2 folded
-        d2 = d * d
-        c.mul += 2 * n * d2 + n * d2 * d + n * d2 + n * d2 * d
-        c.add += n * d2 * d + n * d2 + n * d2 + n * d2 * d + n + n * d
+        c.mul += 2 * n * d ** 3 + 3 * n * d * d
+        c.add += 2 * n * d ** 3 + 2 * n * d * d + n * d + n
     # step 6: Z = diag(t_D)⁻¹ T_N
     c.div += n * d
     return c.scaled(heads)

@@ -227,7 +227,7 @@ class TaylorOptions(PassOptions):
                           help="paper (Algorithm 1, default), code (released implementation: s·Q(K̂ᵀV)) or order2 "
                                "(second-order expansion 1 + x + x²/2: more faithful, O(n·d³) per head)")
     centering: str | None = option(None, "--taylor-centering", choices=CENTERINGS, type=str,
-                                   help="key centring axis (default: tokens for paper, features for code)")
+                                   help="key centring axis (default: tokens for paper and order2, features for code)")
     max_drop: float | None = option(None, "--max-drop", type=float, metavar="PP", check=at_least(0.0),
                                     help="choose layers greedily: end-to-end calibration accuracy (agreement "
                                          "without labels) may drop at most PP percentage points")

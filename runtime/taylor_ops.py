@@ -310,13 +310,12 @@ def _taylor_steps(w: WorkList, qh, kt, vh, wk, variant: str, centering: str, sim
     t_n = w.op("Add", w.op("MatMul", qh, w.op("Mul", g, scale, out=g.shape), out=(b, h, n, dv)), vsum,
                out=(b, h, n, dv))
     if variant == "order2":
-        d2 = d * d
-        k2 = w.op("Mul", w.view(kc, (b, h, kt.shape[3], d, 1)), w.view(kc, (b, h, kt.shape[3], 1, d)),
-                  out=(b, h, kt.shape[3], d, d))
+        d2, nk = d * d, kt.shape[3]
+        k2 = w.op("Mul", w.view(kc, (b, h, nk, d, 1)), w.view(kc, (b, h, nk, 1, d)), out=(b, h, nk, d, d))
         q2 = w.op("Mul", w.view(qh, (b, h, n, d, 1)), w.view(qh, (b, h, n, 1, d)), out=(b, h, n, d, d))
-        k2, q2 = w.view(k2, (b, h, kt.shape[3], d2)), w.view(q2, (b, h, n, d2))
+        k2, q2 = w.view(k2, (b, h, nk, d2)), w.view(q2, (b, h, n, d2))
         half_s2 = w.op("Mul", w.op("Mul", scale, scale, out=()), w.const(), out=())
-        g2 = w.op("MatMul", w.view(k2, (b, h, d2, kt.shape[3])), vh, out=(b, h, d2, dv))
+        g2 = w.op("MatMul", w.view(k2, (b, h, d2, nk)), vh, out=(b, h, d2, dv))
         k2sum = w.reduce("ReduceSum", k2, [2], out=(b, h, 1, d2))
         t_d = w.op("Add", t_d, w.op("MatMul", q2, w.view(w.op("Mul", k2sum, half_s2, out=k2sum.shape), (b, h, d2, 1)),
                                     out=(b, h, n, 1)), out=(b, h, n, 1))
@@ -385,14 +384,17 @@ def _quadratic_terms_np(qh: np.ndarray, kc: np.ndarray, vh: np.ndarray, scale: f
     """``order2``'s s²/2·(Q⊗Q)·k̂₂_sumᵀ [B, h, N, 1] and s²/2·(Q⊗Q)·G₂ [B, h, N, dv] from
     [B, h, N, d] Q and centred, masked K̂, ``chunk`` samples at a time (the d² features of a
     chunk only)."""
-    bsz, h, n, d = qh.shape
+    def outer(x):                                    # [b, h, N, d] → x⊗x [b, h, N, d²]
+        return (x[..., :, None] * x[..., None, :]).reshape(x.shape[:3] + (-1,))
+
+    bsz, h, n, _ = qh.shape
+    half_s2 = 0.5 * scale * scale
     t_d, t_n = np.empty((bsz, h, n, 1)), np.empty(qh.shape[:3] + (vh.shape[3],))
     for lo in range(0, bsz, chunk):
         sl = slice(lo, lo + chunk)
-        k2 = (kc[sl, ..., :, None] * kc[sl, ..., None, :]).reshape(kc[sl].shape[:3] + (d * d,))
-        q2 = (qh[sl, ..., :, None] * qh[sl, ..., None, :]).reshape(qh[sl].shape[:3] + (d * d,))
-        t_d[sl] = 0.5 * scale * scale * (q2 @ np.swapaxes(k2.sum(axis=2, keepdims=True), 2, 3))
-        t_n[sl] = 0.5 * scale * scale * (q2 @ (np.swapaxes(k2, 2, 3) @ vh[sl]))
+        k2, q2 = outer(kc[sl]), outer(qh[sl])
+        t_d[sl] = half_s2 * (q2 @ np.swapaxes(k2.sum(axis=2, keepdims=True), 2, 3))
+        t_n[sl] = half_s2 * (q2 @ (np.swapaxes(k2, 2, 3) @ vh[sl]))
     return t_d, t_n
 
 
