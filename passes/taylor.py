@@ -411,18 +411,29 @@ def decline_reason(cm: CompiledModel, ctx, site) -> str | None:
     return None
 
 
-def _block_values(cm: CompiledModel, ctx, block: EncoderBlock) -> dict[str, np.ndarray]:
-    """Teacher-forced q, k, v, mask, attention output and residual partner of ``block``."""
-    names = [block.x_in, block.attn_output] + ([block.block_input] if block.block_input else [])
-    acts = ctx.activations(cm, names)
-    x = acts[block.x_in].astype(np.float64)
-    out = {"attn_output": acts[block.attn_output], "block_input": acts.get(block.block_input)}
-    for role, proj in (("q", block.q_proj), ("k", block.k_proj), ("v", block.v_proj)):
-        out[role] = _linear(x, *_projection(cm, proj))
-    out["mask"] = None
-    if block.has_mask:
-        out["mask"] = mask_values(cm, ctx, block)
-    return out
+SAMPLE_CHUNK = 256     # calibration samples per step of the teacher-forced cores (bounds their float64 temporaries)
+
+
+def _block_cores(cm: CompiledModel, ctx, block: EncoderBlock, x_all: np.ndarray, variant: str, centering: str,
+                 exact_heads: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Teacher-forced Taylor core output [B, N, C] of ``block`` for its inputs ``x_all`` [B, N, C] and, with
+    ``exact_heads``, its softmax heads [B, N, H, d]; float64, computed :data:`SAMPLE_CHUNK` samples
+    at a time so that q, k, v and the cores' temporaries exist for one chunk only (a whole
+    calibration set of a few thousand sentences would need several GB of them at once)."""
+    mask = mask_values(cm, ctx, block) if block.has_mask else None
+    node = cm.node(block.attention)
+    heads, scale = int(node.attrs["num_heads"]), float(node.attrs["scale"])
+    projections = [_projection(cm, p) for p in (block.q_proj, block.k_proj, block.v_proj)]
+    per_sample_mask = mask is not None and np.ndim(mask) >= 1 and np.shape(mask)[0] == len(x_all)
+    cores, exact = [], []
+    for start in range(0, len(x_all), SAMPLE_CHUNK):
+        x = x_all[start:start + SAMPLE_CHUNK].astype(np.float64)
+        q, k, v = (_linear(x, *p) for p in projections)
+        m = mask[start:start + SAMPLE_CHUNK] if per_sample_mask else mask
+        cores.append(taylor_attention_np(q, k, v, heads, scale, variant, centering, m))
+        if exact_heads:
+            exact.append(softmax_heads_np(q, k, v, heads, scale, range(heads), m))
+    return np.concatenate(cores), (np.concatenate(exact) if exact_heads else None)
 
 
 def mask_values(cm: CompiledModel, ctx, block) -> np.ndarray:
@@ -453,18 +464,19 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     output cosine to their softmax output is below it stay exact, and the cosines and the refit
     are of that hybrid core; a block with no head at the floor is ``declined`` (with why).
     """
-    vals = _block_values(cm, ctx, block)
-    node = cm.node(block.attention)
-    heads, scale = int(node.attrs["num_heads"]), float(node.attrs["scale"])
-    z = taylor_attention_np(vals["q"], vals["k"], vals["v"], heads, scale, variant, centering, vals["mask"])
-    y = vals["attn_output"].astype(np.float64)
+    heads = int(cm.node(block.attention).attrs["num_heads"])
+    if head_cos_floor is not None and block.has_mask:
+        mask = mask_values(cm, ctx, block)
+        if np.ndim(mask) == 4 and np.shape(mask)[1] != 1:
+            return BlockFit(block.index, float("nan"),
+                            declined="a mask per head: hybrid heads need one key mask for all heads; kept as softmax")
+    acts = ctx.activations(cm, [block.x_in, block.attn_output] + ([block.block_input] if block.block_input else []))
+    z, exact = _block_cores(cm, ctx, block, acts[block.x_in], variant, centering,
+                            exact_heads=head_cos_floor is not None)
+    y = acts[block.attn_output].astype(np.float64)
     keep = ctx.token_mask(cm, y.shape[1]) if y.ndim == 3 else None
     head_cos, soft = None, []
     if head_cos_floor is not None:
-        if vals["mask"] is not None and np.ndim(vals["mask"]) == 4 and np.shape(vals["mask"])[1] != 1:
-            return BlockFit(block.index, float("nan"),
-                            declined="a mask per head: hybrid heads need one key mask for all heads; kept as softmax")
-        exact = softmax_heads_np(vals["q"], vals["k"], vals["v"], heads, scale, range(heads), vals["mask"])
         head_cos = head_cosines(z.reshape(exact.shape), exact, keep)
         soft = [h for h in range(heads) if head_cos[h] < head_cos_floor]
         if len(soft) == heads:
@@ -483,7 +495,7 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     if keep is not None:
         before = before * keep[..., None]
     fit = BlockFit(block.index, mean_cosine(before, y), head_cosines=head_cos, softmax_heads=soft)
-    resid = vals["block_input"]
+    resid = acts.get(block.block_input)
     if resid is not None and keep is not None and resid.shape == y.shape:
         resid = resid * keep[..., None]
     if resid is not None and resid.shape == y.shape:
