@@ -414,13 +414,13 @@ def decline_reason(cm: CompiledModel, ctx, site) -> str | None:
 SAMPLE_CHUNK = 256     # calibration samples per step of the teacher-forced cores (bounds their float64 temporaries)
 
 
-def _block_cores(cm: CompiledModel, ctx, block: EncoderBlock, x_all: np.ndarray, variant: str, centering: str,
-                 exact_heads: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Teacher-forced Taylor core output [B, N, C] of ``block`` for its inputs ``x_all`` [B, N, C] and, with
+def _block_cores(cm: CompiledModel, block: EncoderBlock, x_all: np.ndarray, mask: np.ndarray | None, variant: str,
+                 centering: str, exact_heads: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Teacher-forced Taylor core output [B, N, C] of ``block`` for its inputs ``x_all`` [B, N, C] and
+    additive ``mask`` (:func:`mask_values`, or None) and, with
     ``exact_heads``, its softmax heads [B, N, H, d]; float64, computed :data:`SAMPLE_CHUNK` samples
     at a time so that q, k, v and the cores' temporaries exist for one chunk only (a whole
     calibration set of a few thousand sentences would need several GB of them at once)."""
-    mask = mask_values(cm, ctx, block) if block.has_mask else None
     node = cm.node(block.attention)
     heads, scale = int(node.attrs["num_heads"]), float(node.attrs["scale"])
     projections = [_projection(cm, p) for p in (block.q_proj, block.k_proj, block.v_proj)]
@@ -465,14 +465,12 @@ def fit_block(cm: CompiledModel, ctx, block: EncoderBlock, variant: str, centeri
     are of that hybrid core; a block with no head at the floor is ``declined`` (with why).
     """
     heads = int(cm.node(block.attention).attrs["num_heads"])
-    if head_cos_floor is not None and block.has_mask:
-        mask = mask_values(cm, ctx, block)
-        if np.ndim(mask) == 4 and np.shape(mask)[1] != 1:
-            return BlockFit(block.index, float("nan"),
-                            declined="a mask per head: hybrid heads need one key mask for all heads; kept as softmax")
+    mask = mask_values(cm, ctx, block) if block.has_mask else None
+    if head_cos_floor is not None and np.ndim(mask) == 4 and np.shape(mask)[1] != 1:
+        return BlockFit(block.index, float("nan"),
+                        declined="a mask per head: hybrid heads need one key mask for all heads; kept as softmax")
     acts = ctx.activations(cm, [block.x_in, block.attn_output] + ([block.block_input] if block.block_input else []))
-    z, exact = _block_cores(cm, ctx, block, acts[block.x_in], variant, centering,
-                            exact_heads=head_cos_floor is not None)
+    z, exact = _block_cores(cm, block, acts[block.x_in], mask, variant, centering, exact_heads=head_cos_floor is not None)
     y = acts[block.attn_output].astype(np.float64)
     keep = ctx.token_mask(cm, y.shape[1]) if y.ndim == 3 else None
     head_cos, soft = None, []
