@@ -32,6 +32,7 @@ a set, not the same sentences), ``--epochs 6 --budget 1700``; 35 minutes, 13 GB.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import random
 import re
 import sys
@@ -46,6 +47,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from minilm_acceptance import model_path  # noqa: E402
 
+from vitc.core.errors import VitcInputError  # noqa: E402
 from vitc.core.io import load_model  # noqa: E402
 from vitc.pipeline import compile_model  # noqa: E402
 from vitc.runtime.data import load_dataset  # noqa: E402
@@ -115,6 +117,14 @@ def package_docstrings(name: str) -> str:
     mods = [root] + [_quiet_import(info.name) for info in pkgutil.walk_packages(root.__path__, name + ".")
                      if not any(p.startswith("_") or p in ("tests", "testing") for p in info.name.split(".")[1:])]
     return " ".join(d for m in mods if m is not None for d in _docstrings(m, own_only=False))
+
+
+def _installed(name: str) -> bool:
+    """Whether ``name`` is an importable module or package here."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):      # a dotted name under a missing package; ""
+        return False
 
 
 def corpus(work: Path, calib_size: int, packages: tuple[str, ...] = ()) -> tuple[Path, Path]:
@@ -257,13 +267,27 @@ def main() -> None:
     missing = [f for f in ("calib.txt", "test.txt") if args.corpus and not (args.corpus / f).is_file()]
     if missing:
         ap.error(f"--corpus {args.corpus}: no {' or '.join(missing)} there")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.only != "p4":
-            if not args.tokenizer:
-                sys.exit("--tokenizer is needed for the MiniLM part (or --only p4)")
-            minilm(args, Path(tmp))
-        if args.only != "minilm":
-            reference(args)
+    if args.calib_packages and args.corpus:
+        ap.error("--calib-packages builds the corpus; it does not go with --corpus")
+    absent = [name for name in args.calib_packages if not _installed(name)]
+    if absent:
+        ap.error(f"--calib-packages: not installed: {', '.join(absent)}")
+    if args.only != "p4":
+        if not args.tokenizer:
+            ap.error("--tokenizer is needed for the MiniLM part (or --only p4)")
+        unreadable = [f"{flag} {f}" for flag, f in (("--tokenizer", args.tokenizer), ("--model", args.model))
+                      if f and not Path(f).is_file()]
+        if unreadable:
+            ap.error(f"no such file: {', '.join(unreadable)}")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.only != "p4":
+                minilm(args, Path(tmp))
+            if args.only != "minilm":
+                reference(args)
+    except VitcInputError as e:        # a corrupted model, an empty corpus file: one line, exit 2
+        print(f"recovery_acceptance: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
